@@ -1,0 +1,138 @@
+// Leases with fencing tokens: the lease core. In-process, no sockets; thread-safe.
+//
+// A lease is a lock with a time to live. Every grant carries a fence: a positive 64-bit integer from
+// one process-wide counter, so fences strictly increase across all acquisitions of every key and are
+// never reissued (the counter is restored from storage after a restart). Whoever writes to a shared
+// resource passes the fence along, and the resource rejects writes with an older fence
+// (see fenced_register.h), which makes lease expiry safe.
+#ifndef TOLLGATE_LEASE_MANAGER_H_
+#define TOLLGATE_LEASE_MANAGER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tollgate/clock.h"
+#include "tollgate/journal.h"
+
+namespace tollgate {
+
+inline constexpr size_t kMaxKeyBytes = 512;
+inline constexpr Duration kMinTtl = std::chrono::milliseconds(1);
+inline constexpr Duration kMaxTtl = std::chrono::milliseconds(86'400'000);
+inline constexpr Duration kMaxWait = std::chrono::milliseconds(86'400'000);
+
+struct LeaseGrant {
+  std::string lock_id;  // 32 lowercase hex chars: 128 bits from the kernel CSPRNG
+  uint64_t fence = 0;
+  Duration ttl{0};
+};
+
+struct LeaseInfo {
+  uint64_t fence = 0;
+  Duration ttl_remaining{0};
+  std::optional<std::string> owner;
+  size_t waiters = 0;
+};
+
+struct AcquireRequest {
+  std::string key;                   // 1..kMaxKeyBytes bytes, binary-safe
+  Duration ttl{0};                   // [kMinTtl, kMaxTtl]
+  Duration wait{0};                  // [0, kMaxWait]; 0 = do not wait
+  std::optional<std::string> owner;  // free-form label shown by Info
+};
+
+// Called exactly once for a queued waiter: with the grant, or nullopt when the wait ran out (or the
+// manager shut down). Invoked on the timer thread or on the thread whose call freed the key, never
+// while the manager holds a lock, so it may call back into the manager.
+using GrantCallback = std::function<void(std::optional<LeaseGrant>)>;
+
+class LeaseManager {
+ public:
+  struct Options {
+    Clock* clock = RealClock();  // not owned
+    Journal* journal = nullptr;  // not owned; null = memory only
+    // After a lease expires without release, the key is not granted again for this long.
+    Duration lock_delay{0};
+    // Runs a thread that fires due timers (waiter timeouts, grants on expiry, memory sweep). Without
+    // it the caller must call Tick() itself.
+    bool timer_thread = true;
+    // Blocking calls (Acquire/TryAcquire/Release/Extend) return only after the journal made their
+    // change durable. The server turns this off and holds replies itself.
+    bool wait_durable = true;
+  };
+
+  explicit LeaseManager(Options options);
+  // Stops the timer thread; queued waiters receive nullopt.
+  ~LeaseManager();
+  LeaseManager(const LeaseManager&) = delete;
+  LeaseManager& operator=(const LeaseManager&) = delete;
+
+  // Recovery, before serving: raises the fence counter to at least `fence`.
+  void RestoreFence(uint64_t fence);
+  // Recovery, before serving: reinstates a stored lease. If it is still unexpired (by the wall clock)
+  // it is held for its remaining time; if it expired less than lock_delay ago the key stays blocked
+  // for the rest of the delay; otherwise the stored record is deleted.
+  void RestoreLease(std::string_view key, const StoredLease& lease);
+
+  // Grants the lease if the key is free (not held, not in lock-delay, nobody queued), else returns
+  // nullopt. Never waits (req.wait is ignored). InvalidArgument for a bad key or ttl.
+  [[nodiscard]] absl::StatusOr<std::optional<LeaseGrant>> TryAcquire(const AcquireRequest& req);
+  // Like TryAcquire but, if the key is taken, waits up to req.wait in FIFO order with other waiters.
+  // Needs the timer thread (or another thread calling Tick()).
+  [[nodiscard]] absl::StatusOr<std::optional<LeaseGrant>> Acquire(const AcquireRequest& req);
+
+  struct AsyncStart {
+    bool queued = false;               // true: `cb` will be called later, once
+    std::optional<LeaseGrant> grant;   // when !queued: the immediate answer
+    uint64_t waiter_id = 0;            // when queued: pass to CancelWaiter
+  };
+  // Non-blocking acquire. If the answer is known now (granted, or taken and req.wait == 0), returns it
+  // and never calls `cb`. Otherwise queues a waiter (FIFO per key) and calls `cb` exactly once later.
+  [[nodiscard]] absl::StatusOr<AsyncStart> AcquireAsync(const AcquireRequest& req, GrantCallback cb);
+  // Removes a queued waiter. Returns true if it was still queued (its callback will not be called);
+  // false if it was already answered or unknown.
+  bool CancelWaiter(std::string_view key, uint64_t waiter_id);
+
+  // Releases the lease held by lock_id. OK; FailedPrecondition if key is not held by lock_id
+  // (expired, released, or another holder); InvalidArgument for a bad key.
+  [[nodiscard]] absl::Status Release(std::string_view key, std::string_view lock_id);
+  // Sets the expiry of the lease held by lock_id to now + ttl and returns ttl. Never revives an
+  // expired lease: FailedPrecondition if the key is not held by lock_id. InvalidArgument for bad
+  // key or ttl.
+  [[nodiscard]] absl::StatusOr<Duration> Extend(std::string_view key, std::string_view lock_id,
+                                                Duration ttl);
+  // The current lease on key, or nullopt when nobody holds it. Never reveals the lock_id.
+  [[nodiscard]] absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key);
+
+  // Fires every timer due at the clock's current time: expires leases, times out waiters, grants
+  // queued waiters, frees memory of idle keys. Safe to call from any thread at any time.
+  void Tick();
+  // The earliest pending timer, if any.
+  std::optional<SteadyTime> NextDeadline();
+
+  // Highest fence issued so far (0 if none).
+  uint64_t last_fence() const;
+  // Number of keys the manager currently keeps state for (held, blocked or with waiters).
+  size_t key_count();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Validation shared by the core and the server's argument parsing. Each returns InvalidArgument with
+// a message naming the argument and the accepted range.
+[[nodiscard]] absl::Status ValidateKey(std::string_view key, std::string_view what = "key");
+[[nodiscard]] absl::Status ValidateTtl(Duration ttl);
+[[nodiscard]] absl::Status ValidateWait(Duration wait);
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_LEASE_MANAGER_H_

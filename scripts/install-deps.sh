@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of tollgate from Debian 12 packages.
+# Idempotent: packages already present are skipped, so running it again is cheap.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libgtest-dev libgmock-dev libbenchmark-dev
+  librocksdb-dev     # embedded durable store (lease and fence state, WAL group commit)
+  libcli11-dev       # command-line parsing for the tollgate executable
+  libspdlog-dev      # server logging
+  libabsl-dev        # Status/StatusOr, flat_hash_map, Mutex with thread-safety annotations
+  libhiredis-dev     # Redis-protocol client used by the integration and crash tests
+  redis-server redis-tools  # redis-cli / redis-benchmark, and the peer in bench/
+  clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian redis-server package starts a system redis on 6379; tollgate's tests and benchmarks start
+# their own instances on free ports and never use it.
