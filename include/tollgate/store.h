@@ -1,0 +1,77 @@
+// The embedded durable store, tollgate's default: a RocksDB database whose write-ahead log is synced
+// before any change is reported durable. Concurrent changes share one write and one fsync
+// (group commit): a committer thread takes everything appended since its last write, writes it as one
+// batch with sync=true, then advances the durable sequence.
+#ifndef TOLLGATE_STORE_H_
+#define TOLLGATE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tollgate/journal.h"
+
+namespace tollgate {
+
+// Everything found in the store when it was opened.
+struct RecoveredState {
+  uint64_t max_fence = 0;  // highest fence ever journaled (leases since deleted included)
+  std::vector<std::pair<std::string, StoredLease>> leases;
+  struct Register {
+    std::string resource;
+    uint64_t fence = 0;
+    std::string value;
+  };
+  std::vector<Register> registers;
+};
+
+class DurableStore final : public Journal {
+ public:
+  struct Options {
+    std::string dir;  // created if missing
+    // Called on the committer thread after every group commit with the new durable sequence.
+    std::function<void(uint64_t durable_seq)> on_durable;
+    // Called once if a write or sync fails. The default logs and exits the process with status 75:
+    // nothing unsynced was ever acknowledged, so a restart recovers a consistent state, whereas going
+    // on would acknowledge changes a later crash could lose.
+    std::function<void(const absl::Status&)> on_failure;
+  };
+  struct Stats {
+    uint64_t commits = 0;  // group commits (one fsync each)
+    uint64_t records = 0;  // records written
+  };
+
+  // Opens (or creates) the store and reads its contents into *recovered. Unavailable if the
+  // directory cannot be opened (for example, another process holds its lock).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DurableStore>> Open(Options options,
+                                                                         RecoveredState* recovered);
+  // Commits and syncs everything appended, then closes the database.
+  ~DurableStore() override;
+
+  uint64_t AppendLeasePut(std::string_view key, const StoredLease& lease) override;
+  uint64_t AppendLeaseDelete(std::string_view key) override;
+  uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
+                             std::string_view value) override;
+  uint64_t LastAppended() const override;
+  uint64_t LastDurable() const override;
+  [[nodiscard]] absl::Status WaitDurable(uint64_t seq) override;
+
+  // Commits and syncs everything appended so far, then stops accepting work. Idempotent.
+  [[nodiscard]] absl::Status Close();
+  Stats stats() const;
+
+  class Impl;
+
+ private:
+  explicit DurableStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_STORE_H_

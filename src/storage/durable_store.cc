@@ -1,0 +1,246 @@
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "storage/record_codec.h"
+#include "tollgate/store.h"
+
+namespace tollgate {
+namespace {
+
+rocksdb::Slice S(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::UnavailableError(std::string(what) + ": " + s.ToString());
+}
+
+}  // namespace
+
+class DurableStore::Impl {
+ public:
+  Impl(Options o, rocksdb::DB* db, uint64_t persisted_fence)
+      : opt_(std::move(o)), db_(db), persisted_fence_(persisted_fence) {
+    committer_ = std::thread([this] { CommitLoop(); });
+  }
+
+  ~Impl() { (void)Close(); }
+
+  uint64_t LeasePut(std::string_view key, const StoredLease& lease) {
+    std::string k = storage::LeaseKey(key), v = storage::EncodeLease(lease);
+    std::lock_guard<std::mutex> l(mu_);
+    batch_.Put(S(k), S(v));
+    if (lease.fence > batch_fence_) batch_fence_ = lease.fence;
+    return Appended();
+  }
+
+  uint64_t LeaseDelete(std::string_view key) {
+    std::string k = storage::LeaseKey(key);
+    std::lock_guard<std::mutex> l(mu_);
+    batch_.Delete(S(k));
+    return Appended();
+  }
+
+  uint64_t RegisterPut(std::string_view resource, uint64_t fence, std::string_view value) {
+    std::string k = storage::RegisterKey(resource), v = storage::EncodeRegister(fence, value);
+    std::lock_guard<std::mutex> l(mu_);
+    batch_.Put(S(k), S(v));
+    return Appended();
+  }
+
+  uint64_t LastAppended() const { return appended_.load(std::memory_order_acquire); }
+  uint64_t LastDurable() const { return durable_.load(std::memory_order_acquire); }
+
+  absl::Status WaitDurable(uint64_t seq) {
+    std::unique_lock<std::mutex> l(durable_mu_);
+    durable_cv_.wait(l, [&] { return durable_.load() >= seq || !failure_.ok() || closed_; });
+    if (durable_.load() >= seq) return absl::OkStatus();
+    if (!failure_.ok()) return failure_;
+    return absl::UnavailableError("store is closed");
+  }
+
+  absl::Status Close() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (closing_) return absl::OkStatus();
+      closing_ = true;
+    }
+    cv_.notify_one();
+    committer_.join();
+    absl::Status st = FromRocks(db_->SyncWAL(), "sync WAL on close");
+    if (st.ok()) st = FromRocks(db_->Close(), "close store");
+    delete db_;
+    db_ = nullptr;
+    {
+      std::lock_guard<std::mutex> l(durable_mu_);
+      closed_ = true;
+    }
+    durable_cv_.notify_all();
+    return st;
+  }
+
+  Stats stats() const { return {commits_.load(), records_.load()}; }
+
+ private:
+  // REQUIRES: mu_ held. Counts one appended record and wakes the committer if it sleeps.
+  uint64_t Appended() {
+    uint64_t seq = appended_.load(std::memory_order_relaxed) + 1;
+    appended_.store(seq, std::memory_order_release);
+    if (committer_idle_) {
+      committer_idle_ = false;
+      cv_.notify_one();
+    }
+    return seq;
+  }
+
+  void CommitLoop() {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::WriteBatch batch;
+    for (;;) {
+      uint64_t last, fence;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        while (batch_.Count() == 0 && !closing_) {
+          committer_idle_ = true;
+          cv_.wait(l);
+        }
+        committer_idle_ = false;
+        if (batch_.Count() == 0) return;  // closing and drained
+        batch.Clear();
+        std::swap(batch, batch_);
+        last = appended_.load(std::memory_order_relaxed);
+        fence = batch_fence_;
+      }
+      const uint64_t n = batch.Count();
+      if (fence > persisted_fence_) batch.Put(S(storage::kFenceKey), S(storage::EncodeU64(fence)));
+      absl::Status st = FromRocks(db_->Write(wo, &batch), "write to store");
+      if (!st.ok()) {
+        Fail(st);
+        return;
+      }
+      persisted_fence_ = std::max(persisted_fence_, fence);
+      commits_.fetch_add(1, std::memory_order_relaxed);
+      records_.fetch_add(n, std::memory_order_relaxed);
+      {
+        std::lock_guard<std::mutex> l(durable_mu_);
+        durable_.store(last, std::memory_order_release);
+      }
+      durable_cv_.notify_all();
+      if (opt_.on_durable) opt_.on_durable(last);
+    }
+  }
+
+  void Fail(const absl::Status& st) {
+    {
+      std::lock_guard<std::mutex> l(durable_mu_);
+      failure_ = st;
+    }
+    durable_cv_.notify_all();
+    if (opt_.on_failure) {
+      opt_.on_failure(st);
+      return;
+    }
+    std::fprintf(stderr, "tollgate: FATAL: %s; exiting so that no unsynced change is acknowledged\n",
+                 std::string(st.message()).c_str());
+    std::_Exit(75);
+  }
+
+  Options opt_;
+  rocksdb::DB* db_;
+
+  std::mutex mu_;  // guards batch_, batch_fence_, closing_, committer_idle_; orders appends
+  std::condition_variable cv_;
+  rocksdb::WriteBatch batch_;
+  uint64_t batch_fence_ = 0;
+  bool closing_ = false;
+  bool committer_idle_ = false;
+  std::atomic<uint64_t> appended_{0};
+
+  std::mutex durable_mu_;  // guards failure_, closed_; pairs with durable_cv_
+  std::condition_variable durable_cv_;
+  std::atomic<uint64_t> durable_{0};
+  absl::Status failure_;
+  bool closed_ = false;
+
+  uint64_t persisted_fence_;  // committer thread only
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> records_{0};
+  std::thread committer_;
+};
+
+absl::StatusOr<std::unique_ptr<DurableStore>> DurableStore::Open(Options options,
+                                                                 RecoveredState* recovered) {
+  rocksdb::Options ro;
+  ro.create_if_missing = true;
+  ro.IncreaseParallelism(2);
+  ro.keep_log_file_num = 4;
+  ro.max_manifest_file_size = 64 << 20;
+  rocksdb::DB* db = nullptr;
+  absl::Status st = FromRocks(rocksdb::DB::Open(ro, options.dir, &db), "open store " + options.dir);
+  if (!st.ok()) return st;
+
+  RecoveredState state;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k(it->key().data(), it->key().size());
+    std::string_view v(it->value().data(), it->value().size());
+    bool ok = true;
+    if (k == storage::kFenceKey) {
+      auto f = storage::DecodeU64(v);
+      ok = f.has_value();
+      if (ok) state.max_fence = std::max(state.max_fence, *f);
+    } else if (!k.empty() && k[0] == storage::kLeasePrefix) {
+      auto lease = storage::DecodeLease(v);
+      ok = lease.has_value();
+      if (ok) {
+        state.max_fence = std::max(state.max_fence, lease->fence);
+        state.leases.emplace_back(std::string(k.substr(1)), std::move(*lease));
+      }
+    } else if (!k.empty() && k[0] == storage::kRegisterPrefix) {
+      auto reg = storage::DecodeRegister(v);
+      ok = reg.has_value();
+      if (ok) state.registers.push_back({std::string(k.substr(1)), reg->first, reg->second});
+    }
+    if (!ok) {
+      it.reset();
+      delete db;
+      return absl::DataLossError("store " + options.dir + " holds a corrupt record");
+    }
+  }
+  st = FromRocks(it->status(), "read store");
+  it.reset();
+  if (!st.ok()) {
+    delete db;
+    return st;
+  }
+  const uint64_t fence = state.max_fence;
+  if (recovered != nullptr) *recovered = std::move(state);
+  return std::unique_ptr<DurableStore>(
+      new DurableStore(std::make_unique<Impl>(std::move(options), db, fence)));
+}
+
+DurableStore::DurableStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DurableStore::~DurableStore() = default;
+
+uint64_t DurableStore::AppendLeasePut(std::string_view key, const StoredLease& lease) {
+  return impl_->LeasePut(key, lease);
+}
+uint64_t DurableStore::AppendLeaseDelete(std::string_view key) { return impl_->LeaseDelete(key); }
+uint64_t DurableStore::AppendRegisterPut(std::string_view resource, uint64_t fence,
+                                         std::string_view value) {
+  return impl_->RegisterPut(resource, fence, value);
+}
+uint64_t DurableStore::LastAppended() const { return impl_->LastAppended(); }
+uint64_t DurableStore::LastDurable() const { return impl_->LastDurable(); }
+absl::Status DurableStore::WaitDurable(uint64_t seq) { return impl_->WaitDurable(seq); }
+absl::Status DurableStore::Close() { return impl_->Close(); }
+DurableStore::Stats DurableStore::stats() const { return impl_->stats(); }
+
+}  // namespace tollgate

@@ -1,0 +1,111 @@
+#include "storage/record_codec.h"
+
+#include <cstring>
+
+namespace tollgate::storage {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+
+void PutFixed(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Reads `bytes` little-endian bytes from the front of *in; false if too short.
+bool GetFixed(std::string_view* in, int bytes, uint64_t* v) {
+  if (in->size() < static_cast<size_t>(bytes)) return false;
+  *v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  }
+  in->remove_prefix(bytes);
+  return true;
+}
+
+}  // namespace
+
+std::string LeaseKey(std::string_view key) {
+  std::string k(1, kLeasePrefix);
+  k.append(key);
+  return k;
+}
+
+std::string RegisterKey(std::string_view resource) {
+  std::string k(1, kRegisterPrefix);
+  k.append(resource);
+  return k;
+}
+
+std::string EncodeLease(const StoredLease& lease) {
+  std::string out;
+  out.reserve(32 + lease.lock_id.size() + (lease.owner ? lease.owner->size() : 0));
+  out.push_back(static_cast<char>(kVersion));
+  PutFixed(&out, lease.fence, 8);
+  const int64_t ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(lease.expiry.time_since_epoch())
+          .count();
+  PutFixed(&out, static_cast<uint64_t>(ns), 8);
+  PutFixed(&out, lease.lock_id.size(), 1);
+  out.append(lease.lock_id.substr(0, 255));
+  out.push_back(lease.owner ? 1 : 0);
+  if (lease.owner) {
+    PutFixed(&out, lease.owner->size(), 4);
+    out.append(*lease.owner);
+  }
+  return out;
+}
+
+std::optional<StoredLease> DecodeLease(std::string_view in) {
+  uint64_t version, fence, ns, id_len, has_owner;
+  if (!GetFixed(&in, 1, &version) || version != kVersion) return std::nullopt;
+  if (!GetFixed(&in, 8, &fence) || !GetFixed(&in, 8, &ns) || !GetFixed(&in, 1, &id_len)) {
+    return std::nullopt;
+  }
+  if (in.size() < id_len) return std::nullopt;
+  StoredLease lease;
+  lease.fence = fence;
+  lease.expiry = WallTime(std::chrono::duration_cast<WallTime::duration>(
+      std::chrono::nanoseconds(static_cast<int64_t>(ns))));
+  lease.lock_id = std::string(in.substr(0, id_len));
+  in.remove_prefix(id_len);
+  if (!GetFixed(&in, 1, &has_owner) || has_owner > 1) return std::nullopt;
+  if (has_owner) {
+    uint64_t owner_len;
+    if (!GetFixed(&in, 4, &owner_len) || in.size() != owner_len) return std::nullopt;
+    lease.owner = std::string(in);
+  } else if (!in.empty()) {
+    return std::nullopt;
+  }
+  return lease;
+}
+
+std::string EncodeRegister(uint64_t fence, std::string_view value) {
+  std::string out;
+  out.reserve(9 + value.size());
+  out.push_back(static_cast<char>(kVersion));
+  PutFixed(&out, fence, 8);
+  out.append(value);
+  return out;
+}
+
+std::optional<std::pair<uint64_t, std::string>> DecodeRegister(std::string_view in) {
+  uint64_t version, fence;
+  if (!GetFixed(&in, 1, &version) || version != kVersion || !GetFixed(&in, 8, &fence)) {
+    return std::nullopt;
+  }
+  return std::make_pair(fence, std::string(in));
+}
+
+std::string EncodeU64(uint64_t v) {
+  std::string out;
+  PutFixed(&out, v, 8);
+  return out;
+}
+
+std::optional<uint64_t> DecodeU64(std::string_view in) {
+  uint64_t v;
+  if (in.size() != 8 || !GetFixed(&in, 8, &v)) return std::nullopt;
+  return v;
+}
+
+}  // namespace tollgate::storage

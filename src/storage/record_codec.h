@@ -1,0 +1,41 @@
+// Byte layout of the records tollgate keeps in its store. Hand-written because it is a few fixed
+// fields; a general serializer (protobuf) would add a code generator for no gain.
+//
+//   key "L" + lease key     -> u8 version(1) | u64 fence | i64 wall expiry ns | u8 id len | id |
+//                              u8 has owner | [u32 owner len | owner]
+//   key "R" + resource      -> u8 version(1) | u64 fence | value bytes
+//   key "M:fence"           -> u64 highest fence ever issued
+// Integers are little-endian.
+#ifndef TOLLGATE_STORAGE_RECORD_CODEC_H_
+#define TOLLGATE_STORAGE_RECORD_CODEC_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tollgate/journal.h"
+
+namespace tollgate::storage {
+
+inline constexpr char kLeasePrefix = 'L';
+inline constexpr char kRegisterPrefix = 'R';
+inline constexpr std::string_view kFenceKey = "M:fence";
+
+std::string LeaseKey(std::string_view key);
+std::string RegisterKey(std::string_view resource);
+
+std::string EncodeLease(const StoredLease& lease);
+// nullopt if the bytes are not a valid lease record.
+std::optional<StoredLease> DecodeLease(std::string_view bytes);
+
+std::string EncodeRegister(uint64_t fence, std::string_view value);
+// nullopt if the bytes are not a valid register record.
+std::optional<std::pair<uint64_t, std::string>> DecodeRegister(std::string_view bytes);
+
+std::string EncodeU64(uint64_t v);
+std::optional<uint64_t> DecodeU64(std::string_view bytes);
+
+}  // namespace tollgate::storage
+
+#endif  // TOLLGATE_STORAGE_RECORD_CODEC_H_
