@@ -1,0 +1,34 @@
+// `tollgate serve`: the lease core and fenced registers behind the Redis protocol (RESP2, and RESP3
+// after HELLO 3), durable on the embedded store.
+#ifndef TOLLGATE_SERVER_H_
+#define TOLLGATE_SERVER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "tollgate/clock.h"
+
+namespace tollgate {
+
+inline constexpr int kDefaultPort = 7379;
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  int port = kDefaultPort;                  // 0 = any free port (printed on the ready line)
+  std::string data_dir = "tollgate-data";   // the embedded store's directory
+  std::string requirepass;                  // empty = no authentication
+  Duration lock_delay{0};                   // see LeaseManager::Options::lock_delay
+  int io_threads = 0;                       // 0 = one per core
+  int max_clients = 10000;                  // connections beyond this are refused with an error
+};
+
+// Opens the store, recovers, listens, and serves until SIGTERM or SIGINT; then stops accepting,
+// answers what it already read, syncs the store and returns 0. Prints
+// "tollgate ready on ADDR:PORT" to stdout (and flushes) once it accepts connections. Returns a
+// non-zero exit code, after logging why, if it cannot start.
+// REQUIRES: called once per process, from the main thread, before other threads exist.
+int RunServer(const ServerOptions& options);
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_SERVER_H_

@@ -1,0 +1,456 @@
+#include "server/io_thread.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/reply_builder.h"
+#include "spdlog/spdlog.h"
+
+namespace tollgate::server {
+namespace {
+
+constexpr uint64_t kListenerTag = 1;
+constexpr uint64_t kWakeTag = 2;
+constexpr uint64_t kFirstConnId = 16;
+constexpr size_t kReadChunk = 64 * 1024;
+// Stop reading from a connection while this much of its input waits unprocessed (it is blocked on
+// a lock) or this much output waits for the client to read it.
+constexpr size_t kMaxInputBacklog = 1 << 20;
+constexpr size_t kMaxOutputBacklog = 16 << 20;
+constexpr auto kStopGrace = std::chrono::seconds(10);
+
+}  // namespace
+
+struct IoThread::Conn final : public ClientControl {
+  Conn(IoThread* t, uint64_t id, int fd, protocol::ParserLimits limits)
+      : thread(t), id(id), fd(fd), parser(limits), reply(&building) {
+    session.id = id;
+  }
+
+  GrantCallback WaiterCallback(std::string key) override {
+    IoThread* t = thread;
+    const uint64_t conn_id = id, gen = block_generation + 1;
+    return [t, conn_id, gen, key = std::move(key)](std::optional<LeaseGrant> g) {
+      t->Post([t, conn_id, gen, key, g = std::move(g)]() mutable {
+        t->OnWaiterDone(conn_id, gen, key, std::move(g));
+      });
+    };
+  }
+
+  void Block(std::string key, uint64_t waiter) override {
+    blocked = true;
+    ++block_generation;
+    blocked_key = std::move(key);
+    waiter_id = waiter;
+    thread->services_.stats.blocked_clients.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  IoThread* thread;
+  const uint64_t id;
+  const int fd;
+  std::string in;
+  size_t in_off = 0;
+  protocol::RequestParser parser;
+  std::string building;  // replies produced since the last Seal
+  protocol::ReplyBuilder reply;
+  std::string out;  // replies released for writing
+  size_t out_off = 0;
+  size_t held = 0;  // this connection's entries in held_
+  Session session;
+  bool blocked = false;
+  uint64_t block_generation = 0;
+  std::string blocked_key;
+  uint64_t waiter_id = 0;
+  bool closing = false;  // process no more input; close once everything is written
+  bool dirty = false;
+  uint32_t events = 0;
+};
+
+IoThread::IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits)
+    : index_(index),
+      services_(services),
+      listen_fd_(listen_fd),
+      limits_(limits),
+      next_conn_id_(kFirstConnId + static_cast<uint64_t>(index)) {}
+
+IoThread::~IoThread() {
+  Join();
+  for (auto& [id, c] : conns_) ::close(c->fd);
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+absl::Status IoThread::Start() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    return absl::InternalError(std::string("epoll/eventfd: ") + std::strerror(errno));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  if (listen_fd_ >= 0) {
+    ev.data.u64 = kListenerTag;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void IoThread::RequestStop() {
+  stop_requested_.store(true);
+  Post([] {});
+}
+
+void IoThread::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void IoThread::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> l(post_mu_);
+    if (loop_done_) return;
+    posted_.push_back(std::move(fn));
+  }
+  uint64_t one = 1;
+  ssize_t r = ::write(wake_fd_, &one, sizeof one);
+  (void)r;  // EAGAIN only if the counter is saturated, which still wakes the loop
+}
+
+void IoThread::OnDurable() {
+  if (!holds_replies_.load()) return;
+  uint64_t one = 1;
+  ssize_t r = ::write(wake_fd_, &one, sizeof one);
+  (void)r;
+}
+
+IoThread::Conn* IoThread::Find(uint64_t id) {
+  auto it = conns_.find(id);
+  return it == conns_.end() ? nullptr : it->second.get();
+}
+
+void IoThread::Loop() {
+  epoll_event events[256];
+  for (;;) {
+    if (stop_requested_.load() && !stopping_) BeginStop();
+    if (stopping_ && (Drained() || services_.clock->SteadyNow() >= stop_deadline_)) break;
+    const int timeout_ms = stopping_ ? 10 : -1;
+    int n = epoll_wait(epoll_fd_, events, 256, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::critical("io thread {}: epoll_wait: {}", index_, std::strerror(errno));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kListenerTag) {
+        Accept();
+      } else if (tag == kWakeTag) {
+        DrainWakeups();
+        RunPosted();
+      } else if (Conn* c = Find(tag)) {
+        if (c->closing && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+          Close(*c);  // the peer is gone and we read nothing more from it
+          continue;
+        }
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(*c);
+        if ((c = Find(tag)) != nullptr && (events[i].events & EPOLLOUT)) MarkDirty(*c);
+      }
+    }
+    ReleaseDurable();
+    FlushDirty();
+  }
+  {
+    std::lock_guard<std::mutex> l(post_mu_);
+    loop_done_ = true;
+    posted_.clear();
+  }
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    if (Conn* c = Find(id)) Close(*c);
+  }
+}
+
+void IoThread::DrainWakeups() {
+  uint64_t v;
+  while (::read(wake_fd_, &v, sizeof v) > 0) {
+  }
+}
+
+void IoThread::RunPosted() {
+  std::vector<std::function<void()>> fns;
+  {
+    std::lock_guard<std::mutex> l(post_mu_);
+    fns.swap(posted_);
+  }
+  for (auto& fn : fns) fn();
+}
+
+void IoThread::Accept() {
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        spdlog::warn("io thread {}: accept: {}", index_, std::strerror(errno));
+      }
+      return;
+    }
+    services_.stats.connections_received.fetch_add(1, std::memory_order_relaxed);
+    if (services_.stats.connected_clients.load() >= services_.options.max_clients) {
+      static constexpr char kMsg[] = "-ERR max number of clients reached\r\n";
+      ssize_t r = ::send(fd, kMsg, sizeof kMsg - 1, MSG_NOSIGNAL);
+      (void)r;
+      ::close(fd);
+      services_.stats.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const uint64_t id = next_conn_id_;
+    next_conn_id_ += 64;  // ids stay unique across threads (index < 64)
+    auto conn = std::make_unique<Conn>(this, id, fd, limits_);
+    if (services_.options.requirepass.empty()) conn->session.authenticated = true;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = id;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      ::close(fd);
+      continue;
+    }
+    conn->events = EPOLLIN;
+    services_.stats.connected_clients.fetch_add(1, std::memory_order_relaxed);
+    conns_.emplace(id, std::move(conn));
+  }
+}
+
+void IoThread::OnReadable(Conn& c) {
+  static thread_local char buf[kReadChunk];
+  bool eof = false;
+  for (int rounds = 0; rounds < 4; ++rounds) {  // bounded, for fairness between connections
+    ssize_t n = ::read(c.fd, buf, sizeof buf);
+    if (n > 0) {
+      c.in.append(buf, static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < sizeof buf || c.in.size() - c.in_off > kMaxInputBacklog) break;
+      continue;
+    }
+    if (n == 0) {
+      eof = true;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return Close(c);
+    }
+    break;
+  }
+  if (eof && c.in_off == c.in.size() && !c.blocked && c.held == 0 && c.out.empty()) {
+    return Close(c);
+  }
+  Process(c);
+  if (eof) {
+    // The peer sent everything it will send; answer it, then close.
+    c.closing = true;
+    if (c.blocked && services_.leases.CancelWaiter(c.blocked_key, c.waiter_id)) {
+      c.blocked = false;
+      services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+      c.reply.NullArray();  // the wait is abandoned: "not acquired"
+    }
+  }
+  Seal(c);
+  MarkDirty(c);
+}
+
+void IoThread::Process(Conn& c) {
+  const CommandTable& table = AllCommands();
+  while (!c.blocked && !c.closing && c.in_off < c.in.size()) {
+    size_t used = 0;
+    auto r = c.parser.Parse(std::string_view(c.in).substr(c.in_off), &used);
+    c.in_off += used;
+    if (r == protocol::RequestParser::Result::kNeedMore) break;
+    if (r == protocol::RequestParser::Result::kError) {
+      services_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      c.reply.Error(c.parser.error());
+      c.closing = true;
+      break;
+    }
+    CommandContext ctx{services_, c.session, c.reply, c};
+    table.Dispatch(ctx, c.parser.args());
+    if (c.session.close_after_reply) c.closing = true;
+  }
+  if (c.in_off == c.in.size()) {
+    c.in.clear();
+    c.in_off = 0;
+  } else if (c.in_off > kReadChunk) {
+    c.in.erase(0, c.in_off);
+    c.in_off = 0;
+  }
+}
+
+void IoThread::Seal(Conn& c) {
+  if (c.building.empty()) return;
+  const uint64_t seq = services_.store.LastAppended();
+  if (c.held == 0 && seq <= services_.store.LastDurable()) {
+    if (c.out.empty()) {
+      c.out.swap(c.building);
+    } else {
+      c.out.append(c.building);
+    }
+  } else {
+    // Announce before checking durability again in ReleaseDurable, so that either this thread
+    // sees the commit or the committer sees the flag (both sequentially consistent).
+    holds_replies_.store(true);
+    held_.push_back({seq, c.id, std::move(c.building)});
+    ++c.held;
+  }
+  c.building.clear();
+}
+
+void IoThread::ReleaseDurable() {
+  if (held_.empty()) return;
+  const uint64_t durable = services_.store.LastDurable();
+  while (!held_.empty() && held_.front().seq <= durable) {
+    HeldReply& h = held_.front();
+    if (Conn* c = Find(h.conn_id)) {
+      if (c->out.empty()) {
+        c->out.swap(h.bytes);
+      } else {
+        c->out.append(h.bytes);
+      }
+      --c->held;
+      MarkDirty(*c);
+    }
+    held_.pop_front();
+  }
+  if (held_.empty()) holds_replies_.store(false);
+}
+
+void IoThread::MarkDirty(Conn& c) {
+  if (c.dirty) return;
+  c.dirty = true;
+  dirty_.push_back(c.id);
+}
+
+void IoThread::FlushDirty() {
+  std::vector<uint64_t> ids;
+  ids.swap(dirty_);
+  for (uint64_t id : ids) {
+    if (Conn* c = Find(id)) {
+      c->dirty = false;
+      Flush(*c);
+    }
+  }
+}
+
+void IoThread::Flush(Conn& c) {
+  while (c.out_off < c.out.size()) {
+    ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return Close(c);  // peer gone
+  }
+  if (c.out_off == c.out.size()) {
+    c.out.clear();
+    c.out_off = 0;
+  }
+  if (c.closing && c.out.empty() && c.held == 0 && !c.blocked) return Close(c);
+  UpdateInterest(c);
+}
+
+void IoThread::UpdateInterest(Conn& c) {
+  uint32_t want = 0;
+  const bool backlog = c.in.size() - c.in_off > kMaxInputBacklog ||
+                       c.out.size() - c.out_off > kMaxOutputBacklog;
+  if (!c.closing && !stopping_ && !backlog) want |= EPOLLIN;
+  if (!c.out.empty()) want |= EPOLLOUT;
+  if (want == c.events) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.u64 = c.id;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+  c.events = want;
+}
+
+void IoThread::Close(Conn& c) {
+  if (c.blocked) {
+    // If the waiter already fired, its grant is on its way to OnWaiterDone, which releases it.
+    services_.leases.CancelWaiter(c.blocked_key, c.waiter_id);
+    services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+  }
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+  ::close(c.fd);
+  services_.stats.connected_clients.fetch_sub(1, std::memory_order_relaxed);
+  conns_.erase(c.id);  // destroys c
+}
+
+void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
+                            std::optional<LeaseGrant> grant) {
+  Conn* c = Find(conn_id);
+  if (c == nullptr || !c->blocked || c->block_generation != generation) {
+    // Nobody is waiting for this answer any more: hand the key on instead of leaking the lease.
+    if (grant) (void)services_.leases.Release(key, grant->lock_id);
+    return;
+  }
+  c->blocked = false;
+  services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+  if (grant) {
+    c->reply.ArrayHeader(3);
+    c->reply.Bulk(grant->lock_id);
+    c->reply.Integer(static_cast<int64_t>(grant->fence));
+    c->reply.Integer(std::chrono::ceil<std::chrono::milliseconds>(grant->ttl).count());
+  } else {
+    c->reply.NullArray();
+  }
+  Process(*c);
+  Seal(*c);
+  MarkDirty(*c);
+}
+
+void IoThread::BeginStop() {
+  stopping_ = true;
+  stop_deadline_ = services_.clock->SteadyNow() + kStopGrace;
+  if (listen_fd_ >= 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  // Answer what was already read; a client still waiting for a lock gets the "not acquired" reply.
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    Conn* c = Find(id);
+    if (c == nullptr) continue;
+    if (c->blocked && services_.leases.CancelWaiter(c->blocked_key, c->waiter_id)) {
+      c->blocked = false;
+      services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+      c->reply.NullArray();
+    }
+    if (!c->blocked) Process(*c);
+    c->closing = true;
+    Seal(*c);
+    MarkDirty(*c);
+  }
+}
+
+bool IoThread::Drained() const {
+  if (!held_.empty()) return false;
+  for (const auto& [id, c] : conns_) {
+    if (!c->out.empty() || c->blocked) return false;
+  }
+  return true;
+}
+
+}  // namespace tollgate::server

@@ -1,0 +1,179 @@
+// LOCK.* and FENCE.*: the lease core and fenced registers over RESP.
+#include <limits>
+
+#include "server/args.h"
+#include "server/command_table.h"
+
+namespace tollgate::server {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int64_t kMaxMs = 86'400'000;
+constexpr size_t kMaxOwnerBytes = 512;
+
+// Whole milliseconds, rounded up, so a live lease never reports 0.
+int64_t CeilMs(Duration d) {
+  auto ms = std::chrono::ceil<milliseconds>(d).count();
+  return ms < 0 ? 0 : ms;
+}
+
+// Replies with the core's message for a status that is not OK. InvalidArgument becomes -ERR.
+void ReplyStatus(CommandContext& ctx, const absl::Status& st) {
+  std::string msg(st.message().data(), st.message().size());
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      ctx.reply.Error("ERR " + msg);
+      break;
+    case absl::StatusCode::kAborted:
+      ctx.reply.Error("STALE " + msg);
+      break;
+    case absl::StatusCode::kUnavailable:
+      ctx.reply.Error("UNAVAILABLE " + msg);
+      break;
+    default:
+      ctx.reply.Error("ERR " + msg);
+  }
+}
+
+// Key validation with the -ERR reply; true if the key is acceptable.
+bool CheckKey(CommandContext& ctx, std::string_view key, std::string_view what) {
+  absl::Status st = ValidateKey(key, what);
+  if (st.ok()) return true;
+  ReplyStatus(ctx, st);
+  return false;
+}
+
+void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g) {
+  reply.ArrayHeader(3);
+  reply.Bulk(g.lock_id);
+  reply.Integer(static_cast<int64_t>(g.fence));
+  reply.Integer(CeilMs(g.ttl));
+}
+
+// LOCK.ACQUIRE key ttl_ms [WAIT ms] [OWNER label]
+void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "key")) return;
+  std::string err;
+  auto ttl = ParseIntInRange(args[2], "ttl_ms", 1, kMaxMs, &err);
+  if (!ttl) return ctx.reply.Error(err);
+  AcquireRequest req{args[1], milliseconds(*ttl), Duration(0), std::nullopt};
+  bool have_wait = false;
+  for (size_t i = 3; i < args.size(); i += 2) {
+    const std::string& opt = args[i];
+    const bool is_wait = EqualsIgnoreCase(opt, "WAIT"), is_owner = EqualsIgnoreCase(opt, "OWNER");
+    if (!is_wait && !is_owner) {
+      return ctx.reply.Error("ERR unknown option '" + opt.substr(0, 64) +
+                             "' for 'lock.acquire'; accepted: WAIT ms, OWNER label");
+    }
+    if (i + 1 >= args.size()) {
+      return ctx.reply.Error(is_wait ? "ERR WAIT needs a value: an integer in [0, 86400000]"
+                                     : "ERR OWNER needs a value: a label of 1 to 512 bytes");
+    }
+    if ((is_wait && have_wait) || (is_owner && req.owner)) {
+      return ctx.reply.Error("ERR option " + std::string(is_wait ? "WAIT" : "OWNER") +
+                             " given more than once");
+    }
+    if (is_wait) {
+      auto wait = ParseIntInRange(args[i + 1], "WAIT", 0, kMaxMs, &err);
+      if (!wait) return ctx.reply.Error(err);
+      req.wait = milliseconds(*wait);
+      have_wait = true;
+    } else {
+      const std::string& label = args[i + 1];
+      if (label.empty() || label.size() > kMaxOwnerBytes) {
+        return ctx.reply.Error("ERR OWNER label must be 1 to 512 bytes long, got " +
+                               std::to_string(label.size()) + " bytes");
+      }
+      req.owner = label;
+    }
+  }
+  GrantCallback cb;
+  if (req.wait > Duration(0)) cb = ctx.client.WaiterCallback(req.key);
+  absl::StatusOr<LeaseManager::AsyncStart> start = ctx.services.leases.AcquireAsync(req, cb);
+  if (!start.ok()) return ReplyStatus(ctx, start.status());
+  if (start->queued) return ctx.client.Block(req.key, start->waiter_id);
+  if (start->grant) {
+    ReplyGrant(ctx.reply, *start->grant);
+  } else {
+    ctx.reply.NullArray();
+  }
+}
+
+// LOCK.RELEASE key lock_id
+void LockRelease(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "key")) return;
+  absl::Status st = ctx.services.leases.Release(args[1], args[2]);
+  if (st.code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
+  if (!st.ok()) return ReplyStatus(ctx, st);
+  ctx.reply.Integer(1);
+}
+
+// LOCK.EXTEND key lock_id ttl_ms
+void LockExtend(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "key")) return;
+  std::string err;
+  auto ttl = ParseIntInRange(args[3], "ttl_ms", 1, kMaxMs, &err);
+  if (!ttl) return ctx.reply.Error(err);
+  absl::StatusOr<Duration> r = ctx.services.leases.Extend(args[1], args[2], milliseconds(*ttl));
+  if (r.status().code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
+  if (!r.ok()) return ReplyStatus(ctx, r.status());
+  ctx.reply.Integer(CeilMs(*r));
+}
+
+// LOCK.INFO key
+void LockInfo(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "key")) return;
+  absl::StatusOr<std::optional<LeaseInfo>> info = ctx.services.leases.Info(args[1]);
+  if (!info.ok()) return ReplyStatus(ctx, info.status());
+  if (!info->has_value()) return ctx.reply.NullArray();
+  const LeaseInfo& i = **info;
+  ctx.reply.MapHeader(4);
+  ctx.reply.Bulk("fence");
+  ctx.reply.Integer(static_cast<int64_t>(i.fence));
+  ctx.reply.Bulk("ttl_ms");
+  ctx.reply.Integer(CeilMs(i.ttl_remaining));
+  ctx.reply.Bulk("owner");
+  if (i.owner) {
+    ctx.reply.Bulk(*i.owner);
+  } else {
+    ctx.reply.Null();
+  }
+  ctx.reply.Bulk("waiters");
+  ctx.reply.Integer(static_cast<int64_t>(i.waiters));
+}
+
+// FENCE.SET resource fence value
+void FenceSet(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "resource")) return;
+  std::string err;
+  auto fence = ParseIntInRange(args[2], "fence", 1, std::numeric_limits<int64_t>::max(), &err);
+  if (!fence) return ctx.reply.Error(err);
+  absl::Status st = ctx.services.registers.Set(args[1], static_cast<uint64_t>(*fence), args[3]);
+  if (!st.ok()) return ReplyStatus(ctx, st);
+  ctx.reply.SimpleString("OK");
+}
+
+// FENCE.GET resource
+void FenceGet(CommandContext& ctx, std::span<const std::string> args) {
+  if (!CheckKey(ctx, args[1], "resource")) return;
+  absl::StatusOr<std::optional<FencedValue>> v = ctx.services.registers.Get(args[1]);
+  if (!v.ok()) return ReplyStatus(ctx, v.status());
+  if (!v->has_value()) return ctx.reply.NullArray();
+  ctx.reply.ArrayHeader(2);
+  ctx.reply.Bulk((*v)->value);
+  ctx.reply.Integer(static_cast<int64_t>((*v)->fence));
+}
+
+}  // namespace
+
+void RegisterLeaseCommands(CommandTable& t) {
+  t.Add({"lock.acquire", -3, kWrite | kBlocking, 1, 1, 1, &LockAcquire});
+  t.Add({"lock.release", 3, kWrite, 1, 1, 1, &LockRelease});
+  t.Add({"lock.extend", 4, kWrite, 1, 1, 1, &LockExtend});
+  t.Add({"lock.info", 2, 0, 1, 1, 1, &LockInfo});
+  t.Add({"fence.set", 4, kWrite, 1, 1, 1, &FenceSet});
+  t.Add({"fence.get", 2, 0, 1, 1, 1, &FenceGet});
+}
+
+}  // namespace tollgate::server

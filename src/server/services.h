@@ -1,0 +1,41 @@
+// What command handlers operate on: the cores, the store and the server's counters. Shared by all
+// I/O threads; every member is thread-safe.
+#ifndef TOLLGATE_SERVER_SERVICES_H_
+#define TOLLGATE_SERVER_SERVICES_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "tollgate/fenced_register.h"
+#include "tollgate/lease_manager.h"
+#include "tollgate/server.h"
+#include "tollgate/store.h"
+
+namespace tollgate::server {
+
+struct ServerStats {
+  std::atomic<uint64_t> connections_received{0};
+  std::atomic<uint64_t> connections_rejected{0};
+  std::atomic<int64_t> connected_clients{0};
+  std::atomic<uint64_t> commands_processed{0};
+  std::atomic<uint64_t> protocol_errors{0};
+  std::atomic<int64_t> blocked_clients{0};
+};
+
+struct Services {
+  const ServerOptions& options;
+  LeaseManager& leases;
+  FencedRegisters& registers;
+  DurableStore& store;
+  ServerStats& stats;
+  Clock* clock;
+  SteadyTime started;
+  int tcp_port = 0;
+  int io_threads = 0;
+
+  SteadyTime leases_clock_now() const { return clock->SteadyNow(); }
+};
+
+}  // namespace tollgate::server
+
+#endif  // TOLLGATE_SERVER_SERVICES_H_
