@@ -18,8 +18,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--requirepass", opts.requirepass,
                     "Password clients must give with AUTH or HELLO ... AUTH");
-  serve->add_option("--lock-delay-ms", lock_delay_ms,
-                    "After a lease expires unreleased, keep its key ungranted this long")
+  serve
+      ->add_option("--lock-delay-ms", lock_delay_ms,
+                   "After a lease expires unreleased, keep its key ungranted this long")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}))
       ->capture_default_str();
   serve->add_option("--io-threads", opts.io_threads, "I/O threads (0 = one per core)")

@@ -177,9 +177,9 @@ TEST_F(ServerTest, StaleWorkerCannotWriteAfterExpiry) {
   auto g2 = AsGrant(w2.Run({"LOCK.ACQUIRE", "payment:42", "30000"}));
   ASSERT_TRUE(g2);
   EXPECT_EQ(Str(w2.Run({"FENCE.SET", "charge:42", std::to_string(g2->fence), "by-w2"})), "OK");
-  EXPECT_EQ(Str(w1.Run({"FENCE.SET", "charge:42", std::to_string(g1->fence), "by-w1"})),
-            "-STALE fence " + std::to_string(g1->fence) + " is older than " +
-                std::to_string(g2->fence));
+  EXPECT_EQ(
+      Str(w1.Run({"FENCE.SET", "charge:42", std::to_string(g1->fence), "by-w1"})),
+      "-STALE fence " + std::to_string(g1->fence) + " is older than " + std::to_string(g2->fence));
   EXPECT_EQ(Str(w1.Run({"FENCE.GET", "charge:42"})), "[by-w2, :" + std::to_string(g2->fence) + "]");
 }
 
@@ -216,12 +216,9 @@ TEST_F(ServerTest, EveryClassOfBadInputGetsAClearErrorAndChangesNothing) {
        "-ERR option WAIT given more than once"},
       {{"LOCK.ACQUIRE", "k", "1000", "NX", "1"},
        "-ERR unknown option 'NX' for 'lock.acquire'; accepted: WAIT ms, OWNER label"},
-      {{"FENCE.SET", "r", "0", "v"},
-       "-ERR fence must be an integer in [1, 9223372036854775807]"},
-      {{"FENCE.SET", "r", "-3", "v"},
-       "-ERR fence must be an integer in [1, 9223372036854775807]"},
-      {{"FENCE.SET", "r", "x", "v"},
-       "-ERR fence must be an integer in [1, 9223372036854775807]"},
+      {{"FENCE.SET", "r", "0", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
+      {{"FENCE.SET", "r", "-3", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
+      {{"FENCE.SET", "r", "x", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
       {{"FENCE.SET", "", "1", "v"}, "-ERR resource must be 1 to 512 bytes long, got 0 bytes"},
   };
   for (const auto& [args, want] : cases) {
@@ -247,8 +244,8 @@ TEST_F(ServerTest, WaitersAreGrantedInFifoOrderWithoutPolling) {
   std::vector<std::unique_ptr<Client>> waiters;
   for (int i = 0; i < kWaiters; ++i) {
     waiters.push_back(std::make_unique<Client>(port()));
-    waiters.back()->Append({"LOCK.ACQUIRE", "q", "30000", "WAIT", "20000", "OWNER",
-                            "w" + std::to_string(i)});
+    waiters.back()->Append(
+        {"LOCK.ACQUIRE", "q", "30000", "WAIT", "20000", "OWNER", "w" + std::to_string(i)});
     redisBufferWrite(waiters.back()->raw(), nullptr);  // hiredis: flush without reading
     int done = 0;
     while (!done) redisBufferWrite(waiters.back()->raw(), &done);

@@ -1,9 +1,9 @@
 // Leases with fencing tokens: the lease core. In-process, no sockets; thread-safe.
 //
-// A lease is a lock with a time to live. Every grant carries a fence: a positive 64-bit integer from
-// one process-wide counter, so fences strictly increase across all acquisitions of every key and are
-// never reissued (the counter is restored from storage after a restart). Whoever writes to a shared
-// resource passes the fence along, and the resource rejects writes with an older fence
+// A lease is a lock with a time to live. Every grant carries a fence: a positive 64-bit integer
+// from one process-wide counter, so fences strictly increase across all acquisitions of every key
+// and are never reissued (the counter is restored from storage after a restart). Whoever writes to
+// a shared resource passes the fence along, and the resource rejects writes with an older fence
 // (see fenced_register.h), which makes lease expiry safe.
 #ifndef TOLLGATE_LEASE_MANAGER_H_
 #define TOLLGATE_LEASE_MANAGER_H_
@@ -60,8 +60,8 @@ class LeaseManager {
     Journal* journal = nullptr;  // not owned; null = memory only
     // After a lease expires without release, the key is not granted again for this long.
     Duration lock_delay{0};
-    // Runs a thread that fires due timers (waiter timeouts, grants on expiry, memory sweep). Without
-    // it the caller must call Tick() itself.
+    // Runs a thread that fires due timers (waiter timeouts, grants on expiry, memory sweep).
+    // Without it the caller must call Tick() itself.
     bool timer_thread = true;
     // Blocking calls (Acquire/TryAcquire/Release/Extend) return only after the journal made their
     // change durable. The server turns this off and holds replies itself.
@@ -76,26 +76,28 @@ class LeaseManager {
 
   // Recovery, before serving: raises the fence counter to at least `fence`.
   void RestoreFence(uint64_t fence);
-  // Recovery, before serving: reinstates a stored lease. If it is still unexpired (by the wall clock)
-  // it is held for its remaining time; if it expired less than lock_delay ago the key stays blocked
-  // for the rest of the delay; otherwise the stored record is deleted.
+  // Recovery, before serving: reinstates a stored lease. If it is still unexpired (by the wall
+  // clock) it is held for its remaining time; if it expired less than lock_delay ago the key stays
+  // blocked for the rest of the delay; otherwise the stored record is deleted.
   void RestoreLease(std::string_view key, const StoredLease& lease);
 
   // Grants the lease if the key is free (not held, not in lock-delay, nobody queued), else returns
   // nullopt. Never waits (req.wait is ignored). InvalidArgument for a bad key or ttl.
   [[nodiscard]] absl::StatusOr<std::optional<LeaseGrant>> TryAcquire(const AcquireRequest& req);
-  // Like TryAcquire but, if the key is taken, waits up to req.wait in FIFO order with other waiters.
-  // Needs the timer thread (or another thread calling Tick()).
+  // Like TryAcquire but, if the key is taken, waits up to req.wait in FIFO order with other
+  // waiters. Needs the timer thread (or another thread calling Tick()).
   [[nodiscard]] absl::StatusOr<std::optional<LeaseGrant>> Acquire(const AcquireRequest& req);
 
   struct AsyncStart {
-    bool queued = false;               // true: `cb` will be called later, once
-    std::optional<LeaseGrant> grant;   // when !queued: the immediate answer
-    uint64_t waiter_id = 0;            // when queued: pass to CancelWaiter
+    bool queued = false;              // true: `cb` will be called later, once
+    std::optional<LeaseGrant> grant;  // when !queued: the immediate answer
+    uint64_t waiter_id = 0;           // when queued: pass to CancelWaiter
   };
-  // Non-blocking acquire. If the answer is known now (granted, or taken and req.wait == 0), returns it
-  // and never calls `cb`. Otherwise queues a waiter (FIFO per key) and calls `cb` exactly once later.
-  [[nodiscard]] absl::StatusOr<AsyncStart> AcquireAsync(const AcquireRequest& req, GrantCallback cb);
+  // Non-blocking acquire. If the answer is known now (granted, or taken and req.wait == 0), returns
+  // it and never calls `cb`. Otherwise queues a waiter (FIFO per key) and calls `cb` exactly once
+  // later.
+  [[nodiscard]] absl::StatusOr<AsyncStart> AcquireAsync(const AcquireRequest& req,
+                                                        GrantCallback cb);
   // Removes a queued waiter. Returns true if it was still queued (its callback will not be called);
   // false if it was already answered or unknown.
   bool CancelWaiter(std::string_view key, uint64_t waiter_id);
@@ -127,8 +129,8 @@ class LeaseManager {
   std::unique_ptr<Impl> impl_;
 };
 
-// Validation shared by the core and the server's argument parsing. Each returns InvalidArgument with
-// a message naming the argument and the accepted range.
+// Validation shared by the core and the server's argument parsing. Each returns InvalidArgument
+// with a message naming the argument and the accepted range.
 [[nodiscard]] absl::Status ValidateKey(std::string_view key, std::string_view what = "key");
 [[nodiscard]] absl::Status ValidateTtl(Duration ttl);
 [[nodiscard]] absl::Status ValidateWait(Duration wait);

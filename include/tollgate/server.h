@@ -14,12 +14,12 @@ inline constexpr int kDefaultPort = 7379;
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";
-  int port = kDefaultPort;                  // 0 = any free port (printed on the ready line)
-  std::string data_dir = "tollgate-data";   // the embedded store's directory
-  std::string requirepass;                  // empty = no authentication
-  Duration lock_delay{0};                   // see LeaseManager::Options::lock_delay
-  int io_threads = 0;                       // 0 = one per core
-  int max_clients = 10000;                  // connections beyond this are refused with an error
+  int port = kDefaultPort;                 // 0 = any free port (printed on the ready line)
+  std::string data_dir = "tollgate-data";  // the embedded store's directory
+  std::string requirepass;                 // empty = no authentication
+  Duration lock_delay{0};                  // see LeaseManager::Options::lock_delay
+  int io_threads = 0;                      // 0 = one per core
+  int max_clients = 10000;                 // connections beyond this are refused with an error
 };
 
 // Opens the store, recovers, listens, and serves until SIGTERM or SIGINT; then stops accepting,

@@ -1,7 +1,7 @@
-// The embedded durable store, tollgate's default: a RocksDB database whose write-ahead log is synced
-// before any change is reported durable. Concurrent changes share one write and one fsync
-// (group commit): a committer thread takes everything appended since its last write, writes it as one
-// batch with sync=true, then advances the durable sequence.
+// The embedded durable store, tollgate's default: a RocksDB database whose write-ahead log is
+// synced before any change is reported durable. Concurrent changes share one write and one fsync
+// (group commit): a committer thread takes everything appended since its last write, writes it as
+// one batch with sync=true, then advances the durable sequence.
 #ifndef TOLLGATE_STORE_H_
 #define TOLLGATE_STORE_H_
 
@@ -37,8 +37,8 @@ class DurableStore final : public Journal {
     // Called on the committer thread after every group commit with the new durable sequence.
     std::function<void(uint64_t durable_seq)> on_durable;
     // Called once if a write or sync fails. The default logs and exits the process with status 75:
-    // nothing unsynced was ever acknowledged, so a restart recovers a consistent state, whereas going
-    // on would acknowledge changes a later crash could lose.
+    // nothing unsynced was ever acknowledged, so a restart recovers a consistent state, whereas
+    // going on would acknowledge changes a later crash could lose.
     std::function<void(const absl::Status&)> on_failure;
   };
   struct Stats {
@@ -48,8 +48,8 @@ class DurableStore final : public Journal {
 
   // Opens (or creates) the store and reads its contents into *recovered. Unavailable if the
   // directory cannot be opened (for example, another process holds its lock).
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DurableStore>> Open(Options options,
-                                                                         RecoveredState* recovered);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DurableStore>> Open(
+      Options options, RecoveredState* recovered);
   // Commits and syncs everything appended, then closes the database.
   ~DurableStore() override;
 

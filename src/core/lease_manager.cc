@@ -35,8 +35,8 @@ int64_t Ms(Duration d) { return std::chrono::duration_cast<std::chrono::millisec
 
 absl::Status ValidateRange(Duration d, Duration lo, Duration hi, std::string_view what) {
   if (d < lo || d > hi) {
-    return absl::InvalidArgumentError(absl::StrCat(AV(what), " must be an integer in [", Ms(lo), ", ",
-                                                   Ms(hi), "] milliseconds, got ", Ms(d)));
+    return absl::InvalidArgumentError(absl::StrCat(AV(what), " must be an integer in [", Ms(lo),
+                                                   ", ", Ms(hi), "] milliseconds, got ", Ms(d)));
   }
   return absl::OkStatus();
 }
@@ -70,8 +70,8 @@ struct Entry {
   SteadyTime expiry{};
   std::optional<std::string> owner;
   SteadyTime blocked_until{};  // lock-delay after an unreleased expiry
-  bool stored = false;          // a lease record for this key exists in the journal
-  SteadyTime timer = kNever;    // earliest timer currently queued for this key
+  bool stored = false;         // a lease record for this key exists in the journal
+  SteadyTime timer = kNever;   // earliest timer currently queued for this key
   std::deque<Waiter> waiters;
 };
 
@@ -343,10 +343,10 @@ class LeaseManager::Impl {
   void Journal(const std::string& key, Entry& e) {
     if (opt_.journal == nullptr) return;
     const SteadyTime now = opt_.clock->SteadyNow();
-    StoredLease rec{e.lock_id, e.fence,
-                    opt_.clock->WallNow() +
-                        std::chrono::duration_cast<WallTime::duration>(e.expiry - now),
-                    e.owner};
+    StoredLease rec{
+        e.lock_id, e.fence,
+        opt_.clock->WallNow() + std::chrono::duration_cast<WallTime::duration>(e.expiry - now),
+        e.owner};
     opt_.journal->AppendLeasePut(key, rec);
     e.stored = true;
   }
@@ -436,7 +436,8 @@ class LeaseManager::Impl {
       const SteadyTime now = opt_.clock->SteadyNow();
       Duration sleep = std::chrono::milliseconds(100);
       if (next) sleep = std::clamp<Duration>(*next - now, Duration(0), sleep);
-      if (opt_.clock != RealClock()) sleep = std::min<Duration>(sleep, std::chrono::milliseconds(2));
+      if (opt_.clock != RealClock())
+        sleep = std::min<Duration>(sleep, std::chrono::milliseconds(2));
       planned_wake_.store((now + sleep).time_since_epoch().count(), std::memory_order_relaxed);
       if (sleep > Duration(0)) {
         timer_cv_.wait_for(l, sleep, [this] { return stop_ || kick_; });
@@ -490,13 +491,12 @@ absl::StatusOr<std::optional<LeaseGrant>> LeaseManager::Acquire(const AcquireReq
     std::optional<LeaseGrant> grant;
   };
   auto slot = std::make_shared<Slot>();
-  absl::StatusOr<AsyncStart> s =
-      impl_->AcquireAsync(req, [slot](std::optional<LeaseGrant> g) {
-        std::lock_guard<std::mutex> l(slot->mu);
-        slot->grant = std::move(g);
-        slot->done = true;
-        slot->cv.notify_all();
-      });
+  absl::StatusOr<AsyncStart> s = impl_->AcquireAsync(req, [slot](std::optional<LeaseGrant> g) {
+    std::lock_guard<std::mutex> l(slot->mu);
+    slot->grant = std::move(g);
+    slot->done = true;
+    slot->cv.notify_all();
+  });
   if (!s.ok()) return s.status();
   std::optional<LeaseGrant> grant = std::move(s->grant);
   if (s->queued) {

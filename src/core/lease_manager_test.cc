@@ -18,8 +18,8 @@ using std::chrono::seconds;
 class LeaseManagerTest : public ::testing::Test {
  protected:
   LeaseManager::Options Opts(Duration lock_delay = Duration(0)) {
-    return {.clock = &clock_, .journal = &journal_, .lock_delay = lock_delay,
-            .timer_thread = false};
+    return {
+        .clock = &clock_, .journal = &journal_, .lock_delay = lock_delay, .timer_thread = false};
   }
   static AcquireRequest Req(std::string key, Duration ttl, Duration wait = Duration(0),
                             std::optional<std::string> owner = std::nullopt) {
@@ -233,7 +233,7 @@ TEST_F(LeaseManagerTest, LockDelayBlocksKeyAfterUnreleasedExpiryOnly) {
   auto a = m.TryAcquire(Req("k", seconds(5)));
   clock_.Advance(seconds(5));
   EXPECT_FALSE(m.TryAcquire(Req("k", seconds(5)))->has_value());  // expired, in lock-delay
-  EXPECT_FALSE(m.Info("k")->has_value());                          // but nobody holds it
+  EXPECT_FALSE(m.Info("k")->has_value());                         // but nobody holds it
   clock_.Advance(milliseconds(2999));
   EXPECT_FALSE(m.TryAcquire(Req("k", seconds(5)))->has_value());
   clock_.Advance(milliseconds(1));
@@ -298,8 +298,7 @@ TEST_F(LeaseManagerTest, RestoreReinstatesLeasesByRemainingWallTime) {
 
 TEST_F(LeaseManagerTest, BadInputIsRejectedAndChangesNothing) {
   LeaseManager m(Opts());
-  EXPECT_EQ(m.TryAcquire(Req("", seconds(1))).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.TryAcquire(Req("", seconds(1))).status().code(), absl::StatusCode::kInvalidArgument);
   auto too_long = m.TryAcquire(Req(std::string(513, 'k'), seconds(1)));
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(too_long.status().message().find("512"), std::string::npos);
@@ -310,9 +309,7 @@ TEST_F(LeaseManagerTest, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(m.TryAcquire(Req("k", milliseconds(86'400'001))).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(m.TryAcquire(Req("k", milliseconds(86'400'000)))->has_value());
-  EXPECT_EQ(m.AcquireAsync(Req("w", seconds(1), milliseconds(86'400'001)), nullptr)
-                .status()
-                .code(),
+  EXPECT_EQ(m.AcquireAsync(Req("w", seconds(1), milliseconds(86'400'001)), nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(m.Extend("k", "x", Duration(0)).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(m.Release("", "x").code(), absl::StatusCode::kInvalidArgument);

@@ -8,8 +8,8 @@
 namespace tollgate::core {
 
 // Returns 32 lowercase hex characters encoding 128 bits from the kernel CSPRNG (getrandom(2)),
-// drawn through a per-thread buffer so one syscall serves many ids. Aborts the process if the kernel
-// cannot supply randomness (a lease id must never be predictable).
+// drawn through a per-thread buffer so one syscall serves many ids. Aborts the process if the
+// kernel cannot supply randomness (a lease id must never be predictable).
 std::string NewLockId();
 
 // Compares in time independent of where the inputs first differ.

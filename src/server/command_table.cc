@@ -49,8 +49,7 @@ void CommandTable::Dispatch(CommandContext& ctx, std::span<const std::string> ar
   }
   const int argc = static_cast<int>(args.size());
   if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
-    ctx.reply.Error("ERR wrong number of arguments for '" + std::string(spec->name) +
-                    "' command");
+    ctx.reply.Error("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
   spec->handler(ctx, args);

@@ -19,8 +19,8 @@ namespace tollgate::server {
 struct Session {
   uint64_t id = 0;
   bool authenticated = false;
-  std::string name;          // CLIENT SETNAME
-  int protocol = 2;          // 2 or 3 (HELLO); the connection keeps its ReplyBuilder in step
+  std::string name;  // CLIENT SETNAME
+  int protocol = 2;  // 2 or 3 (HELLO); the connection keeps its ReplyBuilder in step
   bool close_after_reply = false;
 };
 
@@ -47,8 +47,8 @@ struct CommandContext {
 using Handler = void (*)(CommandContext& ctx, std::span<const std::string> args);
 
 enum CommandFlags : uint32_t {
-  kNoAuth = 1 << 0,  // allowed before authentication (AUTH, HELLO, QUIT)
-  kWrite = 1 << 1,   // changes durable state
+  kNoAuth = 1 << 0,    // allowed before authentication (AUTH, HELLO, QUIT)
+  kWrite = 1 << 1,     // changes durable state
   kBlocking = 1 << 2,  // may block the connection (LOCK.ACQUIRE ... WAIT)
 };
 

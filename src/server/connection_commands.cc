@@ -142,12 +142,11 @@ void Client(CommandContext& ctx, std::span<const std::string> args) {
     return ctx.reply.SimpleString("OK");  // library name/version: accepted, not used
   }
   if (EqualsIgnoreCase(sub, "INFO") && args.size() == 2) {
-    return ctx.reply.Verbatim("id=" + std::to_string(ctx.session.id) + " name=" +
-                              ctx.session.name + " resp=" + std::to_string(ctx.session.protocol) +
-                              "\n");
+    return ctx.reply.Verbatim("id=" + std::to_string(ctx.session.id) + " name=" + ctx.session.name +
+                              " resp=" + std::to_string(ctx.session.protocol) + "\n");
   }
-  ctx.reply.Error("ERR unknown subcommand or wrong number of arguments for '" +
-                  sub.substr(0, 64) + "'. Try CLIENT SETNAME, GETNAME, ID, SETINFO or INFO.");
+  ctx.reply.Error("ERR unknown subcommand or wrong number of arguments for '" + sub.substr(0, 64) +
+                  "'. Try CLIENT SETNAME, GETNAME, ID, SETINFO or INFO.");
 }
 
 void ReplyCommandInfo(CommandContext& ctx, const CommandSpec& c) {
@@ -229,8 +228,7 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
   const Services& s = ctx.services;
   const std::string section = args.size() >= 2 ? AsciiLower(args[1]) : "default";
   auto want = [&](std::string_view name) {
-    return section == "default" || section == "all" || section == "everything" ||
-           section == name;
+    return section == "default" || section == "all" || section == "everything" || section == name;
   };
   const int64_t uptime =
       std::chrono::duration_cast<std::chrono::seconds>(s.leases_clock_now() - s.started).count();
@@ -282,9 +280,9 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     line("lease_keys", std::to_string(s.leases.key_count()));
     line("last_fence", std::to_string(s.leases.last_fence()));
     line("fenced_registers", std::to_string(s.registers.size()));
-    line("lock_delay_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             s.options.lock_delay)
-                                             .count()));
+    line("lock_delay_ms",
+         std::to_string(
+             std::chrono::duration_cast<std::chrono::milliseconds>(s.options.lock_delay).count()));
     out.append("\r\n");
   }
   ctx.reply.Verbatim(out);

@@ -372,8 +372,8 @@ void IoThread::Flush(Conn& c) {
 
 void IoThread::UpdateInterest(Conn& c) {
   uint32_t want = 0;
-  const bool backlog = c.in.size() - c.in_off > kMaxInputBacklog ||
-                       c.out.size() - c.out_off > kMaxOutputBacklog;
+  const bool backlog =
+      c.in.size() - c.in_off > kMaxInputBacklog || c.out.size() - c.out_off > kMaxOutputBacklog;
   if (!c.closing && !stopping_ && !backlog) want |= EPOLLIN;
   if (!c.out.empty()) want |= EPOLLOUT;
   if (want == c.events) return;

@@ -50,7 +50,7 @@ class IoThread {
  private:
   struct Conn;
   struct HeldReply {
-    uint64_t seq;      // durable sequence the reply waits for
+    uint64_t seq;  // durable sequence the reply waits for
     uint64_t conn_id;
     std::string bytes;
   };

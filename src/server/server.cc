@@ -81,12 +81,12 @@ int RunServer(const ServerOptions& options) {
     return 1;
   }
   Clock* clock = RealClock();
-  auto leases = std::make_unique<LeaseManager>(LeaseManager::Options{
-      .clock = clock,
-      .journal = store->get(),
-      .lock_delay = options.lock_delay,
-      .timer_thread = true,
-      .wait_durable = false});
+  auto leases =
+      std::make_unique<LeaseManager>(LeaseManager::Options{.clock = clock,
+                                                           .journal = store->get(),
+                                                           .lock_delay = options.lock_delay,
+                                                           .timer_thread = true,
+                                                           .wait_durable = false});
   FencedRegisters registers({.journal = store->get(), .wait_durable = false});
   leases->RestoreFence(recovered.max_fence);
   for (const auto& [key, lease] : recovered.leases) leases->RestoreLease(key, lease);
@@ -95,8 +95,7 @@ int RunServer(const ServerOptions& options) {
                leases->key_count(), registers.size(), leases->last_fence(), options.data_dir);
 
   server::ServerStats stats;
-  server::Services services{options, *leases, registers, **store, stats, clock,
-                            clock->SteadyNow()};
+  server::Services services{options, *leases, registers, **store, stats, clock, clock->SteadyNow()};
   services.io_threads = threads;
 
   int port = options.port;
@@ -112,8 +111,8 @@ int RunServer(const ServerOptions& options) {
   }
   services.tcp_port = port;
   for (int i = 0; i < threads; ++i) {
-    io.push_back(std::make_unique<server::IoThread>(i, services, listeners[i],
-                                                    protocol::ParserLimits{}));
+    io.push_back(
+        std::make_unique<server::IoThread>(i, services, listeners[i], protocol::ParserLimits{}));
   }
   for (auto& t : io) {
     if (absl::Status st = t->Start(); !st.ok()) {

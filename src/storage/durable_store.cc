@@ -147,7 +147,8 @@ class DurableStore::Impl {
       opt_.on_failure(st);
       return;
     }
-    std::fprintf(stderr, "tollgate: FATAL: %s; exiting so that no unsynced change is acknowledged\n",
+    std::fprintf(stderr,
+                 "tollgate: FATAL: %s; exiting so that no unsynced change is acknowledged\n",
                  std::string(st.message()).c_str());
     std::_Exit(75);
   }

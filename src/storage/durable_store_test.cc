@@ -1,5 +1,3 @@
-#include "tollgate/store.h"
-
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -7,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
+#include "tollgate/store.h"
 #include "tollgate/testing/fake_clock.h"
 
 namespace tollgate {

@@ -42,8 +42,7 @@ std::string EncodeLease(const StoredLease& lease) {
   out.push_back(static_cast<char>(kVersion));
   PutFixed(&out, lease.fence, 8);
   const int64_t ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(lease.expiry.time_since_epoch())
-          .count();
+      std::chrono::duration_cast<std::chrono::nanoseconds>(lease.expiry.time_since_epoch()).count();
   PutFixed(&out, static_cast<uint64_t>(ns), 8);
   PutFixed(&out, lease.lock_id.size(), 1);
   out.append(lease.lock_id.substr(0, 255));
