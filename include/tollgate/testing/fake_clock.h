@@ -27,6 +27,9 @@ class FakeClock final : public Clock {
   }
   // Steps only the wall clock (as NTP might); the steady clock is unaffected. d may be negative.
   void StepWall(Duration d) { wall_ns_ += d.count(); }
+  // Steps the "steady" clock by d, which may be negative: simulates a time source that is not
+  // actually monotonic, to test that callers survive it.
+  void StepSteady(Duration d) { steady_ns_ += d.count(); }
 
  private:
   std::atomic<int64_t> steady_ns_;

@@ -1,0 +1,198 @@
+// Token buckets with exact integer arithmetic (GCRA), and layered policies checked all-or-nothing.
+//
+// Arithmetic: a bucket with rate r tokens/s and capacity b is kept as one number, its theoretical
+// arrival time (TAT), in units of nanoseconds x rate-in-nano-tokens. In those units a cost of c
+// tokens moves the TAT by exactly c x 1e18 and the burst window is exactly b x 1e18, so no rounding
+// happens anywhere: no float drift, no fraction lost to fast polling, no credit accrued while full
+// (TAT never falls behind "now"). Every time is taken from a per-shard monotonic view of the
+// injected clock: a clock step backwards counts as zero elapsed time, so it neither starves a key
+// nor grants extra tokens.
+#ifndef TOLLGATE_LIMITER_H_
+#define TOLLGATE_LIMITER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tollgate/clock.h"
+#include "tollgate/decimal.h"
+
+namespace tollgate {
+
+inline constexpr Decimal kMaxCapacity = Decimal::Units(10'000'000'000);  // tokens
+inline constexpr Decimal kMaxRate = Decimal::Units(1'000'000'000);       // tokens per second
+inline constexpr Decimal kMaxCost = kMaxCapacity;
+
+struct BucketParams {
+  Decimal capacity;  // burst: (0, kMaxCapacity]
+  Decimal rate;      // tokens per second: (0, kMaxRate]
+};
+// InvalidArgument naming the field if a value is out of range.
+[[nodiscard]] absl::Status ValidateBucketParams(const BucketParams& p);
+
+struct Decision {
+  bool allowed = false;
+  // Whole tokens left after this decision (floor).
+  uint64_t remaining = 0;
+  // Zero when allowed. When denied: the exact wait after which the same request succeeds if
+  // nothing else consumes from the bucket; nullopt ("never") when cost > capacity.
+  std::optional<Duration> retry_after;
+  // Time until the bucket is full again.
+  Duration reset_after{0};
+};
+
+// What a layer does when a request needs a new bucket and the layer already holds max_buckets
+// live buckets (buckets that have refilled to full are dropped first, since they carry no
+// information).
+enum class OverflowPolicy {
+  kDeny,      // the request is denied by that layer, retry_after = 1 s (memory stays bounded;
+              // keys already tracked are unaffected)
+  kFailOpen,  // the layer allows the request without tracking it (counted as overflow)
+};
+
+// Checkpointing: what a bucket owes, independent of time and rate, so it can be written out and
+// reinstated after a restart.
+struct BucketSnapshot {
+  std::string table;  // "t" for THROTTLE; "p:<policy>/<layer>/<key template>" for a policy layer
+  std::string key;
+  uint64_t debt_hi = 0, debt_lo = 0;  // tokens consumed and not yet refilled, in 1e-18 tokens
+  uint64_t rate = 0;                  // refill rate in nano-tokens per second
+};
+using SnapshotSink = std::function<void(const BucketSnapshot&)>;
+using DropSink = std::function<void(std::string_view table, std::string_view key)>;
+
+// Ad hoc buckets, one per key, parameters given with every call (THROTTLE). Thread-safe.
+class Throttler {
+ public:
+  struct Options {
+    Clock* clock = RealClock();
+    size_t max_buckets = 1'000'000;
+    OverflowPolicy overflow = OverflowPolicy::kDeny;
+  };
+  explicit Throttler(Options options);
+  ~Throttler();
+
+  // Takes `cost` tokens from key's bucket if it holds that many; a denied request takes nothing.
+  // If a key is used with a new rate or capacity, its debt (tokens consumed and not yet refilled)
+  // carries over to the new parameters. InvalidArgument for bad parameters, cost or key (1 to 512
+  // bytes).
+  [[nodiscard]] absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& params,
+                                               Decimal cost);
+  // Drops buckets that have refilled to full. Returns how many were dropped.
+  size_t Sweep();
+  size_t bucket_count() const;
+
+  // Reports every bucket changed since the last call, and every bucket dropped since.
+  void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);
+  // Reinstates a checkpointed bucket (table "t"); returns false for another table.
+  bool Restore(const BucketSnapshot& snapshot);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- Layered policies ----
+
+struct LayerSpec {
+  std::string name;          // unique within the policy
+  std::string key_template;  // e.g. "user:{user}:{type}"; {field} = a request field
+  BucketParams params;
+  bool shadow = false;       // evaluated and counted, never denies
+  size_t max_buckets = 1'000'000;
+  OverflowPolicy overflow = OverflowPolicy::kDeny;
+};
+
+struct CostSpec {
+  std::string by;  // request field that selects the cost; empty = every request costs default_cost
+  std::vector<std::pair<std::string, Decimal>> values;
+  Decimal default_cost = Decimal::Units(1);
+};
+
+struct PolicySpec {
+  std::string name;
+  std::vector<LayerSpec> layers;  // checked in this order
+  CostSpec cost;
+};
+
+// InvalidArgument naming the policy, layer and field for anything malformed: empty names,
+// duplicate layer names, bad templates (unbalanced braces, field names that are not lowercase
+// identifiers), bad parameters, no enforced layer.
+[[nodiscard]] absl::Status ValidatePolicy(const PolicySpec& spec);
+
+struct PolicyDecision {
+  bool allowed = false;
+  std::optional<std::string> denied_layer;  // first enforced layer, in order, that denied
+  uint64_t remaining = 0;                   // least over the enforced layers
+  // Zero when allowed; the largest over the denying layers; nullopt = never.
+  std::optional<Duration> retry_after;
+};
+
+struct LayerCounters {
+  std::string policy, layer;
+  bool shadow = false;
+  uint64_t allowed = 0, denied = 0, shadow_denied = 0, overflow = 0;
+  size_t live_buckets = 0;
+};
+
+struct PolicyLatency {
+  std::string policy;
+  uint64_t count = 0;
+  // counts[i] = checks that took < 2^i ns (and >= 2^(i-1) ns); the last bucket holds the rest.
+  std::vector<uint64_t> counts;
+  Duration p50{0}, p99{0}, max{0};  // upper bounds from the histogram
+};
+
+using Field = std::pair<std::string_view, std::string_view>;
+
+// A set of named policies. Checks are thread-safe and may run while Install replaces the set.
+class PolicyEngine {
+ public:
+  struct Options {
+    Clock* clock = RealClock();
+  };
+  explicit PolicyEngine(Options options);
+  ~PolicyEngine();
+
+  // Validates every spec, then atomically replaces the installed policies. A layer whose policy
+  // name, layer name and key template are unchanged keeps its buckets (with the new capacity and
+  // rate applied to their debt). On error nothing changes.
+  [[nodiscard]] absl::Status Install(std::vector<PolicySpec> specs);
+
+  // Checks a request against every layer of `policy`: takes the cost from every enforced layer or
+  // from none. Shadow layers are charged only when the request is allowed and they have room.
+  // `cost` overrides the policy's cost table. NotFound for an unknown policy; InvalidArgument for
+  // a missing field a key template needs, or a bad cost.
+  [[nodiscard]] absl::StatusOr<PolicyDecision> Check(std::string_view policy,
+                                                     std::span<const Field> fields,
+                                                     std::optional<Decimal> cost = std::nullopt);
+
+  std::vector<std::string> policy_names() const;
+  std::vector<LayerCounters> counters() const;
+  std::vector<PolicyLatency> latencies() const;
+  size_t Sweep();
+
+  // Reports every bucket changed since the last call, and every bucket dropped since.
+  void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);
+  // Reinstates a checkpointed bucket into the installed layer it belongs to; returns false if no
+  // installed layer has that table name.
+  bool Restore(const BucketSnapshot& snapshot);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_LIMITER_H_

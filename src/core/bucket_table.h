@@ -1,0 +1,161 @@
+// One table of token buckets: the exact GCRA arithmetic, sharded storage, memory bounds. Shared by
+// Throttler (one table for all THROTTLE keys) and PolicyEngine (one table per layer).
+#ifndef TOLLGATE_CORE_BUCKET_TABLE_H_
+#define TOLLGATE_CORE_BUCKET_TABLE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "tollgate/clock.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate::core {
+
+__extension__ typedef unsigned __int128 u128;  // GCC/Clang extension; exact 128-bit math
+
+// Multiplier between nano-tokens and the TAT unit: a cost of c nano-tokens moves the TAT
+// (nanoseconds x rate-in-nano-tokens-per-second) by c x 1e9.
+inline constexpr uint64_t kNanosPerSecond = 1'000'000'000;
+
+// A live bucket: allocated as one block holding the fields and then the key bytes, so a bucket
+// costs one allocation of 28 + key bytes.
+struct BucketEntry {
+  uint64_t tat_lo;
+  uint64_t tat_hi;
+  uint64_t rate;      // rate (nano-tokens/s) the TAT is scaled by
+  uint32_t key_bits;  // low 31 bits: key length; high bit: changed since the last checkpoint
+
+  static constexpr uint32_t kDirty = 1u << 31;
+  static constexpr size_t kKeyOffset = 28;
+
+  u128 tat() const { return (static_cast<u128>(tat_hi) << 64) | tat_lo; }
+  void set_tat(u128 t) {
+    tat_lo = static_cast<uint64_t>(t);
+    tat_hi = static_cast<uint64_t>(t >> 64);
+  }
+  std::string_view key() const {
+    return {reinterpret_cast<const char*>(this) + kKeyOffset, key_bits & ~kDirty};
+  }
+  static BucketEntry* New(std::string_view key, u128 tat, uint64_t rate);
+  static void Delete(BucketEntry* e);
+};
+
+struct EntryHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view k) const;
+  size_t operator()(const BucketEntry* e) const { return (*this)(e->key()); }
+};
+struct EntryEq {
+  using is_transparent = void;
+  static std::string_view K(std::string_view k) { return k; }
+  static std::string_view K(const BucketEntry* e) { return e->key(); }
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    return K(a) == K(b);
+  }
+};
+
+// A bucket's state restored from or written to a checkpoint: its debt (tokens consumed and not yet
+// refilled, in 1e-18 tokens) at a wall-clock instant.
+struct BucketCheckpoint {
+  std::string key;
+  u128 debt = 0;
+  uint64_t rate = 0;  // nano-tokens per second the bucket refills at
+};
+
+class BucketTable {
+ public:
+  static constexpr size_t kShards = 16;
+  // At max_buckets, a new key sweeps its shard for refilled buckets at most this often, so a flood
+  // of new keys cannot turn every request into a full scan. All shards are swept by Sweep(), which
+  // the server runs every second.
+  static constexpr int64_t kOverflowSweepGapNs = 10'000'000;
+
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_set<BucketEntry*, EntryHash, EntryEq> set ABSL_GUARDED_BY(mu);
+    // Monotonic view of the clock: a backward step counts as zero elapsed time.
+    int64_t last_raw_ns ABSL_GUARDED_BY(mu) = 0;
+    int64_t now_ns ABSL_GUARDED_BY(mu) = 0;
+    bool started ABSL_GUARDED_BY(mu) = false;
+    int64_t last_overflow_sweep_ns ABSL_GUARDED_BY(mu) = -kOverflowSweepGapNs;
+    std::vector<std::string> dropped ABSL_GUARDED_BY(mu);  // since the last checkpoint
+  };
+
+  // The outcome of evaluating one request against one bucket, before anything is stored.
+  struct Eval {
+    Decision decision;
+    bool overflow = false;  // a new bucket was needed and the table is at max_buckets
+    u128 new_tat = 0;
+    BucketEntry* entry = nullptr;  // existing bucket, or null
+  };
+
+  BucketTable(size_t max_buckets, OverflowPolicy overflow, bool track_changes);
+  ~BucketTable();
+  BucketTable(const BucketTable&) = delete;
+  BucketTable& operator=(const BucketTable&) = delete;
+
+  Shard& ShardFor(std::string_view key);
+
+  // Advances the shard's monotonic clock from `raw` and returns its current time (ns).
+  // REQUIRES: s.mu held.
+  static int64_t Now(Shard& s, SteadyTime raw) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+
+  // Evaluates taking `cost` from key's bucket at time now_ns. Stores nothing.
+  // REQUIRES: s.mu held; params and cost valid.
+  Eval Evaluate(Shard& s, std::string_view key, const BucketParams& params, Decimal cost,
+                int64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Stores an allowed evaluation (creating the bucket if needed). Does nothing for an overflow
+  // evaluation. REQUIRES: s.mu held and nothing changed in the shard since Evaluate.
+  void Commit(Shard& s, std::string_view key, const Eval& e, const BucketParams& params)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+
+  // Drops every bucket that has refilled to full. Returns how many were dropped.
+  size_t Sweep(std::function<SteadyTime()> now);
+  size_t size() const { return live_.load(std::memory_order_relaxed); }
+
+  // Rewrites every bucket to new parameters, keeping its debt (reload with changed rate).
+  void Rescale(const BucketParams& params, std::function<SteadyTime()> now);
+
+  // Checkpoint support: calls `changed` for every bucket changed since the last call (with its
+  // debt at the shard's current time) and `dropped` for every key dropped since; clears the marks.
+  void CollectChanges(std::function<SteadyTime()> now,
+                      const std::function<void(const BucketCheckpoint&)>& changed,
+                      const std::function<void(std::string_view)>& dropped);
+  // Reinstates a bucket with the given debt, refilling at `rate` (before serving). Ignored if it is
+  // already full or the table is at max_buckets.
+  void Restore(std::string_view key, u128 debt, uint64_t rate, SteadyTime now);
+
+  // Changes the bound and overflow behaviour (reload). Buckets above a lowered bound stay until
+  // they refill; no new ones are created meanwhile.
+  void SetLimits(size_t max_buckets, OverflowPolicy overflow) {
+    max_buckets_.store(max_buckets);
+    overflow_.store(overflow);
+  }
+  OverflowPolicy overflow() const { return overflow_.load(); }
+
+ private:
+  // REQUIRES: s.mu held. Drops full buckets of one shard; returns how many.
+  size_t SweepShard(Shard& s, int64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+
+  std::atomic<size_t> max_buckets_;
+  std::atomic<OverflowPolicy> overflow_;
+  const bool track_changes_;
+  std::atomic<size_t> live_{0};
+  Shard shards_[kShards];
+};
+
+// Converts a TAT-unit span (ns x rate) to a duration, rounding up; saturates.
+Duration SpanToDuration(u128 span, uint64_t rate);
+
+}  // namespace tollgate::core
+
+#endif  // TOLLGATE_CORE_BUCKET_TABLE_H_

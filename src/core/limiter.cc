@@ -1,0 +1,510 @@
+#include "tollgate/limiter.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/absl_compat.h"
+#include "core/bucket_table.h"
+#include "tollgate/lease_manager.h"
+
+namespace tollgate {
+
+using core::BucketTable;
+using core::u128;
+
+absl::Status ValidateBucketParams(const BucketParams& p) {
+  if (p.capacity.nanos == 0 || kMaxCapacity < p.capacity) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("capacity must be a positive decimal number, at most ",
+                     kMaxCapacity.ToString(), ", got ", p.capacity.ToString()));
+  }
+  if (p.rate.nanos == 0 || kMaxRate < p.rate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate must be a positive decimal number, at most ", kMaxRate.ToString(), ", got ",
+        p.rate.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateCost(Decimal cost) {
+  if (cost.nanos == 0 || kMaxCost < cost) {
+    return absl::InvalidArgumentError(absl::StrCat("cost must be a positive decimal number, at most ",
+                                                   kMaxCost.ToString(), ", got ",
+                                                   cost.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+std::function<SteadyTime()> NowFn(Clock* c) {
+  return [c] { return c->SteadyNow(); };
+}
+
+void ToSnapshot(const core::BucketCheckpoint& c, std::string_view table, BucketSnapshot* s) {
+  s->table = std::string(table);
+  s->key = c.key;
+  s->debt_hi = static_cast<uint64_t>(c.debt >> 64);
+  s->debt_lo = static_cast<uint64_t>(c.debt);
+  s->rate = c.rate;
+}
+
+u128 Debt(const BucketSnapshot& s) { return (static_cast<u128>(s.debt_hi) << 64) | s.debt_lo; }
+
+}  // namespace
+
+// ---- Throttler ----
+
+class Throttler::Impl {
+ public:
+  explicit Impl(Options o) : opt_(o), table_(o.max_buckets, o.overflow, /*track_changes=*/true) {}
+
+  absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& p, Decimal cost) {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (absl::Status st = ValidateBucketParams(p); !st.ok()) return st;
+    if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
+    BucketTable::Shard& s = table_.ShardFor(key);
+    absl::MutexLock l(&s.mu);
+    const int64_t now = BucketTable::Now(s, opt_.clock->SteadyNow());
+    BucketTable::Eval ev = table_.Evaluate(s, key, p, cost, now);
+    table_.Commit(s, key, ev, p);
+    return ev.decision;
+  }
+
+  Options opt_;
+  BucketTable table_;
+};
+
+Throttler::Throttler(Options options) : impl_(std::make_unique<Impl>(options)) {}
+Throttler::~Throttler() = default;
+absl::StatusOr<Decision> Throttler::Check(std::string_view key, const BucketParams& params,
+                                          Decimal cost) {
+  return impl_->Check(key, params, cost);
+}
+size_t Throttler::Sweep() { return impl_->table_.Sweep(NowFn(impl_->opt_.clock)); }
+size_t Throttler::bucket_count() const { return impl_->table_.size(); }
+void Throttler::CollectChanges(const SnapshotSink& changed, const DropSink& dropped) {
+  BucketSnapshot snap;
+  impl_->table_.CollectChanges(
+      NowFn(impl_->opt_.clock),
+      [&](const core::BucketCheckpoint& c) {
+        ToSnapshot(c, "t", &snap);
+        changed(snap);
+      },
+      [&](std::string_view key) { dropped("t", key); });
+}
+bool Throttler::Restore(const BucketSnapshot& s) {
+  if (s.table != "t") return false;
+  impl_->table_.Restore(s.key, Debt(s), s.rate, impl_->opt_.clock->SteadyNow());
+  return true;
+}
+
+// ---- Policies ----
+
+namespace {
+
+bool IsFieldName(std::string_view f) {
+  if (f.empty() || f.size() > 64) return false;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const char c = f[i];
+    const bool ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsName(std::string_view n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A key template split into literal text and field references.
+struct Segment {
+  bool field;
+  std::string text;  // literal text, or the field name
+};
+
+absl::StatusOr<std::vector<Segment>> ParseTemplate(std::string_view t) {
+  std::vector<Segment> out;
+  std::string lit;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] == '}') return absl::InvalidArgumentError("unbalanced '}'");
+    if (t[i] != '{') {
+      lit.push_back(t[i]);
+      continue;
+    }
+    size_t close = t.find('}', i);
+    if (close == std::string_view::npos) return absl::InvalidArgumentError("unbalanced '{'");
+    std::string_view name = t.substr(i + 1, close - i - 1);
+    if (!IsFieldName(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field name '", AV(name), "' is not a lowercase identifier ([a-z_][a-z0-9_]*)"));
+    }
+    if (!lit.empty()) out.push_back({false, std::move(lit)});
+    lit.clear();
+    out.push_back({true, std::string(name)});
+    i = close;
+  }
+  if (!lit.empty()) out.push_back({false, std::move(lit)});
+  if (out.empty()) return absl::InvalidArgumentError("is empty");
+  return out;
+}
+
+absl::Status Where(const absl::Status& st, std::string_view where) {
+  return absl::InvalidArgumentError(absl::StrCat(AV(where), ": ", st.message()));
+}
+
+constexpr size_t kLatencyBuckets = 40;  // 2^39 ns ~ 9 minutes
+
+struct LayerState {
+  LayerState(const LayerSpec& s) : table(s.max_buckets, s.overflow, /*track_changes=*/true) {}
+  BucketTable table;
+  std::atomic<uint64_t> allowed{0}, denied{0}, shadow_denied{0}, overflow{0};
+};
+
+struct Layer {
+  LayerSpec spec;
+  std::vector<Segment> tmpl;
+  std::string table_id;
+  std::shared_ptr<LayerState> state;
+};
+
+struct Latency {
+  std::atomic<uint64_t> counts[kLatencyBuckets] = {};
+};
+
+struct Policy {
+  PolicySpec spec;
+  std::vector<Layer> layers;
+  absl::flat_hash_map<std::string, Decimal> costs;
+  std::shared_ptr<Latency> latency;
+};
+
+struct PolicySet {
+  absl::flat_hash_map<std::string, Policy> policies;
+};
+
+std::string TableId(const PolicySpec& p, const LayerSpec& l) {
+  return absl::StrCat("p:", p.name, "/", l.name, "/", l.key_template);
+}
+
+}  // namespace
+
+absl::Status ValidatePolicy(const PolicySpec& p) {
+  const std::string where = absl::StrCat("policy '", p.name, "'");
+  if (!IsName(p.name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": name must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+  }
+  if (p.layers.empty()) return absl::InvalidArgumentError(where + ": needs at least one layer");
+  absl::flat_hash_set<std::string> names;
+  bool enforced = false;
+  for (const LayerSpec& l : p.layers) {
+    const std::string lw = absl::StrCat(where, " layer '", l.name, "'");
+    if (!IsName(l.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(lw, ": name must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+    }
+    if (!names.insert(l.name).second) {
+      return absl::InvalidArgumentError(lw + ": duplicate layer name");
+    }
+    auto t = ParseTemplate(l.key_template);
+    if (!t.ok()) return Where(t.status(), lw + " key");
+    if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return Where(st, lw);
+    if (l.max_buckets == 0) return absl::InvalidArgumentError(lw + ": max_buckets must be >= 1");
+    enforced |= !l.shadow;
+  }
+  if (!enforced) {
+    return absl::InvalidArgumentError(where + ": every layer is shadow; at least one must enforce");
+  }
+  if (!p.cost.by.empty() && !IsFieldName(p.cost.by)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " cost.by: '", p.cost.by, "' is not a lowercase identifier"));
+  }
+  if (absl::Status st = ValidateCost(p.cost.default_cost); !st.ok()) {
+    return Where(st, where + " cost.default");
+  }
+  for (const auto& [k, v] : p.cost.values) {
+    if (absl::Status st = ValidateCost(v); !st.ok()) {
+      return Where(st, absl::StrCat(where, " cost.values.", k));
+    }
+  }
+  return absl::OkStatus();
+}
+
+class PolicyEngine::Impl {
+ public:
+  explicit Impl(Options o) : opt_(o), set_(std::make_shared<const PolicySet>()) {}
+
+  absl::Status Install(std::vector<PolicySpec> specs) {
+    absl::flat_hash_set<std::string> seen;
+    for (const PolicySpec& p : specs) {
+      if (absl::Status st = ValidatePolicy(p); !st.ok()) return st;
+      if (!seen.insert(p.name).second) {
+        return absl::InvalidArgumentError(absl::StrCat("policy '", p.name, "': defined twice"));
+      }
+    }
+    std::lock_guard<std::mutex> install_lock(install_mu_);
+    std::shared_ptr<const PolicySet> old = Load();
+    auto next = std::make_shared<PolicySet>();
+    for (PolicySpec& spec : specs) {
+      Policy pol;
+      const Policy* prev = nullptr;
+      if (auto it = old->policies.find(spec.name); it != old->policies.end()) prev = &it->second;
+      pol.latency = prev != nullptr ? prev->latency : std::make_shared<Latency>();
+      for (const LayerSpec& ls : spec.layers) {
+        Layer layer;
+        layer.spec = ls;
+        layer.tmpl = *ParseTemplate(ls.key_template);
+        layer.table_id = TableId(spec, ls);
+        if (prev != nullptr) {
+          for (const Layer& pl : prev->layers) {
+            if (pl.table_id == layer.table_id) layer.state = pl.state;
+          }
+        }
+        if (layer.state) {
+          layer.state->table.SetLimits(ls.max_buckets, ls.overflow);
+          layer.state->table.Rescale(ls.params, NowFn(opt_.clock));
+        } else {
+          layer.state = std::make_shared<LayerState>(ls);
+        }
+        pol.layers.push_back(std::move(layer));
+      }
+      for (const auto& [k, v] : spec.cost.values) pol.costs[k] = v;
+      pol.spec = std::move(spec);
+      std::string name = pol.spec.name;
+      next->policies.emplace(std::move(name), std::move(pol));
+    }
+    std::atomic_store(&set_, std::shared_ptr<const PolicySet>(std::move(next)));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<PolicyDecision> Check(std::string_view name, std::span<const Field> fields,
+                                       std::optional<Decimal> cost_override) {
+    const SteadyTime started = opt_.clock->SteadyNow();
+    std::shared_ptr<const PolicySet> set = Load();
+    auto pit = set->policies.find(AV(name));
+    if (pit == set->policies.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown policy '", AV(name.substr(0, 64)), "'"));
+    }
+    const Policy& pol = pit->second;
+    auto field = [&](std::string_view f) -> const std::string_view* {
+      for (const Field& x : fields) {
+        if (x.first == f) return &x.second;
+      }
+      return nullptr;
+    };
+    // Cost: the override, else the table entry for the request's `by` field, else the default.
+    Decimal cost = pol.spec.cost.default_cost;
+    if (cost_override) {
+      if (absl::Status st = ValidateCost(*cost_override); !st.ok()) return st;
+      cost = *cost_override;
+    } else if (!pol.spec.cost.by.empty()) {
+      if (const std::string_view* v = field(pol.spec.cost.by)) {
+        if (auto c = pol.costs.find(AV(*v)); c != pol.costs.end()) cost = c->second;
+      }
+    }
+    // Render every layer's key first: a missing field fails before anything is locked.
+    const size_t n = pol.layers.size();
+    std::vector<std::string> keys(n);
+    for (size_t i = 0; i < n; ++i) {
+      for (const Segment& seg : pol.layers[i].tmpl) {
+        if (!seg.field) {
+          keys[i] += seg.text;
+          continue;
+        }
+        const std::string_view* v = field(seg.text);
+        if (v == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat("policy '", pol.spec.name, "' layer '",
+                                                         pol.layers[i].spec.name,
+                                                         "' needs field '", seg.text, "'"));
+        }
+        keys[i].append(*v);
+      }
+      if (absl::Status st = ValidateKey(keys[i], "rendered key"); !st.ok()) {
+        return Where(st, absl::StrCat("policy '", pol.spec.name, "' layer '",
+                                      pol.layers[i].spec.name, "'"));
+      }
+    }
+    // Lock every shard involved, in address order (no deadlock), so the decision and its charges
+    // are one atomic step across layers.
+    std::vector<BucketTable::Shard*> shards(n);
+    for (size_t i = 0; i < n; ++i) shards[i] = &pol.layers[i].state->table.ShardFor(keys[i]);
+    std::vector<BucketTable::Shard*> order = shards;
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    for (BucketTable::Shard* s : order) s->mu.Lock();
+    const SteadyTime raw = opt_.clock->SteadyNow();
+    std::vector<BucketTable::Eval> evals(n);
+    bool allowed = true;
+    for (size_t i = 0; i < n; ++i) {
+      const Layer& l = pol.layers[i];
+      // Each shard keeps its own monotonic time; a shard shared by two layers of this request
+      // advances once and returns the same time to both.
+      const int64_t now = BucketTable::Now(*shards[i], raw);
+      evals[i] = l.state->table.Evaluate(*shards[i], keys[i], l.spec.params, cost, now);
+      if (!l.spec.shadow && !evals[i].decision.allowed) allowed = false;
+    }
+    if (allowed) {
+      for (size_t i = 0; i < n; ++i) {
+        const Layer& l = pol.layers[i];
+        l.state->table.Commit(*shards[i], keys[i], evals[i], l.spec.params);
+      }
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu.Unlock();
+
+    PolicyDecision out;
+    out.allowed = allowed;
+    out.retry_after = Duration(0);
+    bool first_enforced = true;
+    for (size_t i = 0; i < n; ++i) {
+      const Layer& l = pol.layers[i];
+      const Decision& d = evals[i].decision;
+      LayerState& st = *l.state;
+      if (evals[i].overflow) st.overflow.fetch_add(1, std::memory_order_relaxed);
+      if (l.spec.shadow) {
+        (d.allowed ? st.allowed : st.shadow_denied).fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      (d.allowed ? st.allowed : st.denied).fetch_add(1, std::memory_order_relaxed);
+      out.remaining = first_enforced ? d.remaining : std::min(out.remaining, d.remaining);
+      first_enforced = false;
+      if (!d.allowed) {
+        if (!out.denied_layer) out.denied_layer = l.spec.name;
+        if (!d.retry_after || !out.retry_after) {
+          out.retry_after = std::nullopt;  // never beats any finite wait
+        } else {
+          out.retry_after = std::max(*out.retry_after, *d.retry_after);
+        }
+      }
+    }
+    if (!allowed && out.retry_after == Duration(0)) out.retry_after = Duration(0);
+    RecordLatency(*pol.latency, opt_.clock->SteadyNow() - started);
+    return out;
+  }
+
+  std::shared_ptr<const PolicySet> Load() const { return std::atomic_load(&set_); }
+
+  static void RecordLatency(Latency& lat, Duration d) {
+    uint64_t ns = d.count() < 0 ? 0 : static_cast<uint64_t>(d.count());
+    size_t b = 0;
+    while (b + 1 < kLatencyBuckets && (uint64_t{1} << b) <= ns) ++b;
+    lat.counts[b].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  Options opt_;
+  std::mutex install_mu_;
+  std::shared_ptr<const PolicySet> set_;  // accessed with std::atomic_load/atomic_store
+};
+
+PolicyEngine::PolicyEngine(Options options) : impl_(std::make_unique<Impl>(options)) {}
+PolicyEngine::~PolicyEngine() = default;
+
+absl::Status PolicyEngine::Install(std::vector<PolicySpec> specs) {
+  return impl_->Install(std::move(specs));
+}
+
+absl::StatusOr<PolicyDecision> PolicyEngine::Check(std::string_view policy,
+                                                   std::span<const Field> fields,
+                                                   std::optional<Decimal> cost) {
+  return impl_->Check(policy, fields, cost);
+}
+
+std::vector<std::string> PolicyEngine::policy_names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : impl_->Load()->policies) out.push_back(name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<LayerCounters> PolicyEngine::counters() const {
+  std::vector<LayerCounters> out;
+  auto set = impl_->Load();
+  for (const std::string& name : policy_names()) {
+    const Policy& p = set->policies.at(name);
+    for (const Layer& l : p.layers) {
+      out.push_back({name, l.spec.name, l.spec.shadow, l.state->allowed.load(),
+                     l.state->denied.load(), l.state->shadow_denied.load(),
+                     l.state->overflow.load(), l.state->table.size()});
+    }
+  }
+  return out;
+}
+
+std::vector<PolicyLatency> PolicyEngine::latencies() const {
+  std::vector<PolicyLatency> out;
+  auto set = impl_->Load();
+  for (const std::string& name : policy_names()) {
+    const Latency& lat = *set->policies.at(name).latency;
+    PolicyLatency pl;
+    pl.policy = name;
+    for (size_t b = 0; b < kLatencyBuckets; ++b) {
+      pl.counts.push_back(lat.counts[b].load());
+      pl.count += pl.counts.back();
+    }
+    auto quantile = [&](double q) {
+      if (pl.count == 0) return Duration(0);
+      const uint64_t rank = static_cast<uint64_t>(q * static_cast<double>(pl.count - 1)) + 1;
+      uint64_t seen = 0;
+      for (size_t b = 0; b < kLatencyBuckets; ++b) {
+        seen += pl.counts[b];
+        if (seen >= rank) return Duration(int64_t{1} << b);
+      }
+      return Duration(int64_t{1} << (kLatencyBuckets - 1));
+    };
+    pl.p50 = quantile(0.5);
+    pl.p99 = quantile(0.99);
+    pl.max = quantile(1.0);
+    out.push_back(std::move(pl));
+  }
+  return out;
+}
+
+size_t PolicyEngine::Sweep() {
+  size_t n = 0;
+  auto set = impl_->Load();
+  for (const auto& [name, p] : set->policies) {
+    for (const Layer& l : p.layers) n += l.state->table.Sweep(NowFn(impl_->opt_.clock));
+  }
+  return n;
+}
+
+void PolicyEngine::CollectChanges(const SnapshotSink& changed, const DropSink& dropped) {
+  auto set = impl_->Load();
+  BucketSnapshot snap;
+  for (const auto& [name, p] : set->policies) {
+    for (const Layer& l : p.layers) {
+      l.state->table.CollectChanges(
+          NowFn(impl_->opt_.clock),
+          [&](const core::BucketCheckpoint& c) {
+            ToSnapshot(c, l.table_id, &snap);
+            changed(snap);
+          },
+          [&](std::string_view key) { dropped(l.table_id, key); });
+    }
+  }
+}
+
+bool PolicyEngine::Restore(const BucketSnapshot& s) {
+  auto set = impl_->Load();
+  for (const auto& [name, p] : set->policies) {
+    for (const Layer& l : p.layers) {
+      if (l.table_id == s.table) {
+        l.state->table.Restore(s.key, Debt(s), s.rate, impl_->opt_.clock->SteadyNow());
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace tollgate
