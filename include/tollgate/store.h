@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tollgate/journal.h"
+#include "tollgate/limiter.h"
 
 namespace tollgate {
 
@@ -28,12 +29,16 @@ struct RecoveredState {
     std::string value;
   };
   std::vector<Register> registers;
+  // Token-bucket checkpoints, with the debt already reduced by the wall-clock time that passed
+  // since they were written (a wall clock that went backwards counts as no time).
+  std::vector<BucketSnapshot> buckets;
 };
 
 class DurableStore final : public Journal {
  public:
   struct Options {
     std::string dir;  // created if missing
+    Clock* clock = RealClock();  // wall time for bucket checkpoints; not owned
     // Called on the committer thread after every group commit with the new durable sequence.
     std::function<void(uint64_t durable_seq)> on_durable;
     // Called once if a write or sync fails. The default logs and exits the process with status 75:
@@ -60,6 +65,15 @@ class DurableStore final : public Journal {
   uint64_t LastAppended() const override;
   uint64_t LastDurable() const override;
   [[nodiscard]] absl::Status WaitDurable(uint64_t seq) override;
+
+  // Writes token-bucket checkpoints (changed buckets) and removes dropped ones. Not synced and not
+  // part of the journal: losing the last second of bucket state in an OS crash only makes limits
+  // that much looser after the restart, and costs no fsync. Unavailable if the write fails.
+  [[nodiscard]] absl::Status WriteBucketCheckpoint(
+      const std::vector<BucketSnapshot>& changed,
+      const std::vector<std::pair<std::string, std::string>>& dropped);
+  // Removes one checkpointed bucket (one whose layer no longer exists).
+  [[nodiscard]] absl::Status DeleteBucket(std::string_view table, std::string_view key);
 
   // Commits and syncs everything appended so far, then stops accepting work. Idempotent.
   [[nodiscard]] absl::Status Close();

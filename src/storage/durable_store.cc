@@ -73,6 +73,7 @@ class DurableStore::Impl {
     }
     cv_.notify_one();
     committer_.join();
+    std::lock_guard<std::mutex> cl(checkpoint_mu_);
     absl::Status st = FromRocks(db_->SyncWAL(), "sync WAL on close");
     if (st.ok()) st = FromRocks(db_->Close(), "close store");
     delete db_;
@@ -86,6 +87,22 @@ class DurableStore::Impl {
   }
 
   Stats stats() const { return {commits_.load(), records_.load()}; }
+
+  absl::Status WriteBuckets(const std::vector<BucketSnapshot>& changed,
+                            const std::vector<std::pair<std::string, std::string>>& dropped) {
+    if (changed.empty() && dropped.empty()) return absl::OkStatus();
+    rocksdb::WriteBatch b;
+    const WallTime now = opt_.clock->WallNow();
+    for (const auto& [table, key] : dropped) b.Delete(S(storage::BucketKey(table, key)));
+    for (const BucketSnapshot& c : changed) {
+      b.Put(S(storage::BucketKey(c.table, c.key)), S(storage::EncodeBucket(c, now)));
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = false;
+    std::lock_guard<std::mutex> l(checkpoint_mu_);
+    if (db_ == nullptr) return absl::UnavailableError("store is closed");
+    return FromRocks(db_->Write(wo, &b), "write bucket checkpoint");
+  }
 
  private:
   // REQUIRES: mu_ held. Counts one appended record and wakes the committer if it sleeps.
@@ -164,6 +181,8 @@ class DurableStore::Impl {
   bool committer_idle_ = false;
   std::atomic<uint64_t> appended_{0};
 
+  std::mutex checkpoint_mu_;  // keeps checkpoint writes off a closing database
+
   std::mutex durable_mu_;  // guards failure_, closed_; pairs with durable_cv_
   std::condition_variable durable_cv_;
   std::atomic<uint64_t> durable_{0};
@@ -204,6 +223,22 @@ absl::StatusOr<std::unique_ptr<DurableStore>> DurableStore::Open(Options options
         state.max_fence = std::max(state.max_fence, lease->fence);
         state.leases.emplace_back(std::string(k.substr(1)), std::move(*lease));
       }
+    } else if (!k.empty() && k[0] == storage::kBucketPrefix) {
+      auto b = storage::DecodeBucket(k.substr(1), v);
+      ok = b.has_value();
+      if (ok) {
+        BucketSnapshot& snap = b->first;
+        const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 options.clock->WallNow() - b->second)
+                                 .count();
+        __extension__ typedef unsigned __int128 u128;
+        u128 debt = (static_cast<u128>(snap.debt_hi) << 64) | snap.debt_lo;
+        const u128 refilled = elapsed > 0 ? static_cast<u128>(elapsed) * snap.rate : 0;
+        debt = debt > refilled ? debt - refilled : 0;
+        snap.debt_hi = static_cast<uint64_t>(debt >> 64);
+        snap.debt_lo = static_cast<uint64_t>(debt);
+        state.buckets.push_back(std::move(snap));
+      }
     } else if (!k.empty() && k[0] == storage::kRegisterPrefix) {
       auto reg = storage::DecodeRegister(v);
       ok = reg.has_value();
@@ -242,6 +277,14 @@ uint64_t DurableStore::LastAppended() const { return impl_->LastAppended(); }
 uint64_t DurableStore::LastDurable() const { return impl_->LastDurable(); }
 absl::Status DurableStore::WaitDurable(uint64_t seq) { return impl_->WaitDurable(seq); }
 absl::Status DurableStore::Close() { return impl_->Close(); }
+absl::Status DurableStore::WriteBucketCheckpoint(
+    const std::vector<BucketSnapshot>& changed,
+    const std::vector<std::pair<std::string, std::string>>& dropped) {
+  return impl_->WriteBuckets(changed, dropped);
+}
+absl::Status DurableStore::DeleteBucket(std::string_view table, std::string_view key) {
+  return impl_->WriteBuckets({}, {{std::string(table), std::string(key)}});
+}
 DurableStore::Stats DurableStore::stats() const { return impl_->stats(); }
 
 }  // namespace tollgate

@@ -140,3 +140,36 @@ TEST_F(DurableStoreTest, LeaseManagerSurvivesRestart) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST_F(DurableStoreTest, BucketCheckpointsRecoverWithElapsedRefill) {
+  FakeClock clock;
+  {
+    auto store = DurableStore::Open({.dir = dir_.string(), .clock = &clock}, nullptr);
+    ASSERT_TRUE(store.ok());
+    BucketSnapshot a{"t", "alice", 0, 10'000'000'000'000'000'000ull, 1'000'000'000};  // 10 tokens
+    BucketSnapshot b{"p:chat/ip/ip:{ip}", "ip:1", 0, 5'000'000'000'000'000'000ull, 1'000'000'000};
+    BucketSnapshot c{"t", "carol", 0, 1, 1};
+    ASSERT_TRUE((*store)->WriteBucketCheckpoint({a, b, c}, {}).ok());
+    ASSERT_TRUE((*store)->WriteBucketCheckpoint({}, {{"t", "carol"}}).ok());
+  }
+  clock.Advance(seconds(3));  // 3 tokens refill at 1/s while down
+  RecoveredState rec;
+  auto store = DurableStore::Open({.dir = dir_.string(), .clock = &clock}, &rec);
+  ASSERT_TRUE(store.ok());
+  ASSERT_EQ(rec.buckets.size(), 2u);
+  for (const BucketSnapshot& s : rec.buckets) {
+    if (s.key == "alice") {
+      EXPECT_EQ(s.debt_lo, 7'000'000'000'000'000'000ull);
+    } else {
+      EXPECT_EQ(s.key, "ip:1");
+      EXPECT_EQ(s.table, "p:chat/ip/ip:{ip}");
+      EXPECT_EQ(s.debt_lo, 2'000'000'000'000'000'000ull);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -95,6 +95,44 @@ std::optional<std::pair<uint64_t, std::string>> DecodeRegister(std::string_view 
   return std::make_pair(fence, std::string(in));
 }
 
+std::string BucketKey(std::string_view table, std::string_view key) {
+  std::string k(1, kBucketPrefix);
+  PutFixed(&k, table.size(), 2);
+  k.append(table);
+  k.append(key);
+  return k;
+}
+
+std::string EncodeBucket(const BucketSnapshot& s, WallTime at) {
+  std::string out;
+  out.push_back(static_cast<char>(kVersion));
+  PutFixed(&out, s.debt_hi, 8);
+  PutFixed(&out, s.debt_lo, 8);
+  PutFixed(&out, s.rate, 8);
+  PutFixed(&out,
+           static_cast<uint64_t>(
+               std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count()),
+           8);
+  return out;
+}
+
+std::optional<std::pair<BucketSnapshot, WallTime>> DecodeBucket(std::string_view key,
+                                                                std::string_view value) {
+  uint64_t table_len, version, ns;
+  BucketSnapshot s;
+  if (!GetFixed(&key, 2, &table_len) || key.size() < table_len) return std::nullopt;
+  s.table = std::string(key.substr(0, table_len));
+  s.key = std::string(key.substr(table_len));
+  if (!GetFixed(&value, 1, &version) || version != kVersion || !GetFixed(&value, 8, &s.debt_hi) ||
+      !GetFixed(&value, 8, &s.debt_lo) || !GetFixed(&value, 8, &s.rate) ||
+      !GetFixed(&value, 8, &ns) || !value.empty()) {
+    return std::nullopt;
+  }
+  WallTime at(std::chrono::duration_cast<WallTime::duration>(
+      std::chrono::nanoseconds(static_cast<int64_t>(ns))));
+  return std::make_pair(std::move(s), at);
+}
+
 std::string EncodeU64(uint64_t v) {
   std::string out;
   PutFixed(&out, v, 8);

@@ -5,6 +5,8 @@
 //                              u8 has owner | [u32 owner len | owner]
 //   key "R" + resource      -> u8 version(1) | u64 fence | value bytes
 //   key "M:fence"           -> u64 highest fence ever issued
+//   key "B" + u16 table length + table + bucket key
+//                           -> u8 version(1) | u64 debt hi | u64 debt lo | u64 rate | i64 wall ns
 // Integers are little-endian.
 #ifndef TOLLGATE_STORAGE_RECORD_CODEC_H_
 #define TOLLGATE_STORAGE_RECORD_CODEC_H_
@@ -15,12 +17,14 @@
 #include <string_view>
 
 #include "tollgate/journal.h"
+#include "tollgate/limiter.h"
 
 namespace tollgate::storage {
 
 inline constexpr char kLeasePrefix = 'L';
 inline constexpr char kRegisterPrefix = 'R';
 inline constexpr std::string_view kFenceKey = "M:fence";
+inline constexpr char kBucketPrefix = 'B';
 
 std::string LeaseKey(std::string_view key);
 std::string RegisterKey(std::string_view resource);
@@ -32,6 +36,12 @@ std::optional<StoredLease> DecodeLease(std::string_view bytes);
 std::string EncodeRegister(uint64_t fence, std::string_view value);
 // nullopt if the bytes are not a valid register record.
 std::optional<std::pair<uint64_t, std::string>> DecodeRegister(std::string_view bytes);
+
+std::string BucketKey(std::string_view table, std::string_view key);
+std::string EncodeBucket(const BucketSnapshot& s, WallTime at);
+// Decodes a bucket record (key without its prefix byte, and value). nullopt if malformed.
+std::optional<std::pair<BucketSnapshot, WallTime>> DecodeBucket(std::string_view key,
+                                                                std::string_view value);
 
 std::string EncodeU64(uint64_t v);
 std::optional<uint64_t> DecodeU64(std::string_view bytes);
