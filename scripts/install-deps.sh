@@ -11,6 +11,7 @@ PACKAGES=(
   libspdlog-dev      # server logging
   libabsl-dev        # Status/StatusOr, flat_hash_map, Mutex with thread-safety annotations
   libhiredis-dev     # Redis-protocol client used by the integration and crash tests
+  libyaml-cpp-dev    # policy configuration files (src/config)
   redis-server redis-tools  # redis-cli / redis-benchmark, and the peer in bench/
   clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
 )

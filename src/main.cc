@@ -29,6 +29,15 @@ int main(int argc, char** argv) {
   serve->add_option("--max-clients", opts.max_clients, "Maximum concurrent connections")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();
+  serve
+      ->add_option("--config", opts.config_file,
+                   "Policy YAML for RATE.CHECK; reloaded on SIGHUP and when it changes")
+      ->check(CLI::ExistingFile);
+  serve
+      ->add_option("--throttle-max-buckets", opts.throttle_max_buckets,
+                   "Live THROTTLE buckets before new keys are denied")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000'000}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   opts.lock_delay = std::chrono::milliseconds(lock_delay_ms);
   return tollgate::RunServer(opts);

@@ -14,16 +14,19 @@ inline constexpr int kDefaultPort = 7379;
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";
-  int port = kDefaultPort;                 // 0 = any free port (printed on the ready line)
-  std::string data_dir = "tollgate-data";  // the embedded store's directory
-  std::string requirepass;                 // empty = no authentication
-  Duration lock_delay{0};                  // see LeaseManager::Options::lock_delay
-  int io_threads = 0;                      // 0 = one per core
-  int max_clients = 10000;                 // connections beyond this are refused with an error
+  int port = kDefaultPort;                  // 0 = any free port (printed on the ready line)
+  std::string data_dir = "tollgate-data";   // the embedded store's directory
+  std::string requirepass;                  // empty = no authentication
+  Duration lock_delay{0};                   // see LeaseManager::Options::lock_delay
+  int io_threads = 0;                       // 0 = one per core
+  int max_clients = 10000;                  // connections beyond this are refused with an error
+  std::string config_file;                  // policy YAML for RATE.CHECK; empty = no policies
+  size_t throttle_max_buckets = 1'000'000;  // live THROTTLE buckets before new keys are denied
 };
 
-// Opens the store, recovers, listens, and serves until SIGTERM or SIGINT; then stops accepting,
-// answers what it already read, syncs the store and returns 0. Prints
+// Opens the store, recovers, loads --config, listens, and serves until SIGTERM or SIGINT; then
+// stops accepting, answers what it already read, checkpoints buckets, syncs the store and returns
+// 0. SIGHUP reloads the policy file (so does a change to the file). Prints
 // "tollgate ready on ADDR:PORT" to stdout (and flushes) once it accepts connections. Returns a
 // non-zero exit code, after logging why, if it cannot start.
 // REQUIRES: called once per process, from the main thread, before other threads exist.

@@ -37,7 +37,7 @@ struct RecoveredState {
 class DurableStore final : public Journal {
  public:
   struct Options {
-    std::string dir;  // created if missing
+    std::string dir;             // created if missing
     Clock* clock = RealClock();  // wall time for bucket checkpoints; not owned
     // Called on the committer thread after every group commit with the new durable sequence.
     std::function<void(uint64_t durable_seq)> on_durable;
@@ -63,6 +63,9 @@ class DurableStore final : public Journal {
   uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
                              std::string_view value) override;
   uint64_t LastAppended() const override;
+  // Asks the committer to commit what is batched now. The server calls it at the end of each event
+  // loop pass that left replies waiting; WaitDurable calls it too.
+  void Kick();
   uint64_t LastDurable() const override;
   [[nodiscard]] absl::Status WaitDurable(uint64_t seq) override;
 

@@ -1,5 +1,7 @@
 #include "server/command_table.h"
 
+#include <algorithm>
+
 #include "core/absl_compat.h"
 #include "server/args.h"
 
@@ -53,6 +55,9 @@ void CommandTable::Dispatch(CommandContext& ctx, std::span<const std::string> ar
     return;
   }
   spec->handler(ctx, args);
+  if (spec->flags & kJournaled) {
+    ctx.session.needs_seq = std::max(ctx.session.needs_seq, ctx.services.store.LastAppended());
+  }
 }
 
 const CommandTable& AllCommands() {
@@ -60,6 +65,7 @@ const CommandTable& AllCommands() {
     auto* t = new CommandTable();
     RegisterConnectionCommands(*t);
     RegisterLeaseCommands(*t);
+    RegisterLimitCommands(*t);
     return t;
   }();
   return *table;

@@ -22,6 +22,8 @@ struct Session {
   std::string name;  // CLIENT SETNAME
   int protocol = 2;  // 2 or 3 (HELLO); the connection keeps its ReplyBuilder in step
   bool close_after_reply = false;
+  // Journal sequence that must be durable before this connection's pending replies go out.
+  uint64_t needs_seq = 0;
 };
 
 // What a handler may ask of the connection it runs on, beyond replying.
@@ -50,6 +52,9 @@ enum CommandFlags : uint32_t {
   kNoAuth = 1 << 0,    // allowed before authentication (AUTH, HELLO, QUIT)
   kWrite = 1 << 1,     // changes durable state
   kBlocking = 1 << 2,  // may block the connection (LOCK.ACQUIRE ... WAIT)
+  // Reads or writes journaled state (leases, fences): its reply waits until everything journaled
+  // so far is durable. Other replies (THROTTLE, PING) go out at once unless ordered behind one.
+  kJournaled = 1 << 3,
 };
 
 struct CommandSpec {
@@ -81,6 +86,7 @@ class CommandTable {
 // Families register their commands (connection_commands.cc, lease_commands.cc).
 void RegisterConnectionCommands(CommandTable& table);
 void RegisterLeaseCommands(CommandTable& table);
+void RegisterLimitCommands(CommandTable& table);
 
 // The table with every tollgate command.
 const CommandTable& AllCommands();

@@ -285,6 +285,37 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
              std::chrono::duration_cast<std::chrono::milliseconds>(s.options.lock_delay).count()));
     out.append("\r\n");
   }
+  if (want("ratelimit")) {
+    out.append("# Ratelimit\r\n");
+    line("throttle_buckets", std::to_string(s.throttler.bucket_count()));
+    if (s.watcher != nullptr) {
+      line("config_reloads_ok", std::to_string(s.watcher->reloads_ok()));
+      line("config_reloads_failed", std::to_string(s.watcher->reloads_failed()));
+    }
+    for (const LayerCounters& c : s.policies.counters()) {
+      line("policy_" + c.policy + "_layer_" + c.layer,
+           "allowed=" + std::to_string(c.allowed) + ",denied=" + std::to_string(c.denied) +
+               ",shadow_denied=" + std::to_string(c.shadow_denied) +
+               ",overflow=" + std::to_string(c.overflow) +
+               ",buckets=" + std::to_string(c.live_buckets) + ",shadow=" + (c.shadow ? "1" : "0"));
+    }
+    for (const PolicyLatency& l : s.policies.latencies()) {
+      auto us = [](Duration d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count() /
+                              1000.0);
+      };
+      std::string hist;
+      for (size_t b = 0; b < l.counts.size(); ++b) {
+        if (l.counts[b] == 0) continue;
+        if (!hist.empty()) hist += ";";
+        hist += "le_" + std::to_string(uint64_t{1} << b) + "ns=" + std::to_string(l.counts[b]);
+      }
+      line("policy_" + l.policy + "_latency",
+           "checks=" + std::to_string(l.count) + ",p50_us<=" + us(l.p50) + ",p99_us<=" + us(l.p99) +
+               ",max_us<=" + us(l.max) + ",histogram=" + hist);
+    }
+    out.append("\r\n");
+  }
   ctx.reply.Verbatim(out);
 }
 
@@ -300,7 +331,7 @@ void RegisterConnectionCommands(CommandTable& t) {
   t.Add({"client", -2, 0, 0, 0, 0, &Client});
   t.Add({"command", -1, 0, 0, 0, 0, &Command});
   t.Add({"config", -2, 0, 0, 0, 0, &Config});
-  t.Add({"info", -1, 0, 0, 0, 0, &Info});
+  t.Add({"info", -1, kJournaled, 0, 0, 0, &Info});
 }
 
 }  // namespace tollgate::server

@@ -168,6 +168,7 @@ void IoThread::Loop() {
     }
     ReleaseDurable();
     FlushDirty();
+    if (!held_.empty()) services_.store.Kick();  // one commit for this whole pass
   }
   {
     std::lock_guard<std::mutex> l(post_mu_);
@@ -298,7 +299,7 @@ void IoThread::Process(Conn& c) {
 
 void IoThread::Seal(Conn& c) {
   if (c.building.empty()) return;
-  const uint64_t seq = services_.store.LastAppended();
+  const uint64_t seq = c.session.needs_seq;
   if (c.held == 0 && seq <= services_.store.LastDurable()) {
     if (c.out.empty()) {
       c.out.swap(c.building);
@@ -406,6 +407,7 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   }
   c->blocked = false;
   services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+  c->session.needs_seq = std::max(c->session.needs_seq, services_.store.LastAppended());
   if (grant) {
     c->reply.ArrayHeader(3);
     c->reply.Bulk(grant->lock_id);

@@ -168,12 +168,12 @@ void FenceGet(CommandContext& ctx, std::span<const std::string> args) {
 }  // namespace
 
 void RegisterLeaseCommands(CommandTable& t) {
-  t.Add({"lock.acquire", -3, kWrite | kBlocking, 1, 1, 1, &LockAcquire});
-  t.Add({"lock.release", 3, kWrite, 1, 1, 1, &LockRelease});
-  t.Add({"lock.extend", 4, kWrite, 1, 1, 1, &LockExtend});
-  t.Add({"lock.info", 2, 0, 1, 1, 1, &LockInfo});
-  t.Add({"fence.set", 4, kWrite, 1, 1, 1, &FenceSet});
-  t.Add({"fence.get", 2, 0, 1, 1, 1, &FenceGet});
+  t.Add({"lock.acquire", -3, kWrite | kBlocking | kJournaled, 1, 1, 1, &LockAcquire});
+  t.Add({"lock.release", 3, kWrite | kJournaled, 1, 1, 1, &LockRelease});
+  t.Add({"lock.extend", 4, kWrite | kJournaled, 1, 1, 1, &LockExtend});
+  t.Add({"lock.info", 2, kJournaled, 1, 1, 1, &LockInfo});
+  t.Add({"fence.set", 4, kWrite | kJournaled, 1, 1, 1, &FenceSet});
+  t.Add({"fence.get", 2, kJournaled, 1, 1, 1, &FenceGet});
 }
 
 }  // namespace tollgate::server

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -18,6 +20,8 @@
 #include "spdlog/spdlog.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
+#include "tollgate/limiter.h"
+#include "tollgate/policy_config.h"
 #include "tollgate/store.h"
 
 namespace tollgate {
@@ -46,6 +50,58 @@ int Listen(const std::string& bind_addr, int port) {
   return fd;
 }
 
+// Sweeps refilled buckets and writes changed ones to the store every second, so a restart does not
+// hand every key a full bucket.
+class Checkpointer {
+ public:
+  Checkpointer(Throttler& t, PolicyEngine& p, DurableStore& s) : t_(t), p_(p), s_(s) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  // Stops the thread after one last checkpoint.
+  ~Checkpointer() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    RunOnce();
+  }
+
+  void RunOnce() {
+    t_.Sweep();
+    p_.Sweep();
+    std::vector<BucketSnapshot> changed;
+    std::vector<std::pair<std::string, std::string>> dropped;
+    auto on_changed = [&](const BucketSnapshot& s) { changed.push_back(s); };
+    auto on_dropped = [&](std::string_view table, std::string_view key) {
+      dropped.emplace_back(std::string(table), std::string(key));
+    };
+    t_.CollectChanges(on_changed, on_dropped);
+    p_.CollectChanges(on_changed, on_dropped);
+    absl::Status st = s_.WriteBucketCheckpoint(changed, dropped);
+    if (!st.ok()) spdlog::warn("bucket checkpoint failed: {}", std::string(st.message()));
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, std::chrono::seconds(1), [this] { return stop_; })) {
+      l.unlock();
+      RunOnce();
+      l.lock();
+    }
+  }
+
+  Throttler& t_;
+  PolicyEngine& p_;
+  DurableStore& s_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 int BoundPort(int fd) {
   sockaddr_in addr{};
   socklen_t len = sizeof addr;
@@ -61,6 +117,7 @@ int RunServer(const ServerOptions& options) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -94,9 +151,35 @@ int RunServer(const ServerOptions& options) {
   spdlog::info("recovered {} leases, {} fenced registers, fence counter at {} from {}",
                leases->key_count(), registers.size(), leases->last_fence(), options.data_dir);
 
+  Throttler throttler({.clock = clock, .max_buckets = options.throttle_max_buckets});
+  PolicyEngine policies({.clock = clock});
+  std::unique_ptr<PolicyFileWatcher> watcher;
+  if (!options.config_file.empty()) {
+    watcher = std::make_unique<PolicyFileWatcher>(
+        options.config_file,
+        [&](std::vector<PolicySpec> specs) { return policies.Install(std::move(specs)); });
+    if (absl::Status st = watcher->Start(); !st.ok()) {
+      spdlog::error("--config: {}", std::string(st.message()));
+      return 1;
+    }
+  }
+  size_t restored = 0, discarded = 0;
+  for (const BucketSnapshot& b : recovered.buckets) {
+    if (throttler.Restore(b) || policies.Restore(b)) {
+      ++restored;
+    } else {
+      ++discarded;  // its layer is gone
+      (void)(*store)->DeleteBucket(b.table, b.key);
+    }
+  }
+  spdlog::info("restored {} token buckets ({} of removed layers discarded)", restored, discarded);
+  auto checkpointer = std::make_unique<Checkpointer>(throttler, policies, **store);
+
   server::ServerStats stats;
-  server::Services services{options, *leases, registers, **store, stats, clock, clock->SteadyNow()};
+  server::Services services{options,  *leases, registers, **store,           throttler,
+                            policies, stats,   clock,     clock->SteadyNow()};
   services.io_threads = threads;
+  services.watcher = watcher.get();
 
   int port = options.port;
   std::vector<int> listeners;
@@ -125,12 +208,21 @@ int RunServer(const ServerOptions& options) {
   std::fflush(stdout);
 
   int sig = 0;
-  while (sigwait(&sigs, &sig) != 0) {
+  for (;;) {
+    if (sigwait(&sigs, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    if (watcher) {
+      (void)watcher->Reload();  // logs its own errors and keeps the old policies
+    } else {
+      spdlog::info("SIGHUP: no --config file to reload");
+    }
   }
   spdlog::info("received {}; finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   for (auto& t : io) t->RequestStop();
   for (auto& t : io) t->Join();
   leases.reset();  // answers remaining waiters; their posts to the stopped threads are dropped
+  watcher.reset();
+  checkpointer.reset();  // writes the last checkpoint
   absl::Status st = (*store)->Close();
   io.clear();
   if (!st.ok()) {

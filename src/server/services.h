@@ -8,6 +8,8 @@
 
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
+#include "tollgate/limiter.h"
+#include "tollgate/policy_config.h"
 #include "tollgate/server.h"
 #include "tollgate/store.h"
 
@@ -27,11 +29,14 @@ struct Services {
   LeaseManager& leases;
   FencedRegisters& registers;
   DurableStore& store;
+  Throttler& throttler;
+  PolicyEngine& policies;
   ServerStats& stats;
   Clock* clock;
   SteadyTime started;
   int tcp_port = 0;
   int io_threads = 0;
+  const PolicyFileWatcher* watcher = nullptr;  // null without --config
 
   SteadyTime leases_clock_now() const { return clock->SteadyNow(); }
 };

@@ -58,6 +58,7 @@ class DurableStore::Impl {
   uint64_t LastDurable() const { return durable_.load(std::memory_order_acquire); }
 
   absl::Status WaitDurable(uint64_t seq) {
+    if (durable_.load() < seq) Kick();
     std::unique_lock<std::mutex> l(durable_mu_);
     durable_cv_.wait(l, [&] { return durable_.load() >= seq || !failure_.ok() || closed_; });
     if (durable_.load() >= seq) return absl::OkStatus();
@@ -105,16 +106,24 @@ class DurableStore::Impl {
   }
 
  private:
-  // REQUIRES: mu_ held. Counts one appended record and wakes the committer if it sleeps.
+  // REQUIRES: mu_ held. Counts one appended record. Does not wake the committer: Kick() does, so
+  // that one commit covers a whole pass of an I/O thread's event loop (as Redis's one fsync per
+  // loop pass does); records nobody kicks for are committed within kLingerMs.
   uint64_t Appended() {
     uint64_t seq = appended_.load(std::memory_order_relaxed) + 1;
     appended_.store(seq, std::memory_order_release);
-    if (committer_idle_) {
-      committer_idle_ = false;
-      cv_.notify_one();
-    }
     return seq;
   }
+
+ public:
+  void Kick() {
+    std::lock_guard<std::mutex> l(mu_);
+    kicked_ = true;
+    if (committer_idle_ && batch_.Count() > 0) cv_.notify_one();
+  }
+
+ private:
+  static constexpr auto kLinger = std::chrono::milliseconds(5);
 
   void CommitLoop() {
     rocksdb::WriteOptions wo;
@@ -124,12 +133,21 @@ class DurableStore::Impl {
       uint64_t last, fence;
       {
         std::unique_lock<std::mutex> l(mu_);
-        while (batch_.Count() == 0 && !closing_) {
-          committer_idle_ = true;
-          cv_.wait(l);
+        committer_idle_ = true;
+        for (;;) {
+          if (closing_ || (kicked_ && batch_.Count() > 0)) break;
+          if (batch_.Count() == 0) {
+            cv_.wait(l);
+          } else if (cv_.wait_for(l, kLinger) == std::cv_status::timeout) {
+            break;  // unkicked records (timer-driven expiry) still get committed
+          }
         }
         committer_idle_ = false;
-        if (batch_.Count() == 0) return;  // closing and drained
+        kicked_ = false;
+        if (batch_.Count() == 0) {
+          if (closing_) return;  // closing and drained
+          continue;
+        }
         batch.Clear();
         std::swap(batch, batch_);
         last = appended_.load(std::memory_order_relaxed);
@@ -179,6 +197,7 @@ class DurableStore::Impl {
   uint64_t batch_fence_ = 0;
   bool closing_ = false;
   bool committer_idle_ = false;
+  bool kicked_ = false;  // someone waits for what is batched
   std::atomic<uint64_t> appended_{0};
 
   std::mutex checkpoint_mu_;  // keeps checkpoint writes off a closing database
@@ -274,6 +293,7 @@ uint64_t DurableStore::AppendRegisterPut(std::string_view resource, uint64_t fen
   return impl_->RegisterPut(resource, fence, value);
 }
 uint64_t DurableStore::LastAppended() const { return impl_->LastAppended(); }
+void DurableStore::Kick() { impl_->Kick(); }
 uint64_t DurableStore::LastDurable() const { return impl_->LastDurable(); }
 absl::Status DurableStore::WaitDurable(uint64_t seq) { return impl_->WaitDurable(seq); }
 absl::Status DurableStore::Close() { return impl_->Close(); }

@@ -1,0 +1,116 @@
+// THROTTLE and RATE.CHECK: token buckets over RESP.
+#include "absl/container/flat_hash_set.h"
+#include "core/absl_compat.h"
+#include "server/args.h"
+#include "server/command_table.h"
+
+namespace tollgate::server {
+namespace {
+
+// Whole milliseconds, rounded up (a client that waits this long will succeed).
+int64_t CeilMs(Duration d) {
+  if (d == Duration::max()) return std::numeric_limits<int64_t>::max() / 1'000'000;
+  return std::chrono::ceil<std::chrono::milliseconds>(d).count();
+}
+
+int64_t RetryMs(const std::optional<Duration>& d) { return d ? CeilMs(*d) : -1; }
+
+void ReplyError(CommandContext& ctx, const absl::Status& st) {
+  ctx.reply.Error("ERR " + std::string(st.message().data(), st.message().size()));
+}
+
+std::optional<Decimal> ParseDecimalArg(CommandContext& ctx, std::string_view text,
+                                       std::string_view what, Decimal max) {
+  absl::StatusOr<Decimal> d = Decimal::ParsePositive(text, what, max);
+  if (!d.ok()) {
+    ReplyError(ctx, d.status());
+    return std::nullopt;
+  }
+  return *d;
+}
+
+// THROTTLE key capacity rate_per_sec [COST c]
+void Throttle(CommandContext& ctx, std::span<const std::string> args) {
+  if (args.size() != 4 && args.size() != 6) {
+    return ctx.reply.Error("ERR wrong number of arguments for 'throttle' command");
+  }
+  auto cap = ParseDecimalArg(ctx, args[2], "capacity", kMaxCapacity);
+  if (!cap) return;
+  auto rate = ParseDecimalArg(ctx, args[3], "rate_per_sec", kMaxRate);
+  if (!rate) return;
+  Decimal cost = Decimal::Units(1);
+  if (args.size() == 6) {
+    if (!EqualsIgnoreCase(args[4], "COST")) {
+      return ctx.reply.Error("ERR unknown option '" + args[4].substr(0, 64) +
+                             "' for 'throttle'; accepted: COST c");
+    }
+    auto c = ParseDecimalArg(ctx, args[5], "COST", kMaxCost);
+    if (!c) return;
+    cost = *c;
+  }
+  absl::StatusOr<Decision> d = ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
+  if (!d.ok()) return ReplyError(ctx, d.status());
+  ctx.reply.ArrayHeader(4);
+  ctx.reply.Integer(d->allowed ? 1 : 0);
+  ctx.reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
+  ctx.reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
+  ctx.reply.Integer(CeilMs(d->reset_after));
+}
+
+bool IsFieldName(std::string_view f) {
+  if (f.empty() || f.size() > 64) return false;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const char c = f[i];
+    if (!((c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9'))) return false;
+  }
+  return true;
+}
+
+// RATE.CHECK policy [COST c] [field value ...]
+void RateCheck(CommandContext& ctx, std::span<const std::string> args) {
+  size_t i = 2;
+  std::optional<Decimal> cost;
+  if (args.size() > 2 && EqualsIgnoreCase(args[2], "COST")) {
+    if (args.size() < 4) return ctx.reply.Error("ERR COST needs a value: a positive decimal");
+    cost = ParseDecimalArg(ctx, args[3], "COST", kMaxCost);
+    if (!cost) return;
+    i = 4;
+  }
+  if ((args.size() - i) % 2 != 0) {
+    return ctx.reply.Error("ERR fields must be given as field value pairs");
+  }
+  std::vector<Field> fields;
+  fields.reserve((args.size() - i) / 2);
+  for (; i < args.size(); i += 2) {
+    if (!IsFieldName(args[i])) {
+      return ctx.reply.Error("ERR field name '" + args[i].substr(0, 64) +
+                             "' must be a lowercase identifier ([a-z_][a-z0-9_]*, at most 64)");
+    }
+    for (const Field& f : fields) {
+      if (f.first == args[i]) {
+        return ctx.reply.Error("ERR field '" + args[i] + "' given more than once");
+      }
+    }
+    fields.emplace_back(args[i], args[i + 1]);
+  }
+  absl::StatusOr<PolicyDecision> d = ctx.services.policies.Check(args[1], fields, cost);
+  if (!d.ok()) return ReplyError(ctx, d.status());
+  ctx.reply.ArrayHeader(4);
+  ctx.reply.Integer(d->allowed ? 1 : 0);
+  if (d->denied_layer) {
+    ctx.reply.Bulk(*d->denied_layer);
+  } else {
+    ctx.reply.Null();
+  }
+  ctx.reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
+  ctx.reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
+}
+
+}  // namespace
+
+void RegisterLimitCommands(CommandTable& t) {
+  t.Add({"throttle", -4, kWrite, 1, 1, 1, &Throttle});
+  t.Add({"rate.check", -2, kWrite, 0, 0, 0, &RateCheck});
+}
+
+}  // namespace tollgate::server
