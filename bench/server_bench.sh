@@ -120,6 +120,7 @@ free_port() {
 start_tollgate() {  # dir
   local dir=$1 i
   mkdir -p "$dir"
+  : >"$dir/stdout"  # exists before the server opens it: the ready-line poll below reads it at once
   # shellcheck disable=SC2086 # TOLLGATE_ARGS is a list of flags
   "$TOLLGATE_BIN" serve --port 0 --bind 127.0.0.1 --data-dir "$dir/data" $TOLLGATE_ARGS \
     >"$dir/stdout" 2>"$dir/stderr" &
