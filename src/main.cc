@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
                    "After a lease expires unreleased, keep its key ungranted this long")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}))
       ->capture_default_str();
-  serve->add_option("--io-threads", opts.io_threads, "I/O threads (0 = one per core)")
+  serve
+      ->add_option("--io-threads", opts.io_threads,
+                   "I/O threads (0 = one per core but one, at least 1)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   serve->add_option("--max-clients", opts.max_clients, "Maximum concurrent connections")

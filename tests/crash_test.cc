@@ -118,7 +118,8 @@ TEST(CrashTest, KillNineLoopKeepsEveryAcknowledgedInvariant) {
   for (int it = 0; it < iterations; ++it) {
     Ledger ledger;
     {
-      ServerProcess server(dir.path());
+      // Alternate one and three I/O threads: both the single-loop and the shared-commit paths.
+      ServerProcess server(dir.path(), {"--io-threads", it % 2 == 0 ? "1" : "3"});
       ASSERT_TRUE(server.ok()) << "server failed to start in iteration " << it;
       std::atomic<bool> stop{false};
       std::vector<std::thread> clients;

@@ -68,6 +68,9 @@ std::optional<Grant> AsGrant(const Reply& r) {
 class ServerTest : public ::testing::Test {
  protected:
   void Start(std::vector<std::string> extra = {}) {
+    // Two I/O threads even on small machines, so cross-thread paths (a release on one thread
+    // granting a waiter on another, shared group commits) are always exercised.
+    extra.insert(extra.end(), {"--io-threads", "2"});
     server_ = std::make_unique<ServerProcess>(dir_.path(), std::move(extra));
     ASSERT_TRUE(server_->ok()) << "server did not start";
   }

@@ -107,7 +107,7 @@ struct LayerSpec {
   std::string name;          // unique within the policy
   std::string key_template;  // e.g. "user:{user}:{type}"; {field} = a request field
   BucketParams params;
-  bool shadow = false;       // evaluated and counted, never denies
+  bool shadow = false;  // evaluated and counted, never denies
   size_t max_buckets = 1'000'000;
   OverflowPolicy overflow = OverflowPolicy::kDeny;
 };

@@ -18,7 +18,7 @@ struct ServerOptions {
   std::string data_dir = "tollgate-data";   // the embedded store's directory
   std::string requirepass;                  // empty = no authentication
   Duration lock_delay{0};                   // see LeaseManager::Options::lock_delay
-  int io_threads = 0;                       // 0 = one per core
+  int io_threads = 0;                       // 0 = one per core but one (at least 1)
   int max_clients = 10000;                  // connections beyond this are refused with an error
   std::string config_file;                  // policy YAML for RATE.CHECK; empty = no policies
   size_t throttle_max_buckets = 1'000'000;  // live THROTTLE buckets before new keys are denied

@@ -63,9 +63,14 @@ class DurableStore final : public Journal {
   uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
                              std::string_view value) override;
   uint64_t LastAppended() const override;
-  // Asks the committer to commit what is batched now. The server calls it at the end of each event
-  // loop pass that left replies waiting; WaitDurable calls it too.
-  void Kick();
+  // Writes and syncs everything appended so far on the calling thread (group commit, leader
+  // style): if another thread is committing, returns at once and that thread commits this batch
+  // right after its own. The server's I/O threads call it at the end of each event-loop pass that
+  // left replies waiting (one sync per pass, as Redis does); WaitDurable calls it too. Records
+  // nobody asks for are committed by a background thread within 5 ms. `settle`, if given, runs
+  // once this thread has claimed the commit and before it takes the batch: a chance to let other
+  // producers finish what they are appending.
+  void CommitPending(const std::function<void()>& settle = nullptr);
   uint64_t LastDurable() const override;
   [[nodiscard]] absl::Status WaitDurable(uint64_t seq) override;
 

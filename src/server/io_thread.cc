@@ -25,6 +25,9 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxInputBacklog = 1 << 20;
 constexpr size_t kMaxOutputBacklog = 16 << 20;
 constexpr auto kStopGrace = std::chrono::seconds(10);
+// How long a thread about to sync waits for other I/O threads to finish their passes, so one sync
+// covers them all (see SettlePeers).
+constexpr auto kJoinPassWait = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -133,6 +136,24 @@ void IoThread::OnDurable() {
   (void)r;
 }
 
+void IoThread::SettlePeers() {
+  const int n = services_.io_threads;
+  if (n <= 1) return;
+  uint64_t seen[64];
+  for (int i = 0; i < n; ++i) seen[i] = services_.pass_state[i].passes.load();
+  const auto until = std::chrono::steady_clock::now() + kJoinPassWait;
+  for (;;) {
+    bool settled = true;
+    for (int i = 0; i < n && settled; ++i) {
+      if (i == index_) continue;
+      const auto& p = services_.pass_state[i];
+      settled = p.idle.load() || p.passes.load() != seen[i];
+    }
+    if (settled || std::chrono::steady_clock::now() >= until) return;
+    std::this_thread::yield();
+  }
+}
+
 IoThread::Conn* IoThread::Find(uint64_t id) {
   auto it = conns_.find(id);
   return it == conns_.end() ? nullptr : it->second.get();
@@ -144,12 +165,14 @@ void IoThread::Loop() {
     if (stop_requested_.load() && !stopping_) BeginStop();
     if (stopping_ && (Drained() || services_.clock->SteadyNow() >= stop_deadline_)) break;
     const int timeout_ms = stopping_ ? 10 : -1;
+    services_.pass_state[index_].idle.store(true);
     int n = epoll_wait(epoll_fd_, events, 256, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::critical("io thread {}: epoll_wait: {}", index_, std::strerror(errno));
       break;
     }
+    services_.pass_state[index_].idle.store(false);
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kListenerTag) {
@@ -168,7 +191,14 @@ void IoThread::Loop() {
     }
     ReleaseDurable();
     FlushDirty();
-    if (!held_.empty()) services_.store.Kick();  // one commit for this whole pass
+    services_.pass_state[index_].passes.fetch_add(1);
+    if (!held_.empty()) {
+      // One sync for everything this pass journaled (Redis syncs once per loop pass too), then
+      // answer at once.
+      services_.store.CommitPending([this] { SettlePeers(); });
+      ReleaseDurable();
+      FlushDirty();
+    }
   }
   {
     std::lock_guard<std::mutex> l(post_mu_);

@@ -72,6 +72,9 @@ class IoThread {
   void Close(Conn& c);
   void OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                     std::optional<LeaseGrant> grant);
+  // Called by the thread about to sync (with the commit claimed): waits, briefly, until every other
+  // I/O thread is idle or has finished the pass it was in, so their journaled requests ride along.
+  void SettlePeers();
   void BeginStop();
   bool Drained() const;
   Conn* Find(uint64_t id);

@@ -3,6 +3,7 @@
 #ifndef TOLLGATE_SERVER_SERVICES_H_
 #define TOLLGATE_SERVER_SERVICES_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -37,6 +38,13 @@ struct Services {
   int tcp_port = 0;
   int io_threads = 0;
   const PolicyFileWatcher* watcher = nullptr;  // null without --config
+  // Where each I/O thread is in its event loop, so a thread about to sync can let the others finish
+  // their passes first and cover them with the same sync (see IoThread::SettlePeers).
+  struct PassState {
+    std::atomic<uint64_t> passes{0};  // passes completed
+    std::atomic<bool> idle{true};     // waiting in epoll_wait
+  };
+  std::array<PassState, 64> pass_state;
 
   SteadyTime leases_clock_now() const { return clock->SteadyNow(); }
 };

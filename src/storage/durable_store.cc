@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "rocksdb/db.h"
+#include "rocksdb/memtablerep.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 #include "storage/record_codec.h"
@@ -27,7 +28,7 @@ class DurableStore::Impl {
  public:
   Impl(Options o, rocksdb::DB* db, uint64_t persisted_fence)
       : opt_(std::move(o)), db_(db), persisted_fence_(persisted_fence) {
-    committer_ = std::thread([this] { CommitLoop(); });
+    linger_ = std::thread([this] { LingerLoop(); });
   }
 
   ~Impl() { (void)Close(); }
@@ -58,12 +59,74 @@ class DurableStore::Impl {
   uint64_t LastDurable() const { return durable_.load(std::memory_order_acquire); }
 
   absl::Status WaitDurable(uint64_t seq) {
-    if (durable_.load() < seq) Kick();
+    if (durable_.load() < seq) CommitPending(nullptr);
     std::unique_lock<std::mutex> l(durable_mu_);
     durable_cv_.wait(l, [&] { return durable_.load() >= seq || !failure_.ok() || closed_; });
     if (durable_.load() >= seq) return absl::OkStatus();
     if (!failure_.ok()) return failure_;
     return absl::UnavailableError("store is closed");
+  }
+
+  // Group commit, leader style: the calling thread writes and syncs everything batched so far. If
+  // another thread is committing at that moment, the call returns at once and that thread commits
+  // this batch right after its own (so concurrent callers share one sync and nobody waits in a
+  // queue of syncs). Callers learn about durability from LastDurable()/on_durable.
+  void CommitPending(const std::function<void()>& settle) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    std::unique_lock<std::mutex> l(mu_);
+    if (committing_) {
+      again_ = true;
+      return;
+    }
+    while (batch_.Count() > 0 && !failed_) {
+      committing_ = true;
+      again_ = false;
+      if (settle) {
+        l.unlock();
+        settle();
+        l.lock();
+      }
+      spare_.Clear();
+      std::swap(spare_, batch_);
+      const uint64_t last = appended_.load(std::memory_order_relaxed);
+      const uint64_t fence = batch_fence_;
+      l.unlock();
+      // Only the thread with committing_ set gets here, so spare_ and persisted_fence_ are its own.
+      const uint64_t n = spare_.Count();
+      if (fence > persisted_fence_) {
+        spare_.Put(S(storage::kFenceKey), S(storage::EncodeU64(fence)));
+      }
+      absl::Status st = FromRocks(db_->Write(wo, &spare_), "write to store");
+      if (!st.ok()) {
+        l.lock();
+        failed_ = true;
+        committing_ = false;
+        l.unlock();
+        Fail(st);
+        return;
+      }
+      persisted_fence_ = std::max(persisted_fence_, fence);
+      commits_.fetch_add(1, std::memory_order_relaxed);
+      records_.fetch_add(n, std::memory_order_relaxed);
+      {
+        std::lock_guard<std::mutex> dl(durable_mu_);
+        durable_.store(last, std::memory_order_seq_cst);
+      }
+      durable_cv_.notify_all();
+      if (opt_.on_durable) opt_.on_durable(last);
+      l.lock();
+      committing_ = false;
+      if (!again_) break;
+      if (settle) {
+        // Someone asked while this sync ran. Rather than sync again at once (which would make
+        // producers alternate syncs, each covering half the traffic), leave it to the next producer
+        // that ends a pass, when it can cover everyone; the linger thread steps in after
+        // kAskedLinger if none does.
+        linger_cv_.notify_one();
+        break;
+      }
+    }
   }
 
   absl::Status Close() {
@@ -72,8 +135,9 @@ class DurableStore::Impl {
       if (closing_) return absl::OkStatus();
       closing_ = true;
     }
-    cv_.notify_one();
-    committer_.join();
+    linger_cv_.notify_one();
+    linger_.join();
+    CommitPending(nullptr);
     std::lock_guard<std::mutex> cl(checkpoint_mu_);
     absl::Status st = FromRocks(db_->SyncWAL(), "sync WAL on close");
     if (st.ok()) st = FromRocks(db_->Close(), "close store");
@@ -106,69 +170,29 @@ class DurableStore::Impl {
   }
 
  private:
-  // REQUIRES: mu_ held. Counts one appended record. Does not wake the committer: Kick() does, so
-  // that one commit covers a whole pass of an I/O thread's event loop (as Redis's one fsync per
-  // loop pass does); records nobody kicks for are committed within kLingerMs.
+  static constexpr auto kLinger = std::chrono::milliseconds(5);
+  static constexpr auto kAskedLinger = std::chrono::microseconds(300);
+
+  // REQUIRES: mu_ held. Counts one appended record. Nothing is committed until someone needs it
+  // (CommitPending from an I/O thread at the end of its loop pass, or WaitDurable), so one sync
+  // covers a whole pass as Redis's one fsync per event-loop pass does; records nobody asks for
+  // (timer-driven expiry) are committed by the linger thread within kLinger.
   uint64_t Appended() {
     uint64_t seq = appended_.load(std::memory_order_relaxed) + 1;
     appended_.store(seq, std::memory_order_release);
     return seq;
   }
 
- public:
-  void Kick() {
-    std::lock_guard<std::mutex> l(mu_);
-    kicked_ = true;
-    if (committer_idle_ && batch_.Count() > 0) cv_.notify_one();
-  }
-
- private:
-  static constexpr auto kLinger = std::chrono::milliseconds(5);
-
-  void CommitLoop() {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    rocksdb::WriteBatch batch;
-    for (;;) {
-      uint64_t last, fence;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        committer_idle_ = true;
-        for (;;) {
-          if (closing_ || (kicked_ && batch_.Count() > 0)) break;
-          if (batch_.Count() == 0) {
-            cv_.wait(l);
-          } else if (cv_.wait_for(l, kLinger) == std::cv_status::timeout) {
-            break;  // unkicked records (timer-driven expiry) still get committed
-          }
-        }
-        committer_idle_ = false;
-        kicked_ = false;
-        if (batch_.Count() == 0) {
-          if (closing_) return;  // closing and drained
-          continue;
-        }
-        batch.Clear();
-        std::swap(batch, batch_);
-        last = appended_.load(std::memory_order_relaxed);
-        fence = batch_fence_;
+  void LingerLoop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!closing_) {
+      if (linger_cv_.wait_for(l, kLinger) == std::cv_status::no_timeout && again_) {
+        linger_cv_.wait_for(l, kAskedLinger);  // give a pass-ending producer the chance first
       }
-      const uint64_t n = batch.Count();
-      if (fence > persisted_fence_) batch.Put(S(storage::kFenceKey), S(storage::EncodeU64(fence)));
-      absl::Status st = FromRocks(db_->Write(wo, &batch), "write to store");
-      if (!st.ok()) {
-        Fail(st);
-        return;
-      }
-      persisted_fence_ = std::max(persisted_fence_, fence);
-      commits_.fetch_add(1, std::memory_order_relaxed);
-      records_.fetch_add(n, std::memory_order_relaxed);
-      {
-        std::lock_guard<std::mutex> l(durable_mu_);
-        durable_.store(last, std::memory_order_release);
-      }
-      durable_cv_.notify_all();
-      if (opt_.on_durable) opt_.on_durable(last);
+      if (closing_ || batch_.Count() == 0 || committing_) continue;
+      l.unlock();
+      CommitPending(nullptr);
+      l.lock();
     }
   }
 
@@ -191,14 +215,16 @@ class DurableStore::Impl {
   Options opt_;
   rocksdb::DB* db_;
 
-  std::mutex mu_;  // guards batch_, batch_fence_, closing_, committer_idle_; orders appends
-  std::condition_variable cv_;
-  rocksdb::WriteBatch batch_;
+  std::mutex mu_;  // guards batch_, batch_fence_, closing_, committing_, again_, failed_
+  std::condition_variable linger_cv_;
+  rocksdb::WriteBatch batch_;  // appended, not yet being committed
   uint64_t batch_fence_ = 0;
   bool closing_ = false;
-  bool committer_idle_ = false;
-  bool kicked_ = false;  // someone waits for what is batched
+  bool committing_ = false;  // a thread is inside CommitPending's write
+  bool again_ = false;       // someone asked for a commit while it was
+  bool failed_ = false;
   std::atomic<uint64_t> appended_{0};
+  rocksdb::WriteBatch spare_;  // owned by the committing thread
 
   std::mutex checkpoint_mu_;  // keeps checkpoint writes off a closing database
 
@@ -208,10 +234,10 @@ class DurableStore::Impl {
   absl::Status failure_;
   bool closed_ = false;
 
-  uint64_t persisted_fence_;  // committer thread only
+  uint64_t persisted_fence_;  // owned by the committing thread
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> records_{0};
-  std::thread committer_;
+  std::thread linger_;
 };
 
 absl::StatusOr<std::unique_ptr<DurableStore>> DurableStore::Open(Options options,
@@ -221,6 +247,10 @@ absl::StatusOr<std::unique_ptr<DurableStore>> DurableStore::Open(Options options
   ro.IncreaseParallelism(2);
   ro.keep_log_file_num = 4;
   ro.max_manifest_file_size = 64 << 20;
+  // The store is written far more than read (state lives in memory; reads happen only at startup),
+  // so the memtable is an unsorted vector, sorted once at flush, instead of a skiplist.
+  ro.memtable_factory.reset(new rocksdb::VectorRepFactory());
+  ro.allow_concurrent_memtable_write = false;
   rocksdb::DB* db = nullptr;
   absl::Status st = FromRocks(rocksdb::DB::Open(ro, options.dir, &db), "open store " + options.dir);
   if (!st.ok()) return st;
@@ -293,7 +323,9 @@ uint64_t DurableStore::AppendRegisterPut(std::string_view resource, uint64_t fen
   return impl_->RegisterPut(resource, fence, value);
 }
 uint64_t DurableStore::LastAppended() const { return impl_->LastAppended(); }
-void DurableStore::Kick() { impl_->Kick(); }
+void DurableStore::CommitPending(const std::function<void()>& settle) {
+  impl_->CommitPending(settle);
+}
 uint64_t DurableStore::LastDurable() const { return impl_->LastDurable(); }
 absl::Status DurableStore::WaitDurable(uint64_t seq) { return impl_->WaitDurable(seq); }
 absl::Status DurableStore::Close() { return impl_->Close(); }
