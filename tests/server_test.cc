@@ -147,10 +147,10 @@ TEST_F(ServerTest, AcquireReleaseExtendInfoLifecycle) {
 
 TEST_F(ServerTest, ExpiryFreesKeyAndNewFenceIsHigher) {
   Client c(port());
-  auto a = AsGrant(c.Run({"LOCK.ACQUIRE", "exp", "100"}));
+  auto a = AsGrant(c.Run({"LOCK.ACQUIRE", "exp", "400"}));
   ASSERT_TRUE(a);
   EXPECT_EQ(Str(c.Run({"LOCK.ACQUIRE", "exp", "100"})), "<nil>");
-  std::this_thread::sleep_for(milliseconds(150));
+  std::this_thread::sleep_for(milliseconds(450));
   auto b = AsGrant(c.Run({"LOCK.ACQUIRE", "exp", "100"}));
   ASSERT_TRUE(b);
   EXPECT_GT(b->fence, a->fence);
@@ -489,12 +489,13 @@ TEST_F(ServerTest, AuthWithoutPasswordConfigured) {
 }
 
 TEST_F(CustomServerTest, LockDelayAfterUnreleasedExpiry) {
-  Start({"--lock-delay-ms", "400"});
+  Start({"--lock-delay-ms", "1000"});
   Client c(port());
   ASSERT_TRUE(AsGrant(c.Run({"LOCK.ACQUIRE", "ld", "100"})));
-  std::this_thread::sleep_for(milliseconds(200));  // expired 100 ms ago: still in lock-delay
+  std::this_thread::sleep_for(milliseconds(300));  // expired ~200 ms ago: still in lock-delay
   EXPECT_EQ(Str(c.Run({"LOCK.ACQUIRE", "ld", "100"})), "<nil>");
-  std::this_thread::sleep_for(milliseconds(400));
+  EXPECT_EQ(Str(c.Run({"LOCK.INFO", "ld"})), "<nil>");  // nobody holds it meanwhile
+  std::this_thread::sleep_for(milliseconds(1000));
   auto g = AsGrant(c.Run({"LOCK.ACQUIRE", "ld", "1000"}));
   ASSERT_TRUE(g);
   // A released lease carries no delay.
