@@ -57,11 +57,6 @@ BucketTable::~BucketTable() {
   }
 }
 
-BucketTable::Shard& BucketTable::ShardFor(std::string_view key) {
-  // High bits: the hash table itself uses the low ones.
-  return shards_[(EntryHash{}(key) >> 52) % kShards];
-}
-
 int64_t BucketTable::Now(Shard& s, SteadyTime raw) {
   const int64_t r = std::chrono::duration_cast<Duration>(raw.time_since_epoch()).count();
   if (!s.started) {
@@ -75,19 +70,20 @@ int64_t BucketTable::Now(Shard& s, SteadyTime raw) {
   return s.now_ns;
 }
 
-BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, const BucketParams& p,
-                                        Decimal cost, int64_t now_ns) {
+BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, size_t hash,
+                                        const BucketParams& p, Decimal cost, int64_t now_ns) {
   Eval ev;
   const uint64_t rate = p.rate.nanos;
   const u128 now = static_cast<u128>(now_ns) * rate;
   const u128 window = Window(p);
   const u128 inc = static_cast<u128>(cost.nanos) * kNanosPerSecond;
-  auto it = s.set.find(key);
+  auto it = s.set.find(key, hash);
   u128 tat = now;
   if (it != s.set.end()) {
     ev.entry = *it;
     tat = TatAt(ev.entry, rate, now_ns);
-  } else if (live_.load(std::memory_order_relaxed) >= max_buckets_.load(std::memory_order_relaxed)) {
+  } else if (live_.load(std::memory_order_relaxed) >=
+             max_buckets_.load(std::memory_order_relaxed)) {
     if (now_ns - s.last_overflow_sweep_ns >= kOverflowSweepGapNs) {
       s.last_overflow_sweep_ns = now_ns;
       SweepShard(s, now_ns);
@@ -102,8 +98,8 @@ BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, const Bu
         d.retry_after = d.allowed ? std::optional<Duration>(Duration(0)) : std::nullopt;
       } else {
         d.allowed = false;
-        d.retry_after = inc <= window ? std::optional<Duration>(std::chrono::seconds(1))
-                                      : std::nullopt;
+        d.retry_after =
+            inc <= window ? std::optional<Duration>(std::chrono::seconds(1)) : std::nullopt;
       }
       return ev;
     }

@@ -103,7 +103,10 @@ class BucketTable {
   BucketTable(const BucketTable&) = delete;
   BucketTable& operator=(const BucketTable&) = delete;
 
-  Shard& ShardFor(std::string_view key);
+  // The key's hash (the one the shard's hash set uses) and its shard.
+  static size_t Hash(std::string_view key) { return EntryHash{}(key); }
+  Shard& ShardFor(size_t hash) { return shards_[(hash >> 52) % kShards]; }
+  Shard& ShardFor(std::string_view key) { return ShardFor(Hash(key)); }
 
   // Advances the shard's monotonic clock from `raw` and returns its current time (ns).
   // REQUIRES: s.mu held.
@@ -111,8 +114,9 @@ class BucketTable {
 
   // Evaluates taking `cost` from key's bucket at time now_ns. Stores nothing.
   // REQUIRES: s.mu held; params and cost valid.
-  Eval Evaluate(Shard& s, std::string_view key, const BucketParams& params, Decimal cost,
-                int64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // `hash` is Hash(key).
+  Eval Evaluate(Shard& s, std::string_view key, size_t hash, const BucketParams& params,
+                Decimal cost, int64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Stores an allowed evaluation (creating the bucket if needed). Does nothing for an overflow
   // evaluation. REQUIRES: s.mu held and nothing changed in the shard since Evaluate.
   void Commit(Shard& s, std::string_view key, const Eval& e, const BucketParams& params)

@@ -11,8 +11,10 @@ absl::StatusOr<Decimal> Decimal::ParsePositive(std::string_view text, std::strin
   auto fail = [&] {
     std::string shown(text.substr(0, 40));
     return absl::InvalidArgumentError(
-        absl::StrCat(AV(what), " must be a positive decimal number with at most 9 decimal places, "
-                     "at most ", max.ToString(), ", got '", shown, "'"));
+        absl::StrCat(AV(what),
+                     " must be a positive decimal number with at most 9 decimal places, "
+                     "at most ",
+                     max.ToString(), ", got '", shown, "'"));
   };
   if (text.empty() || text.size() > 40) return fail();
   core::u128 whole = 0;

@@ -22,9 +22,26 @@ TEST(DecimalTest, ParsesExactly) {
 }
 
 TEST(DecimalTest, RejectsEverythingElseNamingTheArgument) {
-  for (const char* bad : {"", "0", "0.0", "-1", "+1", "nan", "NaN", "inf", "-inf", "Infinity",
-                          "1e3", "1.2.3", ".", "abc", " 1", "1 ", "0x10", "1.0000000001",
-                          "1000000.000000001", "99999999999999999999999"}) {
+  for (const char* bad : {"",
+                          "0",
+                          "0.0",
+                          "-1",
+                          "+1",
+                          "nan",
+                          "NaN",
+                          "inf",
+                          "-inf",
+                          "Infinity",
+                          "1e3",
+                          "1.2.3",
+                          ".",
+                          "abc",
+                          " 1",
+                          "1 ",
+                          "0x10",
+                          "1.0000000001",
+                          "1000000.000000001",
+                          "99999999999999999999999"}) {
     auto r = Decimal::ParsePositive(bad, "rate", kMax);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);

@@ -23,9 +23,9 @@ absl::Status ValidateBucketParams(const BucketParams& p) {
                      kMaxCapacity.ToString(), ", got ", p.capacity.ToString()));
   }
   if (p.rate.nanos == 0 || kMaxRate < p.rate) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate must be a positive decimal number, at most ", kMaxRate.ToString(), ", got ",
-        p.rate.ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate must be a positive decimal number, at most ", kMaxRate.ToString(),
+                     ", got ", p.rate.ToString()));
   }
   return absl::OkStatus();
 }
@@ -34,9 +34,9 @@ namespace {
 
 absl::Status ValidateCost(Decimal cost) {
   if (cost.nanos == 0 || kMaxCost < cost) {
-    return absl::InvalidArgumentError(absl::StrCat("cost must be a positive decimal number, at most ",
-                                                   kMaxCost.ToString(), ", got ",
-                                                   cost.ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cost must be a positive decimal number, at most ", kMaxCost.ToString(),
+                     ", got ", cost.ToString()));
   }
   return absl::OkStatus();
 }
@@ -67,10 +67,11 @@ class Throttler::Impl {
     if (absl::Status st = ValidateKey(key); !st.ok()) return st;
     if (absl::Status st = ValidateBucketParams(p); !st.ok()) return st;
     if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
-    BucketTable::Shard& s = table_.ShardFor(key);
+    const size_t hash = BucketTable::Hash(key);
+    BucketTable::Shard& s = table_.ShardFor(hash);
     absl::MutexLock l(&s.mu);
     const int64_t now = BucketTable::Now(s, opt_.clock->SteadyNow());
-    BucketTable::Eval ev = table_.Evaluate(s, key, p, cost, now);
+    BucketTable::Eval ev = table_.Evaluate(s, key, hash, p, cost, now);
     table_.Commit(s, key, ev, p);
     return ev.decision;
   }
@@ -202,8 +203,8 @@ std::string TableId(const PolicySpec& p, const LayerSpec& l) {
 absl::Status ValidatePolicy(const PolicySpec& p) {
   const std::string where = absl::StrCat("policy '", p.name, "'");
   if (!IsName(p.name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": name must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": name must be 1 to 64 characters of [A-Za-z0-9_.-]"));
   }
   if (p.layers.empty()) return absl::InvalidArgumentError(where + ": needs at least one layer");
   absl::flat_hash_set<std::string> names;
@@ -325,20 +326,24 @@ class PolicyEngine::Impl {
         const std::string_view* v = field(seg.text);
         if (v == nullptr) {
           return absl::InvalidArgumentError(absl::StrCat("policy '", pol.spec.name, "' layer '",
-                                                         pol.layers[i].spec.name,
-                                                         "' needs field '", seg.text, "'"));
+                                                         pol.layers[i].spec.name, "' needs field '",
+                                                         seg.text, "'"));
         }
         keys[i].append(*v);
       }
       if (absl::Status st = ValidateKey(keys[i], "rendered key"); !st.ok()) {
-        return Where(st, absl::StrCat("policy '", pol.spec.name, "' layer '",
-                                      pol.layers[i].spec.name, "'"));
+        return Where(
+            st, absl::StrCat("policy '", pol.spec.name, "' layer '", pol.layers[i].spec.name, "'"));
       }
     }
     // Lock every shard involved, in address order (no deadlock), so the decision and its charges
     // are one atomic step across layers.
     std::vector<BucketTable::Shard*> shards(n);
-    for (size_t i = 0; i < n; ++i) shards[i] = &pol.layers[i].state->table.ShardFor(keys[i]);
+    std::vector<size_t> hashes(n);
+    for (size_t i = 0; i < n; ++i) {
+      hashes[i] = BucketTable::Hash(keys[i]);
+      shards[i] = &pol.layers[i].state->table.ShardFor(hashes[i]);
+    }
     std::vector<BucketTable::Shard*> order = shards;
     std::sort(order.begin(), order.end());
     order.erase(std::unique(order.begin(), order.end()), order.end());
@@ -351,7 +356,7 @@ class PolicyEngine::Impl {
       // Each shard keeps its own monotonic time; a shard shared by two layers of this request
       // advances once and returns the same time to both.
       const int64_t now = BucketTable::Now(*shards[i], raw);
-      evals[i] = l.state->table.Evaluate(*shards[i], keys[i], l.spec.params, cost, now);
+      evals[i] = l.state->table.Evaluate(*shards[i], keys[i], hashes[i], l.spec.params, cost, now);
       if (!l.spec.shadow && !evals[i].decision.allowed) allowed = false;
     }
     if (allowed) {

@@ -5,8 +5,8 @@
 #include <thread>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "core/bucket_table.h"
+#include "gtest/gtest.h"
 #include "tollgate/limiter.h"
 #include "tollgate/testing/fake_clock.h"
 
@@ -137,16 +137,15 @@ TEST_F(ThrottlerTest, KeysAreIndependent) {
 
 TEST_F(ThrottlerTest, NewParametersKeepTheDebt) {
   EXPECT_TRUE(Check("k", P("10", "1"), "10").allowed);  // 10 tokens of debt
-  clock_.Advance(seconds(1));                            // 9 left to refill
-  Decision d = Check("k", P("10", "3"), "1");            // now refilling at 3/s
+  clock_.Advance(seconds(1));                           // 9 left to refill
+  Decision d = Check("k", P("10", "3"), "1");           // now refilling at 3/s
   EXPECT_TRUE(d.allowed);
   EXPECT_EQ(d.remaining, 0u);
   EXPECT_EQ(d.reset_after, nanoseconds(3'333'333'334));  // 10 tokens of debt at 3/s, rounded up
 }
 
 TEST_F(ThrottlerTest, BadInputChangesNothing) {
-  EXPECT_EQ(t_.Check("", P("1", "1"), D("1")).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t_.Check("", P("1", "1"), D("1")).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t_.Check("k", {Decimal{0}, D("1")}, D("1")).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t_.Check("k", {D("1"), Decimal{0}}, D("1")).status().code(),
@@ -179,7 +178,8 @@ TEST(ThrottlerBoundTest, DenyAtMaxBuckets) {
   EXPECT_EQ(over->retry_after, seconds(1));
   EXPECT_TRUE(t.Check("k0", p, D("1"))->allowed);  // tracked keys go on working
   EXPECT_EQ(t.bucket_count(), 3u);
-  clock.Advance(seconds(2));  // everything refilled; the sweep (every second in the server) frees it
+  clock.Advance(
+      seconds(2));  // everything refilled; the sweep (every second in the server) frees it
   EXPECT_EQ(t.Sweep(), 3u);
   EXPECT_TRUE(t.Check("new", p, D("1"))->allowed);
   EXPECT_EQ(t.bucket_count(), 1u);
@@ -232,8 +232,8 @@ TEST(ThrottlerPropertyTest, WindowBound) {
     std::vector<Admit> admitted;
     int64_t now = 0;
     for (int i = 0; i < 1500; ++i) {
-      const int64_t step = static_cast<int64_t>(rng() % 4 == 0 ? rng() % 2'000'000'000
-                                                               : rng() % 50'000'000);
+      const int64_t step =
+          static_cast<int64_t>(rng() % 4 == 0 ? rng() % 2'000'000'000 : rng() % 50'000'000);
       clock.Advance(nanoseconds(step));
       now += step;
       const Decimal cost{1 + rng() % (p.capacity.nanos / 2 + 1)};
