@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -15,18 +16,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr char kChatYaml[] = R"(policies:
-  chat:
-    layers:
-      - { name: global,    key: "global",             capacity: 95000, rate: 95000 }
-      - { name: ip,        key: "ip:{ip}",            capacity: 100,   rate: 100 }
-      - { name: user_type, key: "user:{user}:{type}", capacity: 30,    rate: 10 }
-      - { name: candidate, key: "user:{user}",        capacity: 20,    rate: 5, shadow: true }
-    cost:
-      by: type
-      values: { text: 1, code_paste: 5, cursor: 0.5 }
-      default: 1
-)";
+// The issue's chat policy, as shipped in examples/policies/chat.yaml.
+std::string ChatYaml() {
+  std::ifstream in(TOLLGATE_CHAT_YAML);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::vector<long long> Ints(const Reply& r) {
   std::vector<long long> v;
@@ -51,7 +47,7 @@ class LimitServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_.path() + "/policies.yaml";
-    WriteFile(config_, kChatYaml);
+    WriteFile(config_, ChatYaml());
     Start();
   }
   void Start() {
@@ -161,7 +157,7 @@ TEST_F(LimitServerTest, RateCheckLayersAndCosts) {
 TEST_F(LimitServerTest, SighupReloadsAndABadFileKeepsTheOldPolicies) {
   Client c(server_->port());
   EXPECT_EQ(Err(c.Run({"RATE.CHECK", "api", "k", "v"})), "ERR unknown policy 'api'");
-  WriteFile(config_, std::string(kChatYaml) +
+  WriteFile(config_, ChatYaml() +
                          "  api:\n    layers:\n      - { name: all, key: \"a\", capacity: 1, "
                          "rate: 1 }\n");
   kill(server_->pid(), SIGHUP);

@@ -154,6 +154,10 @@ struct PolicyLatency {
 
 using Field = std::pair<std::string_view, std::string_view>;
 
+// Request field names (and the names inside key templates) are lowercase identifiers:
+// [a-z_][a-z0-9_]*, at most 64 characters.
+bool IsFieldName(std::string_view name);
+
 // A set of named policies. Checks are thread-safe and may run while Install replaces the set.
 class PolicyEngine {
  public:

@@ -106,8 +106,6 @@ bool Throttler::Restore(const BucketSnapshot& s) {
 
 // ---- Policies ----
 
-namespace {
-
 bool IsFieldName(std::string_view f) {
   if (f.empty() || f.size() > 64) return false;
   for (size_t i = 0; i < f.size(); ++i) {
@@ -117,6 +115,8 @@ bool IsFieldName(std::string_view f) {
   }
   return true;
 }
+
+namespace {
 
 bool IsName(std::string_view n) {
   if (n.empty() || n.size() > 64) return false;

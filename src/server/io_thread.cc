@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "protocol/reply_builder.h"
+#include "server/replies.h"
 #include "spdlog/spdlog.h"
 
 namespace tollgate::server {
@@ -439,10 +440,7 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
   c->session.needs_seq = std::max(c->session.needs_seq, services_.store.LastAppended());
   if (grant) {
-    c->reply.ArrayHeader(3);
-    c->reply.Bulk(grant->lock_id);
-    c->reply.Integer(static_cast<int64_t>(grant->fence));
-    c->reply.Integer(std::chrono::ceil<std::chrono::milliseconds>(grant->ttl).count());
+    ReplyGrant(c->reply, *grant);
   } else {
     c->reply.NullArray();
   }

@@ -3,6 +3,7 @@
 
 #include "server/args.h"
 #include "server/command_table.h"
+#include "server/replies.h"
 
 namespace tollgate::server {
 namespace {
@@ -11,12 +12,6 @@ using std::chrono::milliseconds;
 
 constexpr int64_t kMaxMs = 86'400'000;
 constexpr size_t kMaxOwnerBytes = 512;
-
-// Whole milliseconds, rounded up, so a live lease never reports 0.
-int64_t CeilMs(Duration d) {
-  auto ms = std::chrono::ceil<milliseconds>(d).count();
-  return ms < 0 ? 0 : ms;
-}
 
 // Replies with the core's message for a status that is not OK. InvalidArgument becomes -ERR.
 void ReplyStatus(CommandContext& ctx, const absl::Status& st) {
@@ -42,13 +37,6 @@ bool CheckKey(CommandContext& ctx, std::string_view key, std::string_view what) 
   if (st.ok()) return true;
   ReplyStatus(ctx, st);
   return false;
-}
-
-void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g) {
-  reply.ArrayHeader(3);
-  reply.Bulk(g.lock_id);
-  reply.Integer(static_cast<int64_t>(g.fence));
-  reply.Integer(CeilMs(g.ttl));
 }
 
 // LOCK.ACQUIRE key ttl_ms [WAIT ms] [OWNER label]

@@ -3,15 +3,10 @@
 #include "core/absl_compat.h"
 #include "server/args.h"
 #include "server/command_table.h"
+#include "server/replies.h"
 
 namespace tollgate::server {
 namespace {
-
-// Whole milliseconds, rounded up (a client that waits this long will succeed).
-int64_t CeilMs(Duration d) {
-  if (d == Duration::max()) return std::numeric_limits<int64_t>::max() / 1'000'000;
-  return std::chrono::ceil<std::chrono::milliseconds>(d).count();
-}
 
 int64_t RetryMs(const std::optional<Duration>& d) { return d ? CeilMs(*d) : -1; }
 
@@ -55,15 +50,6 @@ void Throttle(CommandContext& ctx, std::span<const std::string> args) {
   ctx.reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
   ctx.reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
   ctx.reply.Integer(CeilMs(d->reset_after));
-}
-
-bool IsFieldName(std::string_view f) {
-  if (f.empty() || f.size() > 64) return false;
-  for (size_t i = 0; i < f.size(); ++i) {
-    const char c = f[i];
-    if (!((c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9'))) return false;
-  }
-  return true;
 }
 
 // RATE.CHECK policy [COST c] [field value ...]
