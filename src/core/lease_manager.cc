@@ -246,7 +246,7 @@ class LeaseManager::Impl {
           core::ConstantTimeEquals(it->second.lock_id, lock_id)) {
         Entry& e = it->second;
         e.expiry = now + ttl;
-        Journal(it->first, e);
+        JournalLease(it->first, e);
         extended = true;
       }
     }
@@ -336,12 +336,13 @@ class LeaseManager::Impl {
     e.fence = fence_.fetch_add(1) + 1;
     e.expiry = now + ttl;
     e.owner = owner;
-    Journal(key, e);
+    JournalLease(key, e);
     Schedule(s, key, e, e.expiry);
     return LeaseGrant{e.lock_id, e.fence, ttl};
   }
 
-  void Journal(const std::string& key, Entry& e) {
+  // Appends the entry's current lease to the journal (if any) and marks it stored.
+  void JournalLease(const std::string& key, Entry& e) {
     if (opt_.journal == nullptr) return;
     const SteadyTime now = opt_.clock->SteadyNow();
     StoredLease rec{

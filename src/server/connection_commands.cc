@@ -231,7 +231,7 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     return section == "default" || section == "all" || section == "everything" || section == name;
   };
   const int64_t uptime =
-      std::chrono::duration_cast<std::chrono::seconds>(s.leases_clock_now() - s.started).count();
+      std::chrono::duration_cast<std::chrono::seconds>(s.clock->SteadyNow() - s.started).count();
   std::string out;
   auto line = [&](std::string_view k, const std::string& v) {
     out.append(k);

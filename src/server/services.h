@@ -45,8 +45,6 @@ struct Services {
     std::atomic<bool> idle{true};     // waiting in epoll_wait
   };
   std::array<PassState, 64> pass_state;
-
-  SteadyTime leases_clock_now() const { return clock->SteadyNow(); }
 };
 
 }  // namespace tollgate::server
