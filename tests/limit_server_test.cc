@@ -101,6 +101,9 @@ TEST_F(LimitServerTest, ThrottleBadInputConsumesNothing) {
             "ERR key must be 1 to 512 bytes long, got 0 bytes");
   // Nothing was consumed by any of that.
   EXPECT_EQ(Ints(c.Run({"THROTTLE", "k", "1", "1"})), (std::vector<long long>{1, 0, 0, 1000}));
+  Reply info = c.Run({"INFO", "ratelimit"});
+  std::string s(info->str, info->len);
+  EXPECT_NE(s.find("throttle_allowed:1\r\nthrottle_denied:0\r\n"), std::string::npos) << s;
 }
 
 TEST_F(LimitServerTest, RateCheckLayersAndCosts) {

@@ -89,6 +89,10 @@ class Throttler {
   // Drops buckets that have refilled to full. Returns how many were dropped.
   size_t Sweep();
   size_t bucket_count() const;
+  // Decisions so far (bad input is not counted).
+  uint64_t allowed_count() const;
+  uint64_t denied_count() const;
+  uint64_t overflow_count() const;  // decisions made without a bucket (table at max_buckets)
 
   // Reports every bucket changed since the last call, and every bucket dropped since.
   void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);

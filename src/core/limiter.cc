@@ -73,11 +73,14 @@ class Throttler::Impl {
     const int64_t now = BucketTable::Now(s, opt_.clock->SteadyNow());
     BucketTable::Eval ev = table_.Evaluate(s, key, hash, p, cost, now);
     table_.Commit(s, key, ev, p);
+    (ev.decision.allowed ? allowed_ : denied_).fetch_add(1, std::memory_order_relaxed);
+    if (ev.overflow) overflow_.fetch_add(1, std::memory_order_relaxed);
     return ev.decision;
   }
 
   Options opt_;
   BucketTable table_;
+  std::atomic<uint64_t> allowed_{0}, denied_{0}, overflow_{0};
 };
 
 Throttler::Throttler(Options options) : impl_(std::make_unique<Impl>(options)) {}
@@ -88,6 +91,9 @@ absl::StatusOr<Decision> Throttler::Check(std::string_view key, const BucketPara
 }
 size_t Throttler::Sweep() { return impl_->table_.Sweep(NowFn(impl_->opt_.clock)); }
 size_t Throttler::bucket_count() const { return impl_->table_.size(); }
+uint64_t Throttler::allowed_count() const { return impl_->allowed_.load(); }
+uint64_t Throttler::denied_count() const { return impl_->denied_.load(); }
+uint64_t Throttler::overflow_count() const { return impl_->overflow_.load(); }
 void Throttler::CollectChanges(const SnapshotSink& changed, const DropSink& dropped) {
   BucketSnapshot snap;
   impl_->table_.CollectChanges(

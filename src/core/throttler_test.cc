@@ -49,6 +49,9 @@ TEST_F(ThrottlerTest, BurstThenExactRefill) {
   EXPECT_FALSE(Check("k", p).allowed);
   clock_.Advance(milliseconds(1));
   EXPECT_TRUE(Check("k", p).allowed);
+  EXPECT_EQ(t_.allowed_count(), 6u);
+  EXPECT_EQ(t_.denied_count(), 2u);
+  EXPECT_EQ(t_.overflow_count(), 0u);
 }
 
 TEST_F(ThrottlerTest, DeniedRequestConsumesNothing) {

@@ -288,6 +288,9 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
   if (want("ratelimit")) {
     out.append("# Ratelimit\r\n");
     line("throttle_buckets", std::to_string(s.throttler.bucket_count()));
+    line("throttle_allowed", std::to_string(s.throttler.allowed_count()));
+    line("throttle_denied", std::to_string(s.throttler.denied_count()));
+    line("throttle_overflow", std::to_string(s.throttler.overflow_count()));
     if (s.watcher != nullptr) {
       line("config_reloads_ok", std::to_string(s.watcher->reloads_ok()));
       line("config_reloads_failed", std::to_string(s.watcher->reloads_failed()));
