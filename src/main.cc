@@ -16,8 +16,11 @@ int main(int argc, char** argv) {
   serve->add_option("--bind", opts.bind, "IPv4 address to listen on")->capture_default_str();
   serve->add_option("--data-dir", opts.data_dir, "Directory of the embedded store")
       ->capture_default_str();
-  serve->add_option("--requirepass", opts.requirepass,
-                    "Password clients must give with AUTH or HELLO ... AUTH");
+  serve
+      ->add_option("--requirepass", opts.requirepass,
+                   "Password clients must give with AUTH or HELLO ... AUTH (or set "
+                   "TOLLGATE_REQUIREPASS, which keeps it out of the process list)")
+      ->envname("TOLLGATE_REQUIREPASS");
   serve
       ->add_option("--lock-delay-ms", lock_delay_ms,
                    "After a lease expires unreleased, keep its key ungranted this long")
