@@ -58,6 +58,15 @@ enum class OverflowPolicy {
   kFailOpen,  // the layer allows the request without tracking it (counted as overflow)
 };
 
+// The answer of a check over several layers (PolicyEngine::Check, Throttler::CheckLayers).
+struct PolicyDecision {
+  bool allowed = false;
+  std::optional<std::string> denied_layer;  // first enforced layer, in order, that denied
+  uint64_t remaining = 0;                   // least over the enforced layers
+  // Zero when allowed; the largest over the denying layers; nullopt = never.
+  std::optional<Duration> retry_after;
+};
+
 // Checkpointing: what a bucket owes, independent of time and rate, so it can be written out and
 // reinstated after a restart.
 struct BucketSnapshot {
@@ -86,6 +95,20 @@ class Throttler {
   // bytes).
   [[nodiscard]] absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& params,
                                                Decimal cost);
+  // One bucket of an ad hoc layered check.
+  struct LayerBucket {
+    std::string_view layer;  // names the bucket's namespace and is reported as denied_layer
+    std::string_view key;    // 1..512 bytes
+    BucketParams params;
+    bool shadow = false;
+  };
+  // All-or-nothing over several buckets, with the rules of PolicyEngine::Check (which see).
+  // Layered buckets live apart from Check's (a layer "a" key "b" never meets THROTTLE key "a...").
+  // InvalidArgument for any bad key, layer name (1..64 bytes), parameter or cost, or no enforced
+  // bucket; nothing is consumed then.
+  [[nodiscard]] absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerBucket> layers,
+                                                           Decimal cost);
+
   // Drops buckets that have refilled to full. Returns how many were dropped.
   size_t Sweep();
   size_t bucket_count() const;
@@ -132,14 +155,6 @@ struct PolicySpec {
 // duplicate layer names, bad templates (unbalanced braces, field names that are not lowercase
 // identifiers), bad parameters, no enforced layer.
 [[nodiscard]] absl::Status ValidatePolicy(const PolicySpec& spec);
-
-struct PolicyDecision {
-  bool allowed = false;
-  std::optional<std::string> denied_layer;  // first enforced layer, in order, that denied
-  uint64_t remaining = 0;                   // least over the enforced layers
-  // Zero when allowed; the largest over the denying layers; nullopt = never.
-  std::optional<Duration> retry_after;
-};
 
 struct LayerCounters {
   std::string policy, layer;

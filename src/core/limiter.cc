@@ -80,6 +80,7 @@ class Throttler::Impl {
 
   Options opt_;
   BucketTable table_;
+  BucketTable layers_{opt_.max_buckets, opt_.overflow, /*track_changes=*/true};  // CheckLayers
   std::atomic<uint64_t> allowed_{0}, denied_{0}, overflow_{0};
 };
 
@@ -89,8 +90,11 @@ absl::StatusOr<Decision> Throttler::Check(std::string_view key, const BucketPara
                                           Decimal cost) {
   return impl_->Check(key, params, cost);
 }
-size_t Throttler::Sweep() { return impl_->table_.Sweep(NowFn(impl_->opt_.clock)); }
-size_t Throttler::bucket_count() const { return impl_->table_.size(); }
+size_t Throttler::Sweep() {
+  return impl_->table_.Sweep(NowFn(impl_->opt_.clock)) +
+         impl_->layers_.Sweep(NowFn(impl_->opt_.clock));
+}
+size_t Throttler::bucket_count() const { return impl_->table_.size() + impl_->layers_.size(); }
 uint64_t Throttler::allowed_count() const { return impl_->allowed_.load(); }
 uint64_t Throttler::denied_count() const { return impl_->denied_.load(); }
 uint64_t Throttler::overflow_count() const { return impl_->overflow_.load(); }
@@ -248,6 +252,78 @@ absl::Status ValidatePolicy(const PolicySpec& p) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// One bucket taking part in an all-or-nothing check.
+struct BucketRef {
+  BucketTable* table;
+  std::string_view key;
+  const BucketParams* params;
+  bool shadow;
+  std::string_view name;  // layer name, for denied_layer
+};
+
+// Locks the shards of every bucket (in address order, so concurrent checks cannot deadlock),
+// evaluates all of them at one instant, and commits every enforced bucket and every shadow bucket
+// with room only if no enforced bucket denies. *allowed tells which happened.
+std::vector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> refs, Decimal cost,
+                                                    SteadyTime raw, bool* allowed) {
+  const size_t n = refs.size();
+  std::vector<BucketTable::Shard*> shards(n);
+  std::vector<size_t> hashes(n);
+  for (size_t i = 0; i < n; ++i) {
+    hashes[i] = BucketTable::Hash(refs[i].key);
+    shards[i] = &refs[i].table->ShardFor(hashes[i]);
+  }
+  std::vector<BucketTable::Shard*> order = shards;
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  for (BucketTable::Shard* s : order) s->mu.Lock();
+  std::vector<BucketTable::Eval> evals(n);
+  *allowed = true;
+  for (size_t i = 0; i < n; ++i) {
+    // Each shard keeps its own monotonic time; a shard shared by two buckets of this check
+    // advances once and returns the same time to both.
+    const int64_t now = BucketTable::Now(*shards[i], raw);
+    evals[i] =
+        refs[i].table->Evaluate(*shards[i], refs[i].key, hashes[i], *refs[i].params, cost, now);
+    if (!refs[i].shadow && !evals[i].decision.allowed) *allowed = false;
+  }
+  if (*allowed) {
+    for (size_t i = 0; i < n; ++i) {
+      refs[i].table->Commit(*shards[i], refs[i].key, evals[i], *refs[i].params);
+    }
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu.Unlock();
+  return evals;
+}
+
+// The combined answer: remaining is the least over enforced buckets, denied_layer the first
+// enforced one that denied, retry_after the largest over those that denied (never wins).
+PolicyDecision Summarize(std::span<const BucketRef> refs, std::span<const BucketTable::Eval> evals,
+                         bool allowed) {
+  PolicyDecision out;
+  out.allowed = allowed;
+  out.retry_after = Duration(0);
+  bool first_enforced = true;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (refs[i].shadow) continue;
+    const Decision& d = evals[i].decision;
+    out.remaining = first_enforced ? d.remaining : std::min(out.remaining, d.remaining);
+    first_enforced = false;
+    if (d.allowed) continue;
+    if (!out.denied_layer) out.denied_layer = std::string(refs[i].name);
+    if (!d.retry_after || !out.retry_after) {
+      out.retry_after = std::nullopt;  // never beats any finite wait
+    } else {
+      out.retry_after = std::max(*out.retry_after, *d.retry_after);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 class PolicyEngine::Impl {
  public:
   explicit Impl(Options o) : opt_(o), set_(std::make_shared<const PolicySet>()) {}
@@ -342,63 +418,25 @@ class PolicyEngine::Impl {
             st, absl::StrCat("policy '", pol.spec.name, "' layer '", pol.layers[i].spec.name, "'"));
       }
     }
-    // Lock every shard involved, in address order (no deadlock), so the decision and its charges
-    // are one atomic step across layers.
-    std::vector<BucketTable::Shard*> shards(n);
-    std::vector<size_t> hashes(n);
-    for (size_t i = 0; i < n; ++i) {
-      hashes[i] = BucketTable::Hash(keys[i]);
-      shards[i] = &pol.layers[i].state->table.ShardFor(hashes[i]);
-    }
-    std::vector<BucketTable::Shard*> order = shards;
-    std::sort(order.begin(), order.end());
-    order.erase(std::unique(order.begin(), order.end()), order.end());
-    for (BucketTable::Shard* s : order) s->mu.Lock();
-    const SteadyTime raw = opt_.clock->SteadyNow();
-    std::vector<BucketTable::Eval> evals(n);
-    bool allowed = true;
+    std::vector<BucketRef> refs(n);
     for (size_t i = 0; i < n; ++i) {
       const Layer& l = pol.layers[i];
-      // Each shard keeps its own monotonic time; a shard shared by two layers of this request
-      // advances once and returns the same time to both.
-      const int64_t now = BucketTable::Now(*shards[i], raw);
-      evals[i] = l.state->table.Evaluate(*shards[i], keys[i], hashes[i], l.spec.params, cost, now);
-      if (!l.spec.shadow && !evals[i].decision.allowed) allowed = false;
+      refs[i] = {&l.state->table, keys[i], &l.spec.params, l.spec.shadow, l.spec.name};
     }
-    if (allowed) {
-      for (size_t i = 0; i < n; ++i) {
-        const Layer& l = pol.layers[i];
-        l.state->table.Commit(*shards[i], keys[i], evals[i], l.spec.params);
-      }
-    }
-    for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu.Unlock();
-
-    PolicyDecision out;
-    out.allowed = allowed;
-    out.retry_after = Duration(0);
-    bool first_enforced = true;
+    bool allowed = false;
+    std::vector<BucketTable::Eval> evals =
+        EvaluateAllOrNothing(refs, cost, opt_.clock->SteadyNow(), &allowed);
     for (size_t i = 0; i < n; ++i) {
-      const Layer& l = pol.layers[i];
       const Decision& d = evals[i].decision;
-      LayerState& st = *l.state;
+      LayerState& st = *pol.layers[i].state;
       if (evals[i].overflow) st.overflow.fetch_add(1, std::memory_order_relaxed);
-      if (l.spec.shadow) {
+      if (refs[i].shadow) {
         (d.allowed ? st.allowed : st.shadow_denied).fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      (d.allowed ? st.allowed : st.denied).fetch_add(1, std::memory_order_relaxed);
-      out.remaining = first_enforced ? d.remaining : std::min(out.remaining, d.remaining);
-      first_enforced = false;
-      if (!d.allowed) {
-        if (!out.denied_layer) out.denied_layer = l.spec.name;
-        if (!d.retry_after || !out.retry_after) {
-          out.retry_after = std::nullopt;  // never beats any finite wait
-        } else {
-          out.retry_after = std::max(*out.retry_after, *d.retry_after);
-        }
+      } else {
+        (d.allowed ? st.allowed : st.denied).fetch_add(1, std::memory_order_relaxed);
       }
     }
-    if (!allowed && out.retry_after == Duration(0)) out.retry_after = Duration(0);
+    PolicyDecision out = Summarize(refs, evals, allowed);
     RecordLatency(*pol.latency, opt_.clock->SteadyNow() - started);
     return out;
   }
@@ -516,6 +554,37 @@ bool PolicyEngine::Restore(const BucketSnapshot& s) {
     }
   }
   return false;
+}
+
+absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerBucket> layers,
+                                                      Decimal cost) {
+  if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
+  bool enforced = false;
+  std::vector<std::string> keys;
+  keys.reserve(layers.size());
+  for (const LayerBucket& l : layers) {
+    if (l.layer.empty() || l.layer.size() > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.layer.size(), " bytes"));
+    }
+    if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
+    if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
+    enforced |= !l.shadow;
+    // Length-prefixed layer name: no two (layer, key) pairs share a bucket.
+    std::string k(1, static_cast<char>(l.layer.size()));
+    k.append(l.layer).append(l.key);
+    keys.push_back(std::move(k));
+  }
+  if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
+  std::vector<BucketRef> refs(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    refs[i] = {&impl_->layers_, keys[i], &layers[i].params, layers[i].shadow, layers[i].layer};
+  }
+  bool allowed = false;
+  std::vector<BucketTable::Eval> evals =
+      EvaluateAllOrNothing(refs, cost, impl_->opt_.clock->SteadyNow(), &allowed);
+  (allowed ? impl_->allowed_ : impl_->denied_).fetch_add(1, std::memory_order_relaxed);
+  return Summarize(refs, evals, allowed);
 }
 
 }  // namespace tollgate

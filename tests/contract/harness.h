@@ -1,0 +1,42 @@
+// How the contract suite gets a backend to test: each backend kind provides a harness that starts
+// whatever real server it needs (on 127.0.0.1, a free port, data in a temporary directory) and
+// makes clients for it.
+#ifndef TOLLGATE_TESTS_CONTRACT_HARNESS_H_
+#define TOLLGATE_TESTS_CONTRACT_HARNESS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tollgate/backend.h"
+
+namespace tollgate::testing {
+
+class BackendHarness {
+ public:
+  virtual ~BackendHarness() = default;
+  virtual std::string name() const = 0;
+  // Starts the backend's server (if any). Called once per test suite; false if it cannot start.
+  virtual bool Start() = 0;
+  // A new client of the running backend. Tests use unique key names, so clients may share state.
+  virtual absl::StatusOr<std::unique_ptr<Backend>> Connect() = 0;
+  virtual bool rate_limiting() const { return true; }
+  // For the outage test: stop the server (clients must then fail with Unavailable, promptly) and
+  // start it again on the same port and data (clients must recover). False if not applicable.
+  virtual bool can_restart() const { return false; }
+  virtual void StopServer() {}
+  virtual bool RestartServer() { return false; }
+};
+
+std::unique_ptr<BackendHarness> NewMemoryHarness();
+std::unique_ptr<BackendHarness> NewEmbeddedHarness();
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+std::unique_ptr<BackendHarness> NewRedisHarness();
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+std::unique_ptr<BackendHarness> NewPostgresHarness();
+#endif
+
+}  // namespace tollgate::testing
+
+#endif  // TOLLGATE_TESTS_CONTRACT_HARNESS_H_
