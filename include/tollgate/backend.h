@@ -26,14 +26,6 @@
 
 namespace tollgate {
 
-// One layer of an ad hoc all-or-nothing check.
-struct LayerCheck {
-  std::string name;  // reported as denied_layer; buckets of different layers never mix
-  std::string key;   // 1..512 bytes
-  BucketParams params;
-  bool shadow = false;
-};
-
 class Backend {
  public:
   virtual ~Backend() = default;

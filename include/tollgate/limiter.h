@@ -78,6 +78,20 @@ struct BucketSnapshot {
 using SnapshotSink = std::function<void(const BucketSnapshot&)>;
 using DropSink = std::function<void(std::string_view table, std::string_view key)>;
 
+// One layer of an all-or-nothing check: the bucket `key` in the namespace of layer `name`.
+struct LayerCheck {
+  std::string name;  // reported as denied_layer; buckets of different layers never mix
+  std::string key;   // 1..512 bytes
+  BucketParams params;
+  bool shadow = false;
+};
+
+// A policy check resolved for one request: every layer's bucket and the cost to take.
+struct ResolvedCheck {
+  std::vector<LayerCheck> layers;
+  Decimal cost;
+};
+
 // Ad hoc buckets, one per key, parameters given with every call (THROTTLE). Thread-safe.
 class Throttler {
  public:
@@ -95,18 +109,11 @@ class Throttler {
   // bytes).
   [[nodiscard]] absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& params,
                                                Decimal cost);
-  // One bucket of an ad hoc layered check.
-  struct LayerBucket {
-    std::string_view layer;  // names the bucket's namespace and is reported as denied_layer
-    std::string_view key;    // 1..512 bytes
-    BucketParams params;
-    bool shadow = false;
-  };
   // All-or-nothing over several buckets, with the rules of PolicyEngine::Check (which see).
   // Layered buckets live apart from Check's (a layer "a" key "b" never meets THROTTLE key "a...").
   // InvalidArgument for any bad key, layer name (1..64 bytes), parameter or cost, or no enforced
   // bucket; nothing is consumed then.
-  [[nodiscard]] absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerBucket> layers,
+  [[nodiscard]] absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
                                                            Decimal cost);
 
   // Drops buckets that have refilled to full. Returns how many were dropped.
@@ -198,6 +205,12 @@ class PolicyEngine {
   [[nodiscard]] absl::StatusOr<PolicyDecision> Check(std::string_view policy,
                                                      std::span<const Field> fields,
                                                      std::optional<Decimal> cost = std::nullopt);
+
+  // Renders the request's layers and cost without touching any bucket, for running the check on
+  // another backend (Backend::CheckLayers). Same errors as Check.
+  [[nodiscard]] absl::StatusOr<ResolvedCheck> Resolve(std::string_view policy,
+                                                      std::span<const Field> fields,
+                                                      std::optional<Decimal> cost = std::nullopt);
 
   std::vector<std::string> policy_names() const;
   std::vector<LayerCounters> counters() const;

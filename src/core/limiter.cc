@@ -371,15 +371,17 @@ class PolicyEngine::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<PolicyDecision> Check(std::string_view name, std::span<const Field> fields,
-                                       std::optional<Decimal> cost_override) {
-    const SteadyTime started = opt_.clock->SteadyNow();
-    std::shared_ptr<const PolicySet> set = Load();
-    auto pit = set->policies.find(AV(name));
-    if (pit == set->policies.end()) {
+  // Finds the policy and renders the request's cost and every layer's key: a missing field fails
+  // before anything is locked. *pol points into `set`.
+  absl::Status Render(const PolicySet& set, std::string_view name, std::span<const Field> fields,
+                      std::optional<Decimal> cost_override, const Policy** pol_out, Decimal* cost,
+                      std::vector<std::string>* keys) {
+    auto pit = set.policies.find(AV(name));
+    if (pit == set.policies.end()) {
       return absl::NotFoundError(absl::StrCat("unknown policy '", AV(name.substr(0, 64)), "'"));
     }
     const Policy& pol = pit->second;
+    *pol_out = &pol;
     auto field = [&](std::string_view f) -> const std::string_view* {
       for (const Field& x : fields) {
         if (x.first == f) return &x.second;
@@ -387,22 +389,22 @@ class PolicyEngine::Impl {
       return nullptr;
     };
     // Cost: the override, else the table entry for the request's `by` field, else the default.
-    Decimal cost = pol.spec.cost.default_cost;
+    *cost = pol.spec.cost.default_cost;
     if (cost_override) {
       if (absl::Status st = ValidateCost(*cost_override); !st.ok()) return st;
-      cost = *cost_override;
+      *cost = *cost_override;
     } else if (!pol.spec.cost.by.empty()) {
       if (const std::string_view* v = field(pol.spec.cost.by)) {
-        if (auto c = pol.costs.find(AV(*v)); c != pol.costs.end()) cost = c->second;
+        if (auto c = pol.costs.find(AV(*v)); c != pol.costs.end()) *cost = c->second;
       }
     }
-    // Render every layer's key first: a missing field fails before anything is locked.
     const size_t n = pol.layers.size();
-    std::vector<std::string> keys(n);
+    keys->assign(n, std::string());
     for (size_t i = 0; i < n; ++i) {
+      std::string& key = (*keys)[i];
       for (const Segment& seg : pol.layers[i].tmpl) {
         if (!seg.field) {
-          keys[i] += seg.text;
+          key += seg.text;
           continue;
         }
         const std::string_view* v = field(seg.text);
@@ -411,13 +413,46 @@ class PolicyEngine::Impl {
                                                          pol.layers[i].spec.name, "' needs field '",
                                                          seg.text, "'"));
         }
-        keys[i].append(*v);
+        key.append(*v);
       }
-      if (absl::Status st = ValidateKey(keys[i], "rendered key"); !st.ok()) {
+      if (absl::Status st = ValidateKey(key, "rendered key"); !st.ok()) {
         return Where(
             st, absl::StrCat("policy '", pol.spec.name, "' layer '", pol.layers[i].spec.name, "'"));
       }
     }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ResolvedCheck> Resolve(std::string_view name, std::span<const Field> fields,
+                                        std::optional<Decimal> cost_override) {
+    std::shared_ptr<const PolicySet> set = Load();
+    const Policy* pol = nullptr;
+    ResolvedCheck out;
+    std::vector<std::string> keys;
+    if (absl::Status st = Render(*set, name, fields, cost_override, &pol, &out.cost, &keys);
+        !st.ok()) {
+      return st;
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const LayerSpec& l = pol->layers[i].spec;
+      out.layers.push_back({l.name, std::move(keys[i]), l.params, l.shadow});
+    }
+    return out;
+  }
+
+  absl::StatusOr<PolicyDecision> Check(std::string_view name, std::span<const Field> fields,
+                                       std::optional<Decimal> cost_override) {
+    const SteadyTime started = opt_.clock->SteadyNow();
+    std::shared_ptr<const PolicySet> set = Load();
+    const Policy* polp = nullptr;
+    Decimal cost;
+    std::vector<std::string> keys;
+    if (absl::Status st = Render(*set, name, fields, cost_override, &polp, &cost, &keys);
+        !st.ok()) {
+      return st;
+    }
+    const Policy& pol = *polp;
+    const size_t n = pol.layers.size();
     std::vector<BucketRef> refs(n);
     for (size_t i = 0; i < n; ++i) {
       const Layer& l = pol.layers[i];
@@ -466,6 +501,12 @@ absl::StatusOr<PolicyDecision> PolicyEngine::Check(std::string_view policy,
                                                    std::span<const Field> fields,
                                                    std::optional<Decimal> cost) {
   return impl_->Check(policy, fields, cost);
+}
+
+absl::StatusOr<ResolvedCheck> PolicyEngine::Resolve(std::string_view policy,
+                                                    std::span<const Field> fields,
+                                                    std::optional<Decimal> cost) {
+  return impl_->Resolve(policy, fields, cost);
 }
 
 std::vector<std::string> PolicyEngine::policy_names() const {
@@ -556,29 +597,29 @@ bool PolicyEngine::Restore(const BucketSnapshot& s) {
   return false;
 }
 
-absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerBucket> layers,
+absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck> layers,
                                                       Decimal cost) {
   if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
   bool enforced = false;
   std::vector<std::string> keys;
   keys.reserve(layers.size());
-  for (const LayerBucket& l : layers) {
-    if (l.layer.empty() || l.layer.size() > 64) {
+  for (const LayerCheck& l : layers) {
+    if (l.name.empty() || l.name.size() > 64) {
       return absl::InvalidArgumentError(
-          absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.layer.size(), " bytes"));
+          absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.name.size(), " bytes"));
     }
     if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
     if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
     enforced |= !l.shadow;
     // Length-prefixed layer name: no two (layer, key) pairs share a bucket.
-    std::string k(1, static_cast<char>(l.layer.size()));
-    k.append(l.layer).append(l.key);
+    std::string k(1, static_cast<char>(l.name.size()));
+    k.append(l.name).append(l.key);
     keys.push_back(std::move(k));
   }
   if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
   std::vector<BucketRef> refs(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
-    refs[i] = {&impl_->layers_, keys[i], &layers[i].params, layers[i].shadow, layers[i].layer};
+    refs[i] = {&impl_->layers_, keys[i], &layers[i].params, layers[i].shadow, layers[i].name};
   }
   bool allowed = false;
   std::vector<BucketTable::Eval> evals =

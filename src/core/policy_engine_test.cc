@@ -255,3 +255,28 @@ TEST_F(PolicyEngineTest, CheckpointRestoreIntoMatchingLayer) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(PolicyEngineResolveTest, RendersLayersAndCostWithoutCharging) {
+  FakeClock clock;
+  PolicyEngine e({.clock = &clock});
+  ASSERT_TRUE(e.Install({Chat()}).ok());
+  std::vector<Field> f = {{"ip", "1.2.3.4"}, {"user", "ann"}, {"type", "code_paste"}};
+  auto r = e.Resolve("chat", f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->cost, D("5"));
+  ASSERT_EQ(r->layers.size(), 4u);
+  EXPECT_EQ(r->layers[0].key, "global");
+  EXPECT_EQ(r->layers[1].key, "ip:1.2.3.4");
+  EXPECT_EQ(r->layers[2].key, "user:ann:code_paste");
+  EXPECT_EQ(r->layers[2].name, "user_type");
+  EXPECT_TRUE(r->layers[3].shadow);
+  EXPECT_EQ(e.Resolve("chat", f, D("0.5"))->cost, D("0.5"));
+  EXPECT_EQ(e.Resolve("nope", f).status().code(), absl::StatusCode::kNotFound);
+  for (const auto& c : e.counters()) EXPECT_EQ(c.live_buckets, 0u);
+}
+
+}  // namespace
+}  // namespace tollgate

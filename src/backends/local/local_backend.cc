@@ -53,10 +53,7 @@ class LocalBackend final : public Backend {
   }
   absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
                                              Decimal cost) override {
-    std::vector<Throttler::LayerBucket> buckets;
-    buckets.reserve(layers.size());
-    for (const LayerCheck& l : layers) buckets.push_back({l.name, l.key, l.params, l.shadow});
-    return throttler_.CheckLayers(buckets, cost);
+    return throttler_.CheckLayers(layers, cost);
   }
 
  private:
