@@ -14,12 +14,15 @@ inline constexpr int kDefaultPort = 7379;
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";
-  int port = kDefaultPort;                  // 0 = any free port (printed on the ready line)
-  std::string data_dir = "tollgate-data";   // the embedded store's directory
-  std::string requirepass;                  // empty = no authentication
-  Duration lock_delay{0};                   // see LeaseManager::Options::lock_delay
-  int io_threads = 0;                       // 0 = one per core but one (at least 1)
-  int max_clients = 10000;                  // connections beyond this are refused with an error
+  int port = kDefaultPort;                 // 0 = any free port (printed on the ready line)
+  std::string data_dir = "tollgate-data";  // the embedded store's directory
+  std::string requirepass;                 // empty = no authentication
+  Duration lock_delay{0};                  // see LeaseManager::Options::lock_delay
+  int io_threads = 0;                      // 0 = one per core but one (at least 1)
+  int max_clients = 10000;                 // connections beyond this are refused with an error
+  // A shared backend URL (redis://..., postgres://...): lease, fence and bucket state then live
+  // there, several servers can share it, and data_dir is not used. Empty = the embedded store.
+  std::string backend_url;
   std::string config_file;                  // policy YAML for RATE.CHECK; empty = no policies
   size_t throttle_max_buckets = 1'000'000;  // live THROTTLE buckets before new keys are denied
 };

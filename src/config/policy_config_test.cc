@@ -531,14 +531,15 @@ TEST_F(WatcherTest, BadFileKeepsOldPoliciesOnFileChange) {
 
   WriteAndRename("policies:\n  p:\n    layers: [ { name: l, key: k, capacity: 1, rate: -5 } ]\n");
   EXPECT_TRUE(PollUntil([&] { return w.reloads_failed() >= 1; }));
-  EXPECT_EQ(w.reloads_failed(), 1u);
-  EXPECT_EQ(rec_.count(), 1u);
+  // (Several directory events may each re-read the bad file under load: at least one failure.)
+  EXPECT_GE(w.reloads_failed(), 1u);
+  EXPECT_EQ(rec_.count(), 1u);  // the bad file was never installed
 
   // A good file afterwards is installed.
   WriteAndRename(PolicyWithRate(7));
   EXPECT_EQ(rec_.WaitForCall(2), 7);
   EXPECT_EQ(w.reloads_ok(), 2u);
-  EXPECT_EQ(w.reloads_failed(), 1u);
+  EXPECT_GE(w.reloads_failed(), 1u);
 }
 
 TEST_F(WatcherTest, InstallerErrorCountsAsFailed) {

@@ -55,8 +55,8 @@ void CommandTable::Dispatch(CommandContext& ctx, std::span<const std::string> ar
     return;
   }
   spec->handler(ctx, args);
-  if (spec->flags & kJournaled) {
-    ctx.session.needs_seq = std::max(ctx.session.needs_seq, ctx.services.store.LastAppended());
+  if ((spec->flags & kJournaled) && ctx.services.store != nullptr) {
+    ctx.session.needs_seq = std::max(ctx.session.needs_seq, ctx.services.store->LastAppended());
   }
 }
 

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "protocol/reply_builder.h"
 #include "server/services.h"
+#include "tollgate/backend.h"
 
 namespace tollgate::server {
 
@@ -43,6 +44,9 @@ struct CommandContext {
   Session& session;
   protocol::ReplyBuilder& reply;
   ClientControl& client;
+  // With --backend: this I/O thread's connection to the shared backend, which then holds all lease,
+  // fence and bucket state. Null on the embedded store.
+  Backend* backend = nullptr;
 };
 
 // args[0] is the command name as the client sent it.

@@ -265,14 +265,18 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     out.append("\r\n");
   }
   if (want("persistence")) {
-    DurableStore::Stats st = s.store.stats();
     out.append("# Persistence\r\n");
-    line("store", "rocksdb");
-    line("data_dir", s.options.data_dir);
-    line("group_commits", std::to_string(st.commits));
-    line("records_written", std::to_string(st.records));
-    line("last_appended_seq", std::to_string(s.store.LastAppended()));
-    line("last_durable_seq", std::to_string(s.store.LastDurable()));
+    if (s.store == nullptr) {
+      line("store", s.options.backend_url.substr(0, s.options.backend_url.find(':')));
+    } else {
+      DurableStore::Stats st = s.store->stats();
+      line("store", "rocksdb");
+      line("data_dir", s.options.data_dir);
+      line("group_commits", std::to_string(st.commits));
+      line("records_written", std::to_string(st.records));
+      line("last_appended_seq", std::to_string(s.store->LastAppended()));
+      line("last_durable_seq", std::to_string(s.store->LastDurable()));
+    }
     out.append("\r\n");
   }
   if (want("leases")) {

@@ -77,8 +77,10 @@ struct IoThread::Conn final : public ClientControl {
   uint32_t events = 0;
 };
 
-IoThread::IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits)
+IoThread::IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits,
+                   std::unique_ptr<Backend> backend)
     : index_(index),
+      backend_(std::move(backend)),
       services_(services),
       listen_fd_(listen_fd),
       limits_(limits),
@@ -196,7 +198,7 @@ void IoThread::Loop() {
     if (!held_.empty()) {
       // One sync for everything this pass journaled (Redis syncs once per loop pass too), then
       // answer at once.
-      services_.store.CommitPending([this] { SettlePeers(); });
+      services_.store->CommitPending([this] { SettlePeers(); });
       ReleaseDurable();
       FlushDirty();
     }
@@ -315,7 +317,7 @@ void IoThread::Process(Conn& c) {
       c.closing = true;
       break;
     }
-    CommandContext ctx{services_, c.session, c.reply, c};
+    CommandContext ctx{services_, c.session, c.reply, c, backend_.get()};
     table.Dispatch(ctx, c.parser.args());
     if (c.session.close_after_reply) c.closing = true;
   }
@@ -331,7 +333,7 @@ void IoThread::Process(Conn& c) {
 void IoThread::Seal(Conn& c) {
   if (c.building.empty()) return;
   const uint64_t seq = c.session.needs_seq;
-  if (c.held == 0 && seq <= services_.store.LastDurable()) {
+  if (c.held == 0 && (services_.store == nullptr || seq <= services_.store->LastDurable())) {
     if (c.out.empty()) {
       c.out.swap(c.building);
     } else {
@@ -349,7 +351,7 @@ void IoThread::Seal(Conn& c) {
 
 void IoThread::ReleaseDurable() {
   if (held_.empty()) return;
-  const uint64_t durable = services_.store.LastDurable();
+  const uint64_t durable = services_.store->LastDurable();
   while (!held_.empty() && held_.front().seq <= durable) {
     HeldReply& h = held_.front();
     if (Conn* c = Find(h.conn_id)) {
@@ -438,7 +440,9 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   }
   c->blocked = false;
   services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-  c->session.needs_seq = std::max(c->session.needs_seq, services_.store.LastAppended());
+  if (services_.store != nullptr) {
+    c->session.needs_seq = std::max(c->session.needs_seq, services_.store->LastAppended());
+  }
   if (grant) {
     ReplyGrant(c->reply, *grant);
   } else {

@@ -23,13 +23,16 @@
 #include "protocol/resp_parser.h"
 #include "server/command_table.h"
 #include "server/services.h"
+#include "tollgate/backend.h"
 
 namespace tollgate::server {
 
 class IoThread {
  public:
-  // Takes ownership of listen_fd (a non-blocking listening socket, or -1 for none).
-  IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits);
+  // Takes ownership of listen_fd (a non-blocking listening socket, or -1 for none) and of
+  // `backend`, this thread's own connection to a shared backend (null on the embedded store).
+  IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits,
+           std::unique_ptr<Backend> backend = nullptr);
   ~IoThread();
   IoThread(const IoThread&) = delete;
   IoThread& operator=(const IoThread&) = delete;
@@ -80,6 +83,7 @@ class IoThread {
   Conn* Find(uint64_t id);
 
   const int index_;
+  std::unique_ptr<Backend> backend_;
   Services& services_;
   int listen_fd_;
   const protocol::ParserLimits limits_;

@@ -13,22 +13,8 @@ using std::chrono::milliseconds;
 constexpr int64_t kMaxMs = 86'400'000;
 constexpr size_t kMaxOwnerBytes = 512;
 
-// Replies with the core's message for a status that is not OK. InvalidArgument becomes -ERR.
 void ReplyStatus(CommandContext& ctx, const absl::Status& st) {
-  std::string msg(st.message().data(), st.message().size());
-  switch (st.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      ctx.reply.Error("ERR " + msg);
-      break;
-    case absl::StatusCode::kAborted:
-      ctx.reply.Error("STALE " + msg);
-      break;
-    case absl::StatusCode::kUnavailable:
-      ctx.reply.Error("UNAVAILABLE " + msg);
-      break;
-    default:
-      ctx.reply.Error("ERR " + msg);
-  }
+  server::ReplyStatus(ctx.reply, st);
 }
 
 // Key validation with the -ERR reply; true if the key is acceptable.
@@ -76,6 +62,16 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
       req.owner = label;
     }
   }
+  if (ctx.backend != nullptr) {
+    if (req.wait > Duration(0)) {
+      return ctx.reply.Error("ERR WAIT needs the embedded store; this server runs on the " +
+                             std::string(ctx.backend->kind()) + " backend");
+    }
+    auto g = ctx.backend->Acquire(req.key, req.ttl, req.owner);
+    if (!g.ok()) return ReplyStatus(ctx, g.status());
+    if (!g->has_value()) return ctx.reply.NullArray();
+    return ReplyGrant(ctx.reply, **g);
+  }
   GrantCallback cb;
   if (req.wait > Duration(0)) cb = ctx.client.WaiterCallback(req.key);
   absl::StatusOr<LeaseManager::AsyncStart> start = ctx.services.leases.AcquireAsync(req, cb);
@@ -91,7 +87,8 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
 // LOCK.RELEASE key lock_id
 void LockRelease(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "key")) return;
-  absl::Status st = ctx.services.leases.Release(args[1], args[2]);
+  absl::Status st = ctx.backend != nullptr ? ctx.backend->Release(args[1], args[2])
+                                           : ctx.services.leases.Release(args[1], args[2]);
   if (st.code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
   if (!st.ok()) return ReplyStatus(ctx, st);
   ctx.reply.Integer(1);
@@ -103,7 +100,9 @@ void LockExtend(CommandContext& ctx, std::span<const std::string> args) {
   std::string err;
   auto ttl = ParseIntInRange(args[3], "ttl_ms", 1, kMaxMs, &err);
   if (!ttl) return ctx.reply.Error(err);
-  absl::StatusOr<Duration> r = ctx.services.leases.Extend(args[1], args[2], milliseconds(*ttl));
+  absl::StatusOr<Duration> r =
+      ctx.backend != nullptr ? ctx.backend->Extend(args[1], args[2], milliseconds(*ttl))
+                             : ctx.services.leases.Extend(args[1], args[2], milliseconds(*ttl));
   if (r.status().code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
   if (!r.ok()) return ReplyStatus(ctx, r.status());
   ctx.reply.Integer(CeilMs(*r));
@@ -112,7 +111,8 @@ void LockExtend(CommandContext& ctx, std::span<const std::string> args) {
 // LOCK.INFO key
 void LockInfo(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "key")) return;
-  absl::StatusOr<std::optional<LeaseInfo>> info = ctx.services.leases.Info(args[1]);
+  absl::StatusOr<std::optional<LeaseInfo>> info =
+      ctx.backend != nullptr ? ctx.backend->Info(args[1]) : ctx.services.leases.Info(args[1]);
   if (!info.ok()) return ReplyStatus(ctx, info.status());
   if (!info->has_value()) return ctx.reply.NullArray();
   const LeaseInfo& i = **info;
@@ -137,7 +137,9 @@ void FenceSet(CommandContext& ctx, std::span<const std::string> args) {
   std::string err;
   auto fence = ParseIntInRange(args[2], "fence", 1, std::numeric_limits<int64_t>::max(), &err);
   if (!fence) return ctx.reply.Error(err);
-  absl::Status st = ctx.services.registers.Set(args[1], static_cast<uint64_t>(*fence), args[3]);
+  const uint64_t f = static_cast<uint64_t>(*fence);
+  absl::Status st = ctx.backend != nullptr ? ctx.backend->FencedSet(args[1], f, args[3])
+                                           : ctx.services.registers.Set(args[1], f, args[3]);
   if (!st.ok()) return ReplyStatus(ctx, st);
   ctx.reply.SimpleString("OK");
 }
@@ -145,7 +147,9 @@ void FenceSet(CommandContext& ctx, std::span<const std::string> args) {
 // FENCE.GET resource
 void FenceGet(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "resource")) return;
-  absl::StatusOr<std::optional<FencedValue>> v = ctx.services.registers.Get(args[1]);
+  absl::StatusOr<std::optional<FencedValue>> v = ctx.backend != nullptr
+                                                     ? ctx.backend->FencedGet(args[1])
+                                                     : ctx.services.registers.Get(args[1]);
   if (!v.ok()) return ReplyStatus(ctx, v.status());
   if (!v->has_value()) return ctx.reply.NullArray();
   ctx.reply.ArrayHeader(2);

@@ -10,9 +10,7 @@ namespace {
 
 int64_t RetryMs(const std::optional<Duration>& d) { return d ? CeilMs(*d) : -1; }
 
-void ReplyError(CommandContext& ctx, const absl::Status& st) {
-  ctx.reply.Error("ERR " + std::string(st.message().data(), st.message().size()));
-}
+void ReplyError(CommandContext& ctx, const absl::Status& st) { ReplyStatus(ctx.reply, st); }
 
 std::optional<Decimal> ParseDecimalArg(CommandContext& ctx, std::string_view text,
                                        std::string_view what, Decimal max) {
@@ -43,7 +41,9 @@ void Throttle(CommandContext& ctx, std::span<const std::string> args) {
     if (!c) return;
     cost = *c;
   }
-  absl::StatusOr<Decision> d = ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
+  absl::StatusOr<Decision> d = ctx.backend != nullptr
+                                   ? ctx.backend->Throttle(args[1], {*cap, *rate}, cost)
+                                   : ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
   if (!d.ok()) return ReplyError(ctx, d.status());
   ctx.reply.ArrayHeader(4);
   ctx.reply.Integer(d->allowed ? 1 : 0);
@@ -79,7 +79,15 @@ void RateCheck(CommandContext& ctx, std::span<const std::string> args) {
     }
     fields.emplace_back(args[i], args[i + 1]);
   }
-  absl::StatusOr<PolicyDecision> d = ctx.services.policies.Check(args[1], fields, cost);
+  absl::StatusOr<PolicyDecision> d;
+  if (ctx.backend != nullptr) {
+    // On a shared backend the policy only renders the buckets; the backend checks them.
+    absl::StatusOr<ResolvedCheck> r = ctx.services.policies.Resolve(args[1], fields, cost);
+    if (!r.ok()) return ReplyError(ctx, r.status());
+    d = ctx.backend->CheckLayers(r->layers, r->cost);
+  } else {
+    d = ctx.services.policies.Check(args[1], fields, cost);
+  }
   if (!d.ok()) return ReplyError(ctx, d.status());
   ctx.reply.ArrayHeader(4);
   ctx.reply.Integer(d->allowed ? 1 : 0);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "absl/status/status.h"
 #include "protocol/reply_builder.h"
 #include "tollgate/lease_manager.h"
 
@@ -25,6 +26,22 @@ inline void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g) {
   reply.Bulk(g.lock_id);
   reply.Integer(static_cast<int64_t>(g.fence));
   reply.Integer(CeilMs(g.ttl));
+}
+
+// Replies with a non-OK status: Aborted (stale fence) as -STALE, Unavailable (backend down) as
+// -UNAVAILABLE, everything else as -ERR, each followed by the status message.
+inline void ReplyStatus(protocol::ReplyBuilder& reply, const absl::Status& st) {
+  std::string msg(st.message().data(), st.message().size());
+  switch (st.code()) {
+    case absl::StatusCode::kAborted:
+      reply.Error("STALE " + msg);
+      break;
+    case absl::StatusCode::kUnavailable:
+      reply.Error("UNAVAILABLE " + msg);
+      break;
+    default:
+      reply.Error("ERR " + msg);
+  }
 }
 
 }  // namespace tollgate::server

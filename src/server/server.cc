@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/backend_url.h"
 #include "server/io_thread.h"
 #include "server/services.h"
 #include "spdlog/spdlog.h"
@@ -131,30 +132,53 @@ int RunServer(const ServerOptions& options) {
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
   std::vector<std::unique_ptr<server::IoThread>> io;
 
+  const bool shared = !options.backend_url.empty();
+  // With --backend the server keeps no state of its own: one connection per I/O thread below,
+  // and no store is opened.
+  std::vector<std::unique_ptr<Backend>> backends;
+  if (shared) {
+    for (int i = 0; i < threads; ++i) {
+      absl::StatusOr<std::unique_ptr<Backend>> b = server::ConnectBackend(options.backend_url);
+      if (!b.ok()) {
+        spdlog::error("--backend: {}", std::string(b.status().message()));
+        return 1;
+      }
+      backends.push_back(std::move(*b));
+    }
+    spdlog::info("state lives on the {} backend at {}", backends[0]->kind(), options.backend_url);
+  }
+
   RecoveredState recovered;
-  DurableStore::Options store_opts;
-  store_opts.dir = options.data_dir;
-  store_opts.on_durable = [&io](uint64_t) {
-    for (auto& t : io) t->OnDurable();
-  };
-  absl::StatusOr<std::unique_ptr<DurableStore>> store = DurableStore::Open(store_opts, &recovered);
-  if (!store.ok()) {
-    spdlog::error("{}", std::string(store.status().message()));
-    return 1;
+  std::unique_ptr<DurableStore> store;
+  if (!shared) {
+    DurableStore::Options store_opts;
+    store_opts.dir = options.data_dir;
+    store_opts.on_durable = [&io](uint64_t) {
+      for (auto& t : io) t->OnDurable();
+    };
+    absl::StatusOr<std::unique_ptr<DurableStore>> opened =
+        DurableStore::Open(store_opts, &recovered);
+    if (!opened.ok()) {
+      spdlog::error("{}", std::string(opened.status().message()));
+      return 1;
+    }
+    store = std::move(*opened);
   }
   Clock* clock = RealClock();
   auto leases =
       std::make_unique<LeaseManager>(LeaseManager::Options{.clock = clock,
-                                                           .journal = store->get(),
+                                                           .journal = store.get(),
                                                            .lock_delay = options.lock_delay,
                                                            .timer_thread = true,
                                                            .wait_durable = false});
-  FencedRegisters registers({.journal = store->get(), .wait_durable = false});
+  FencedRegisters registers({.journal = store.get(), .wait_durable = false});
   leases->RestoreFence(recovered.max_fence);
   for (const auto& [key, lease] : recovered.leases) leases->RestoreLease(key, lease);
   for (const auto& r : recovered.registers) registers.Restore(r.resource, r.fence, r.value);
-  spdlog::info("recovered {} leases, {} fenced registers, fence counter at {} from {}",
-               leases->key_count(), registers.size(), leases->last_fence(), options.data_dir);
+  if (!shared) {
+    spdlog::info("recovered {} leases, {} fenced registers, fence counter at {} from {}",
+                 leases->key_count(), registers.size(), leases->last_fence(), options.data_dir);
+  }
 
   Throttler throttler({.clock = clock, .max_buckets = options.throttle_max_buckets});
   PolicyEngine policies({.clock = clock});
@@ -168,20 +192,23 @@ int RunServer(const ServerOptions& options) {
       return 1;
     }
   }
-  size_t restored = 0, discarded = 0;
-  for (const BucketSnapshot& b : recovered.buckets) {
-    if (throttler.Restore(b) || policies.Restore(b)) {
-      ++restored;
-    } else {
-      ++discarded;  // its layer is gone
-      (void)(*store)->DeleteBucket(b.table, b.key);
+  std::unique_ptr<Checkpointer> checkpointer;
+  if (!shared) {
+    size_t restored = 0, discarded = 0;
+    for (const BucketSnapshot& b : recovered.buckets) {
+      if (throttler.Restore(b) || policies.Restore(b)) {
+        ++restored;
+      } else {
+        ++discarded;  // its layer is gone
+        (void)store->DeleteBucket(b.table, b.key);
+      }
     }
+    spdlog::info("restored {} token buckets ({} of removed layers discarded)", restored, discarded);
+    checkpointer = std::make_unique<Checkpointer>(throttler, policies, *store);
   }
-  spdlog::info("restored {} token buckets ({} of removed layers discarded)", restored, discarded);
-  auto checkpointer = std::make_unique<Checkpointer>(throttler, policies, **store);
 
   server::ServerStats stats;
-  server::Services services{options,  *leases, registers, **store,           throttler,
+  server::Services services{options,  *leases, registers, store.get(),       throttler,
                             policies, stats,   clock,     clock->SteadyNow()};
   services.io_threads = threads;
   services.watcher = watcher.get();
@@ -228,7 +255,7 @@ int RunServer(const ServerOptions& options) {
   leases.reset();  // answers remaining waiters; their posts to the stopped threads are dropped
   watcher.reset();
   checkpointer.reset();  // writes the last checkpoint
-  absl::Status st = (*store)->Close();
+  absl::Status st = store ? store->Close() : absl::OkStatus();
   io.clear();
   if (!st.ok()) {
     spdlog::error("{}", std::string(st.message()));

@@ -29,7 +29,7 @@ struct Services {
   const ServerOptions& options;
   LeaseManager& leases;
   FencedRegisters& registers;
-  DurableStore& store;
+  DurableStore* store;  // null with --backend (the server keeps no state of its own)
   Throttler& throttler;
   PolicyEngine& policies;
   ServerStats& stats;
