@@ -14,6 +14,7 @@ PACKAGES=(
   libyaml-cpp-dev    # policy configuration files (src/config)
   redis-server redis-tools  # redis-cli / redis-benchmark, and the peer in bench/
   clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
+  postgresql libpq-dev  # PostgreSQL backend (libpq) and the throwaway clusters its tests start
 )
 
 missing=()

@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   serve->add_option("--max-clients", opts.max_clients, "Maximum concurrent connections")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();
+  serve->add_option("--backend", opts.backend_url,
+                    "Keep state on a shared backend instead of --data-dir: redis://host:port[/db] "
+                    "or postgres://... (several servers may share one)");
   serve
       ->add_option("--config", opts.config_file,
                    "Policy YAML for RATE.CHECK; reloaded on SIGHUP and when it changes")
@@ -43,7 +46,13 @@ int main(int argc, char** argv) {
                    "Live THROTTLE buckets before new keys are denied")
       ->check(CLI::Range(size_t{1}, size_t{1'000'000'000}))
       ->capture_default_str();
+  std::string migrate_url;
+  CLI::App* migrate = app.add_subcommand(
+      "migrate", "Create or upgrade tollgate's tables and functions on a PostgreSQL backend");
+  migrate->add_option("--backend", migrate_url, "postgres://... or a libpq key=value string")
+      ->required();
   CLI11_PARSE(app, argc, argv);
+  if (migrate->parsed()) return tollgate::RunMigrate(migrate_url);
   opts.lock_delay = std::chrono::milliseconds(lock_delay_ms);
   return tollgate::RunServer(opts);
 }

@@ -35,6 +35,10 @@ struct ServerOptions {
 // REQUIRES: called once per process, from the main thread, before other threads exist.
 int RunServer(const ServerOptions& options);
 
+// `tollgate migrate --backend URL`: installs or upgrades the schema on a PostgreSQL backend
+// (idempotent). Returns 0, or 1 after printing why.
+int RunMigrate(const std::string& backend_url);
+
 }  // namespace tollgate
 
 #endif  // TOLLGATE_SERVER_H_

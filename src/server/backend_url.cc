@@ -39,4 +39,18 @@ absl::StatusOr<std::unique_ptr<Backend>> ConnectBackend(const std::string& url) 
       "key=value string), etcd://host:port");
 }
 
+absl::Status MigrateBackend(const std::string& url) {
+  if (StartsWith(url, "postgres://") || StartsWith(url, "postgresql://") ||
+      url.find('=') != std::string::npos) {
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+    return MigratePostgres(url);
+#else
+    return absl::UnimplementedError("this build has no PostgreSQL backend");
+#endif
+  }
+  return absl::InvalidArgumentError("--backend '" + url.substr(0, 200) +
+                                    "': only PostgreSQL backends need migrating "
+                                    "(postgres://... or a libpq key=value string)");
+}
+
 }  // namespace tollgate::server

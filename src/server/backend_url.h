@@ -15,6 +15,10 @@ namespace tollgate::server {
 // naming the URL and the accepted forms; Unimplemented for a backend this build lacks.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> ConnectBackend(const std::string& url);
 
+// Installs or upgrades the schema a backend needs (PostgreSQL); InvalidArgument for a URL of a
+// backend that needs none.
+[[nodiscard]] absl::Status MigrateBackend(const std::string& url);
+
 }  // namespace tollgate::server
 
 #endif  // TOLLGATE_SERVER_BACKEND_URL_H_

@@ -226,8 +226,9 @@ int RunServer(const ServerOptions& options) {
   }
   services.tcp_port = port;
   for (int i = 0; i < threads; ++i) {
-    io.push_back(
-        std::make_unique<server::IoThread>(i, services, listeners[i], protocol::ParserLimits{}));
+    io.push_back(std::make_unique<server::IoThread>(i, services, listeners[i],
+                                                    protocol::ParserLimits{},
+                                                    shared ? std::move(backends[i]) : nullptr));
   }
   for (auto& t : io) {
     if (absl::Status st = t->Start(); !st.ok()) {
@@ -262,6 +263,16 @@ int RunServer(const ServerOptions& options) {
     return 1;
   }
   spdlog::info("store synced; exiting");
+  return 0;
+}
+
+int RunMigrate(const std::string& backend_url) {
+  absl::Status st = server::MigrateBackend(backend_url);
+  if (!st.ok()) {
+    std::fprintf(stderr, "tollgate migrate: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  std::printf("tollgate migrate: schema is up to date\n");
   return 0;
 }
 

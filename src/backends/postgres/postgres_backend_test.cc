@@ -1,0 +1,406 @@
+#include "tollgate/postgres_backend.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/postgres_server.h"
+
+namespace tollgate {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+using testing::PostgresServer;
+
+Decimal D(uint64_t units) { return Decimal::Units(units); }
+Decimal Nanos(uint64_t n) { return Decimal{n}; }
+
+// A plain libpq session, as the user's application would have.
+class Session {
+ public:
+  explicit Session(const std::string& conninfo) : c_(PQconnectdb(conninfo.c_str())) {}
+  ~Session() { PQfinish(c_); }
+  bool ok() const { return PQstatus(c_) == CONNECTION_OK; }
+  // Runs sql; returns "" on success, else "<SQLSTATE>: <message>".
+  std::string Run(const std::string& sql) {
+    PGresult* r = PQexec(c_, sql.c_str());
+    std::string out;
+    const ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      const char* msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      out = std::string(state ? state : "?") + ": " + (msg ? msg : "?");
+    }
+    PQclear(r);
+    return out;
+  }
+  std::string Value(const std::string& sql) {
+    PGresult* r = PQexec(c_, sql.c_str());
+    std::string out = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0
+                          ? PQgetvalue(r, 0, 0)
+                          : "<error: " + std::string(PQresultErrorMessage(r)) + ">";
+    PQclear(r);
+    return out;
+  }
+
+ private:
+  PGconn* c_;
+};
+
+class PostgresBackendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new PostgresServer();
+    ASSERT_TRUE(server_->Start()) << server_->error();
+    ASSERT_TRUE(MigratePostgres(server_->conninfo()).ok());
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr);
+    auto b = NewPostgresBackend(server_->url());
+    ASSERT_TRUE(b.ok()) << b.status();
+    b_ = std::move(*b);
+  }
+  static PostgresServer* server_;
+  std::unique_ptr<Backend> b_;
+};
+PostgresServer* PostgresBackendTest::server_ = nullptr;
+
+TEST_F(PostgresBackendTest, MigrateIsIdempotent) {
+  EXPECT_TRUE(MigratePostgres(server_->conninfo()).ok());
+  EXPECT_TRUE(MigratePostgres(server_->url()).ok());
+  Session s(server_->conninfo());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.Value("SELECT version FROM tollgate_schema"), std::to_string(kPostgresSchemaVersion));
+  EXPECT_EQ(s.Value("SELECT count(*) FROM tollgate_schema"), "1");
+  // Concurrent migrations serialize on the advisory lock.
+  std::vector<std::thread> ts;
+  std::vector<absl::Status> results(3);
+  for (int i = 0; i < 3; ++i) {
+    ts.emplace_back([&, i] { results[i] = MigratePostgres(server_->conninfo()); });
+  }
+  for (auto& t : ts) t.join();
+  for (const auto& st : results) EXPECT_TRUE(st.ok()) << st;
+}
+
+TEST_F(PostgresBackendTest, SchemaIsCheckedOnConnect) {
+  Session admin(server_->conninfo());
+  ASSERT_EQ(admin.Run("CREATE DATABASE nomigrate"), "");
+  ASSERT_EQ(admin.Run("CREATE DATABASE oldschema"), "");
+  const std::string base =
+      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=";
+  auto missing = NewPostgresBackend(base + "nomigrate");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("run tollgate migrate"));
+
+  ASSERT_TRUE(MigratePostgres(base + "oldschema").ok());
+  {
+    Session old(base + "oldschema");
+    ASSERT_EQ(old.Run("UPDATE tollgate_schema SET version = 0"), "");
+  }
+  auto stale = NewPostgresBackend(base + "oldschema");
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("run tollgate migrate"));
+  ASSERT_TRUE(MigratePostgres(base + "oldschema").ok());
+  EXPECT_TRUE(NewPostgresBackend(base + "oldschema").ok());
+
+  EXPECT_EQ(NewPostgresBackend("host=127.0.0.1 bogus_option=1").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MigratePostgres("postgres://[nope").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PostgresBackendTest, ValidationHappensBeforeAnyRoundTrip) {
+  EXPECT_EQ(b_->Acquire("", seconds(1), std::nullopt).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Acquire("k", Duration(0), std::nullopt).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->FencedSet("r", 0, "v").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Throttle("k", {D(0), D(1)}, D(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Throttle("k", {D(1), D(1)}, D(0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<LayerCheck> shadow_only = {{"a", "k", {D(1), D(1)}, true}};
+  EXPECT_EQ(b_->CheckLayers(shadow_only, D(1)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Release("k", "not-a-lock-id").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PostgresBackendTest, LeaseLifecycleWithBinaryKeys) {
+  const std::string key("lease\0\xff\x01", 8);
+  const std::string owner("own\0er", 6);
+  auto g = b_->Acquire(key, seconds(30), owner);
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->lock_id.size(), 32u);
+  auto taken = b_->Acquire(key, seconds(30), std::nullopt);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_FALSE(taken->has_value());
+  // A different key differing only after the NUL byte is a different lease.
+  auto other = b_->Acquire(std::string("lease\0\xff\x02", 8), seconds(30), std::nullopt);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(other->has_value());
+  EXPECT_GT((*other)->fence, (*g)->fence);
+
+  auto info = b_->Info(key);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_TRUE(info->has_value());
+  EXPECT_EQ((*info)->fence, (*g)->fence);
+  EXPECT_EQ((*info)->owner, owner);
+  EXPECT_GT((*info)->ttl_remaining, seconds(25));
+  EXPECT_LE((*info)->ttl_remaining, seconds(30));
+
+  auto ext = b_->Extend(key, (*g)->lock_id, seconds(60));
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  EXPECT_EQ(*ext, seconds(60));
+  EXPECT_EQ(b_->Release(key, std::string(32, 'a')).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(b_->Release(key, (*g)->lock_id).ok());
+  EXPECT_EQ(b_->Release(key, (*g)->lock_id).code(), absl::StatusCode::kFailedPrecondition);
+  auto none = b_->Info(key);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+
+  auto again = b_->Acquire(key, seconds(30), std::nullopt);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->has_value());
+  EXPECT_GT((*again)->fence, (*other)->fence);
+}
+
+TEST_F(PostgresBackendTest, ExpiredLeaseIsNeverRevivedAndIsRegranted) {
+  auto g = b_->Acquire("expiring", milliseconds(50), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  std::this_thread::sleep_for(milliseconds(120));
+  EXPECT_EQ(b_->Extend("expiring", (*g)->lock_id, seconds(10)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(b_->Release("expiring", (*g)->lock_id).code(), absl::StatusCode::kFailedPrecondition);
+  auto info = b_->Info("expiring");
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->has_value());
+  auto next = b_->Acquire("expiring", seconds(10), std::nullopt);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_GT((*next)->fence, (*g)->fence);
+}
+
+TEST_F(PostgresBackendTest, FencedRegisters) {
+  const std::string res("reg\0ister", 9);
+  const std::string value("va\0lue\xff", 7);
+  EXPECT_TRUE(b_->FencedSet(res, 5, value).ok());
+  EXPECT_TRUE(b_->FencedSet(res, 5, value).ok());  // equal fence: same holder writing again
+  absl::Status stale = b_->FencedSet(res, 4, "old");
+  EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(stale.message(), "fence 4 is older than 5");
+  auto got = b_->FencedGet(res);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->value, value);
+  EXPECT_EQ((*got)->fence, 5u);
+  EXPECT_TRUE(b_->FencedSet(res, UINT64_MAX, "max").ok());
+  got = b_->FencedGet(res);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->fence, UINT64_MAX);
+  auto none = b_->FencedGet("never-written");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(PostgresBackendTest, FenceCheckGuardsTheUsersOwnTable) {
+  Session app(server_->conninfo());
+  ASSERT_TRUE(app.ok());
+  ASSERT_EQ(app.Run("CREATE TABLE accounts (id text PRIMARY KEY, balance int NOT NULL)"), "");
+  ASSERT_EQ(app.Run("INSERT INTO accounts VALUES ('acct-1', 0)"), "");
+  auto write = [&](int fence, int balance) {
+    const std::string f = std::to_string(fence);
+    std::string err = app.Run("BEGIN");
+    if (err.empty()) err = app.Run("SELECT tollgate_fence_check('acct-1', " + f + ")");
+    if (err.empty()) {
+      err = app.Run("UPDATE accounts SET balance = " + std::to_string(balance) +
+                    " WHERE id = 'acct-1'");
+    }
+    if (err.empty()) return app.Run("COMMIT");
+    app.Run("ROLLBACK");
+    return err;
+  };
+  EXPECT_EQ(write(5, 100), "");
+  EXPECT_EQ(write(5, 150), "");  // equal fence accepted
+  EXPECT_EQ(write(4, 999), "TGF01: fence 4 is older than 5");
+  EXPECT_EQ(app.Value("SELECT balance FROM accounts WHERE id = 'acct-1'"), "150");
+  EXPECT_EQ(write(9, 200), "");
+  EXPECT_EQ(write(5, 999), "TGF01: fence 5 is older than 9");
+  EXPECT_EQ(app.Value("SELECT balance FROM accounts WHERE id = 'acct-1'"), "200");
+  EXPECT_THAT(app.Run("SELECT tollgate_fence_check('acct-1', 0)"), HasSubstr("22023"));
+
+  // Writers of one resource are serialized: an older fence waiting behind a newer one's open
+  // transaction is rejected once the newer commits.
+  Session newer(server_->conninfo());
+  ASSERT_EQ(newer.Run("BEGIN"), "");
+  ASSERT_EQ(newer.Run("SELECT tollgate_fence_check('acct-1', 12)"), "");
+  std::string older_result;
+  std::thread older([&] { older_result = write(10, 999); });
+  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_EQ(newer.Run("UPDATE accounts SET balance = 300 WHERE id = 'acct-1'"), "");
+  ASSERT_EQ(newer.Run("COMMIT"), "");
+  older.join();
+  EXPECT_EQ(older_result, "TGF01: fence 10 is older than 12");
+  EXPECT_EQ(app.Value("SELECT balance FROM accounts WHERE id = 'acct-1'"), "300");
+}
+
+TEST_F(PostgresBackendTest, ThrottleIsExact) {
+  // A rate of one nano-token per second: no refill during the test.
+  const BucketParams p{Nanos(300'000'000), Nanos(1)};  // capacity 0.3
+  const Decimal tenth = Nanos(100'000'000);
+  for (int i = 0; i < 3; ++i) {
+    auto d = b_->Throttle("exact", p, tenth);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_TRUE(d->allowed) << i;
+    EXPECT_EQ(d->retry_after, Duration(0));
+    EXPECT_EQ(d->remaining, 0u);
+  }
+  auto denied = b_->Throttle("exact", p, tenth);
+  ASSERT_TRUE(denied.ok());
+  EXPECT_FALSE(denied->allowed);
+  ASSERT_TRUE(denied->retry_after.has_value());
+  // 0.1 token at 1e-9 tokens/s is 1e8 s, minus the microseconds that passed.
+  EXPECT_GT(*denied->retry_after, seconds(99'999'990));
+  EXPECT_LE(*denied->retry_after, seconds(100'000'000));
+
+  const BucketParams ten{D(10), D(1)};
+  auto first = b_->Throttle("whole", ten, D(4));
+  ASSERT_TRUE(first.ok() && first->allowed);
+  EXPECT_EQ(first->remaining, 6u);
+  EXPECT_GT(first->reset_after, milliseconds(3'900));
+  EXPECT_LE(first->reset_after, seconds(4));
+  auto never = b_->Throttle("whole", ten, D(11));
+  ASSERT_TRUE(never.ok());
+  EXPECT_FALSE(never->allowed);
+  EXPECT_FALSE(never->retry_after.has_value());
+  auto too_much = b_->Throttle("whole", ten, D(7));
+  ASSERT_TRUE(too_much.ok());
+  EXPECT_FALSE(too_much->allowed);
+  ASSERT_TRUE(too_much->retry_after.has_value());
+  EXPECT_GT(*too_much->retry_after, milliseconds(900));
+  EXPECT_LE(*too_much->retry_after, seconds(1));
+  // Denials consumed nothing.
+  auto six = b_->Throttle("whole", ten, D(6));
+  ASSERT_TRUE(six.ok());
+  EXPECT_TRUE(six->allowed);
+}
+
+TEST_F(PostgresBackendTest, CheckLayersIsAllOrNothing) {
+  std::vector<LayerCheck> layers = {
+      {"global", "g", {D(5), Nanos(1)}, false},
+      {"user", "u1", {D(2), Nanos(1)}, false},
+      {"audit", "a", {D(1), Nanos(1)}, true},
+  };
+  auto one = b_->CheckLayers(layers, D(1));
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_TRUE(one->allowed);
+  EXPECT_EQ(one->remaining, 1u);
+  auto two = b_->CheckLayers(layers, D(1));  // the shadow layer is empty now: still allowed
+  ASSERT_TRUE(two.ok());
+  EXPECT_TRUE(two->allowed);
+  EXPECT_EQ(two->remaining, 0u);
+  auto three = b_->CheckLayers(layers, D(1));
+  ASSERT_TRUE(three.ok());
+  EXPECT_FALSE(three->allowed);
+  EXPECT_EQ(three->denied_layer, "user");
+  ASSERT_TRUE(three->retry_after.has_value());
+  EXPECT_GT(*three->retry_after, Duration(0));
+  // The global layer was charged twice, not three times.
+  std::vector<LayerCheck> global = {layers[0]};
+  auto g = b_->CheckLayers(global, D(3));
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->allowed);
+  EXPECT_EQ(g->remaining, 0u);
+  // Same key in another layer is another bucket; and a layer name never collides with Throttle.
+  std::vector<LayerCheck> other = {{"other", "g", {D(5), Nanos(1)}, false}};
+  auto o = b_->CheckLayers(other, D(5));
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->allowed);
+}
+
+TEST_F(PostgresBackendTest, ConcurrentLayerChecksDoNotDeadlockOrOvercharge) {
+  std::vector<std::thread> ts;
+  std::atomic<int> allowed{0}, errors{0};
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      auto b = NewPostgresBackend(server_->conninfo());
+      if (!b.ok()) {
+        errors++;
+        return;
+      }
+      // Opposite layer orders from different threads.
+      std::vector<LayerCheck> l = {{"x", "shared-1", {D(40), Nanos(1)}, false},
+                                   {"y", "shared-2", {D(1000), Nanos(1)}, false}};
+      if (t % 2 == 1) std::swap(l[0], l[1]);
+      for (int i = 0; i < 25; ++i) {
+        auto d = (*b)->CheckLayers(l, D(1));
+        if (!d.ok()) {
+          errors++;
+        } else if (d->allowed) {
+          allowed++;
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(allowed.load(), 40);
+}
+
+TEST_F(PostgresBackendTest, ABlockedCallTimesOutAsUnavailableAndTheNextCallWorks) {
+  auto b = NewPostgresBackend(server_->conninfo(), milliseconds(300));
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto g = (*b)->Acquire("blocked", seconds(30), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  Session blocker(server_->conninfo());
+  ASSERT_EQ(blocker.Run("BEGIN"), "");
+  ASSERT_EQ(blocker.Run("SELECT * FROM tollgate_leases WHERE key = 'blocked'::bytea FOR UPDATE"),
+            "");
+  const auto start = std::chrono::steady_clock::now();
+  auto ext = (*b)->Extend("blocked", (*g)->lock_id, seconds(30));
+  EXPECT_EQ(ext.status().code(), absl::StatusCode::kUnavailable) << ext.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
+  ASSERT_EQ(blocker.Run("ROLLBACK"), "");
+  auto again = (*b)->Extend("blocked", (*g)->lock_id, seconds(30));
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
+TEST(PostgresOutageTest, UnavailablePromptlyAndRecovers) {
+  PostgresServer server;
+  ASSERT_TRUE(server.Start()) << server.error();
+  ASSERT_TRUE(MigratePostgres(server.conninfo()).ok());
+  auto b = NewPostgresBackend(server.conninfo(), seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto before = (*b)->Acquire("held", seconds(60), std::nullopt);
+  ASSERT_TRUE(before.ok() && before->has_value());
+
+  server.Stop();
+  for (int i = 0; i < 2; ++i) {  // the broken connection, then a refused reconnect
+    const auto start = std::chrono::steady_clock::now();
+    auto down = (*b)->Acquire("other", seconds(1), std::nullopt);
+    EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(3));
+  }
+  EXPECT_EQ(NewPostgresBackend(server.conninfo()).status().code(), absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE(server.Restart()) << server.error();
+  auto after = (*b)->Acquire("other", seconds(30), std::nullopt);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_TRUE(after->has_value());
+  EXPECT_GT((*after)->fence, (*before)->fence);  // the sequence survived the restart
+  auto held = (*b)->Acquire("held", seconds(30), std::nullopt);
+  ASSERT_TRUE(held.ok());
+  EXPECT_FALSE(held->has_value());
+}
+
+}  // namespace
+}  // namespace tollgate

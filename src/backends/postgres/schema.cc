@@ -1,0 +1,269 @@
+#include "backends/postgres/schema.h"
+
+namespace tollgate::postgres {
+
+// Units. Leases: server time (now()), microsecond resolution. Buckets: a bucket's debt (tokens
+// consumed and not yet refilled) is an integer count of 1e-18 tokens, exactly the core's unit, so
+// with nano-token capacities, rates and costs every step is integer `numeric` arithmetic: no
+// rounding anywhere. Elapsed time is whole microseconds of now(); a rate of r nano-tokens/s refills
+// r * 1000 debt units per microsecond.
+//
+// Why now() and not clock_timestamp(): now() is fixed for the transaction, so every bucket of one
+// CheckLayers call is evaluated at one instant (as the core does), and each call is its own
+// transaction, so now() is the moment the call started. A transaction that waited for a row lock
+// may carry an older now() than the row's last update; that (and a server clock stepping back)
+// counts as zero elapsed time: debts never shrink for it and stored times never go back.
+const char kMigrationSql[] = R"sql(
+BEGIN;
+SELECT pg_advisory_xact_lock(7463829101552001);
+
+CREATE TABLE IF NOT EXISTS tollgate_schema (
+  id boolean PRIMARY KEY DEFAULT true CHECK (id),
+  version integer NOT NULL
+);
+
+-- Fences for every lease: strictly increasing, never reused (a sequence never hands out a value
+-- twice, even across crashes and restarts; gaps are possible and harmless).
+CREATE SEQUENCE IF NOT EXISTS tollgate_fence_seq AS bigint MINVALUE 1 NO CYCLE;
+
+CREATE TABLE IF NOT EXISTS tollgate_leases (
+  key bytea PRIMARY KEY,
+  lock_id text NOT NULL,
+  fence bigint NOT NULL,
+  expires_at timestamptz NOT NULL,
+  owner bytea
+);
+CREATE INDEX IF NOT EXISTS tollgate_leases_expires_at ON tollgate_leases (expires_at);
+
+CREATE TABLE IF NOT EXISTS tollgate_registers (
+  resource bytea PRIMARY KEY,
+  fence numeric(20, 0) NOT NULL,
+  value bytea NOT NULL
+);
+
+-- Highest fence seen per resource of the user's own data (tollgate_fence_check).
+CREATE TABLE IF NOT EXISTS tollgate_fences (
+  resource text PRIMARY KEY,
+  fence bigint NOT NULL
+);
+
+-- Token buckets. layer '' holds Throttle buckets; CheckLayers layers are 1..64 bytes. debt is in
+-- 1e-18 tokens as of at_us (server time, microseconds since the epoch); full_at_us is when the debt
+-- reaches zero, indexed so full buckets can be found and deleted cheaply.
+CREATE TABLE IF NOT EXISTS tollgate_buckets (
+  layer bytea NOT NULL,
+  key bytea NOT NULL,
+  debt numeric NOT NULL,
+  at_us bigint NOT NULL,
+  full_at_us bigint NOT NULL,
+  PRIMARY KEY (layer, key)
+);
+CREATE INDEX IF NOT EXISTS tollgate_buckets_full_at ON tollgate_buckets (full_at_us);
+
+CREATE OR REPLACE FUNCTION tollgate_now_us() RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT (extract(epoch FROM now()) * 1000000)::bigint $$;
+
+-- A ttl in nanoseconds as an interval (rounded up to whole microseconds).
+CREATE OR REPLACE FUNCTION tollgate_ttl(ttl_ns bigint) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$ SELECT interval '1 microsecond' * ((ttl_ns + 999) / 1000) $$;
+
+-- Takes the lease on k if nobody holds it (absent, or expired by now()). Returns the new fence, or
+-- NULL if the key is held.
+CREATE OR REPLACE FUNCTION tollgate_acquire(k bytea, lid text, ttl_ns bigint, own bytea)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  f bigint;
+  exp timestamptz := now() + tollgate_ttl(ttl_ns);
+BEGIN
+  -- Acquisitions of one key take turns (until commit), so the fence each draws from the sequence
+  -- is larger than every fence granted on that key before: without this, an acquirer that drew
+  -- its fence first could commit its INSERT after a later acquirer's whole lease came and went.
+  PERFORM pg_advisory_xact_lock(hashtextextended(encode(k, 'hex'), 7));
+  UPDATE tollgate_leases l
+     SET lock_id = lid, fence = nextval('tollgate_fence_seq'), expires_at = exp, owner = own
+   WHERE l.key = k AND l.expires_at <= now()
+  RETURNING l.fence INTO f;
+  IF FOUND THEN
+    RETURN f;
+  END IF;
+  PERFORM 1 FROM tollgate_leases l WHERE l.key = k;
+  IF FOUND THEN
+    RETURN NULL;  -- held (checked first so a refused acquire does not burn a fence)
+  END IF;
+  INSERT INTO tollgate_leases (key, lock_id, fence, expires_at, owner)
+  VALUES (k, lid, nextval('tollgate_fence_seq'), exp, own)
+  ON CONFLICT (key) DO NOTHING
+  RETURNING fence INTO f;
+  -- Housekeeping: drop a few leases expired for over a minute (their fences live on in the
+  -- sequence, so deleting them cannot let a fence go back).
+  DELETE FROM tollgate_leases d
+   WHERE d.key IN (SELECT o.key FROM tollgate_leases o
+                    WHERE o.expires_at < now() - interval '1 minute'
+                    LIMIT 4 FOR UPDATE SKIP LOCKED);
+  RETURN f;
+END $$;
+
+-- Releases the lease on k if lid holds it and it has not expired.
+CREATE OR REPLACE FUNCTION tollgate_release(k bytea, lid text) RETURNS boolean
+LANGUAGE sql AS $$
+  WITH d AS (DELETE FROM tollgate_leases l
+              WHERE l.key = k AND l.lock_id = lid AND l.expires_at > now() RETURNING 1)
+  SELECT count(*) > 0 FROM d $$;
+
+-- Moves the expiry of the lease lid holds on k to now() + ttl. Never revives an expired lease.
+CREATE OR REPLACE FUNCTION tollgate_extend(k bytea, lid text, ttl_ns bigint) RETURNS boolean
+LANGUAGE sql AS $$
+  WITH u AS (UPDATE tollgate_leases l SET expires_at = now() + tollgate_ttl(ttl_ns)
+              WHERE l.key = k AND l.lock_id = lid AND l.expires_at > now() RETURNING 1)
+  SELECT count(*) > 0 FROM u $$;
+
+-- The live lease on k: fence, nanoseconds left, owner; all NULL when nobody holds it.
+CREATE OR REPLACE FUNCTION tollgate_info(k bytea, OUT out_fence bigint, OUT out_ttl_ns bigint,
+                                         OUT out_owner bytea)
+LANGUAGE sql STABLE AS $$
+  SELECT l.fence, (extract(epoch FROM l.expires_at - now()) * 1000000000)::bigint, l.owner
+    FROM tollgate_leases l WHERE l.key = k AND l.expires_at > now() $$;
+
+-- Stores v under r iff f >= the register's fence. Returns NULL when stored, else the stored
+-- (newer) fence, so the caller can name both.
+CREATE OR REPLACE FUNCTION tollgate_fenced_set(r bytea, f numeric, v bytea) RETURNS numeric
+LANGUAGE plpgsql AS $$
+DECLARE
+  cur numeric;
+BEGIN
+  INSERT INTO tollgate_registers AS t (resource, fence, value) VALUES (r, f, v)
+  ON CONFLICT ON CONSTRAINT tollgate_registers_pkey
+  DO UPDATE SET fence = excluded.fence, value = excluded.value WHERE t.fence <= excluded.fence;
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  SELECT t.fence INTO cur FROM tollgate_registers t WHERE t.resource = r;
+  RETURN cur;
+END $$;
+
+-- For the user's own tables: call inside the transaction that writes `resource`, before the write.
+-- Records `fence` as the highest for the resource if it is at least the highest recorded so far
+-- (equal is accepted: the same holder writing again) and keeps that row locked until the
+-- transaction ends, so writers of one resource are serialized and an older fence can never commit
+-- after a newer one. Otherwise raises SQLSTATE TGF01 "fence X is older than Y", which aborts the
+-- transaction (nothing it wrote commits). SQLSTATE 22023 for a NULL resource or fence < 1.
+CREATE OR REPLACE FUNCTION tollgate_fence_check(resource text, fence bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  cur bigint;
+BEGIN
+  IF $1 IS NULL OR $2 IS NULL OR $2 < 1 THEN
+    RAISE EXCEPTION 'tollgate_fence_check: resource must not be NULL and fence must be a positive integer, got %', $2
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO tollgate_fences AS t (resource, fence) VALUES ($1, $2)
+  ON CONFLICT ON CONSTRAINT tollgate_fences_pkey
+  DO UPDATE SET fence = excluded.fence WHERE t.fence <= excluded.fence;
+  IF FOUND THEN
+    RETURN;
+  END IF;
+  SELECT t.fence INTO cur FROM tollgate_fences t WHERE t.resource = $1;
+  RAISE EXCEPTION 'fence % is older than %', $2, cur
+    USING ERRCODE = 'TGF01',
+          DETAIL = format('resource %L already accepted fence %s', $1, cur),
+          HINT = 'the lease was lost and re-granted; stop writing and re-acquire it';
+END $$;
+
+-- Token buckets, all or nothing. Arrays are parallel, one entry per layer: layer name, key,
+-- capacity and rate in nano-tokens (integers), shadow flag; cost in nano-tokens. Locks (creating
+-- where needed) every bucket in (layer, key) order so concurrent calls cannot deadlock, evaluates
+-- all at now(), then charges every enforced layer and every shadow layer with room if no enforced
+-- layer denies, else nothing. One row per layer, in input order: allowed, whole tokens remaining,
+-- retry_after in ns (NULL = never), reset_after in ns. Finally deletes a few full buckets.
+CREATE OR REPLACE FUNCTION tollgate_check_layers(layers bytea[], keys bytea[],
+                                                 capacities numeric[], rates numeric[],
+                                                 shadows boolean[], cost numeric)
+RETURNS TABLE (ord integer, allowed boolean, remaining numeric, retry_ns numeric,
+               reset_ns numeric)
+LANGUAGE plpgsql AS $$
+DECLARE
+  n integer := cardinality(keys);
+  now_us bigint := tollgate_now_us();
+  inc numeric := cost * 1000000000;
+  unit numeric := 1000000000000000000;
+  max_ns numeric := 9223372036854775807;
+  oks boolean[] := '{}';
+  used numeric[] := '{}';
+  retries numeric[] := '{}';
+  stamps bigint[] := '{}';
+  all_ok boolean := true;
+  i integer;
+  r record;
+  d numeric;
+  at bigint;
+  win numeric;
+  rate numeric;
+BEGIN
+  IF n IS NULL OR n = 0 OR cardinality(layers) <> n OR cardinality(capacities) <> n
+     OR cardinality(rates) <> n OR cardinality(shadows) <> n THEN
+    RAISE EXCEPTION 'tollgate_check_layers: arrays must be non-empty and of equal length'
+      USING ERRCODE = '22023';
+  END IF;
+  FOR r IN SELECT DISTINCT u.l, u.k FROM unnest(layers, keys) AS u(l, k) ORDER BY u.l, u.k LOOP
+    LOOP
+      PERFORM 1 FROM tollgate_buckets b WHERE b.layer = r.l AND b.key = r.k FOR UPDATE;
+      EXIT WHEN FOUND;
+      INSERT INTO tollgate_buckets (layer, key, debt, at_us, full_at_us)
+      VALUES (r.l, r.k, 0, now_us, now_us) ON CONFLICT DO NOTHING;
+    END LOOP;
+  END LOOP;
+  FOR i IN 1..n LOOP
+    SELECT b.debt, b.at_us INTO d, at FROM tollgate_buckets b
+     WHERE b.layer = layers[i] AND b.key = keys[i];
+    rate := rates[i];
+    win := capacities[i] * 1000000000;
+    d := greatest(0, d - greatest(0, now_us - at) * rate * 1000);
+    stamps[i] := greatest(at, now_us);
+    IF inc > win THEN
+      oks[i] := false;
+      retries[i] := NULL;
+      used[i] := d;
+    ELSIF d + inc <= win THEN
+      oks[i] := true;
+      retries[i] := 0;
+      used[i] := d + inc;
+    ELSE
+      oks[i] := false;
+      retries[i] := least(max_ns, div(d + inc - win + rate - 1, rate));
+      used[i] := d;
+    END IF;
+    IF NOT oks[i] AND NOT shadows[i] THEN
+      all_ok := false;
+    END IF;
+  END LOOP;
+  IF all_ok THEN
+    FOR i IN 1..n LOOP
+      IF oks[i] THEN
+        UPDATE tollgate_buckets b
+           SET debt = used[i], at_us = stamps[i],
+               full_at_us = stamps[i] + div(used[i] + rates[i] * 1000 - 1, rates[i] * 1000)
+         WHERE b.layer = layers[i] AND b.key = keys[i];
+      END IF;
+    END LOOP;
+  END IF;
+  DELETE FROM tollgate_buckets b
+   WHERE (b.layer, b.key) IN (SELECT c.layer, c.key FROM tollgate_buckets c
+                               WHERE c.full_at_us <= now_us
+                               LIMIT 8 FOR UPDATE SKIP LOCKED);
+  FOR i IN 1..n LOOP
+    ord := i;
+    allowed := oks[i];
+    -- As the core reports it: a layer that allows shows its balance after the charge, even when
+    -- another layer denied the request (and so nothing was charged).
+    remaining := CASE WHEN used[i] >= capacities[i] * 1000000000 THEN 0
+                      ELSE div(capacities[i] * 1000000000 - used[i], unit) END;
+    retry_ns := retries[i];
+    reset_ns := least(max_ns, div(used[i] + rates[i] - 1, rates[i]));
+    RETURN NEXT;
+  END LOOP;
+END $$;
+
+-- MigratePostgres appends: recording the schema version, and COMMIT.
+)sql";
+
+}  // namespace tollgate::postgres

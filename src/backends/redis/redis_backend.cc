@@ -1,0 +1,733 @@
+// The Redis backend (see include/tollgate/redis_backend.h for the key layout, the arithmetic and
+// the error mapping).
+#include "tollgate/redis_backend.h"
+
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "backends/redis/fenced_write_lua.h"
+#include "core/absl_compat.h"
+#include "core/lock_id.h"
+#include "hiredis/hiredis.h"
+
+namespace tollgate {
+namespace {
+
+// ---- Scripts ----
+
+// Lease acquire. KEYS: lock, fence. ARGV: lock_id, ttl_ms, has_owner ("0"/"1"), owner.
+// Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if held.
+constexpr std::string_view kAcquireLua = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('INCR', KEYS[2])
+local f = redis.call('GET', KEYS[2])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return f
+)lua";
+
+// Release. KEYS: lock. ARGV: lock_id. 1 if released, 0 if not held by lock_id.
+constexpr std::string_view kReleaseLua = R"lua(
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+)lua";
+
+// Extend. KEYS: lock. ARGV: lock_id, ttl_ms. 1 if extended, 0 if not held by lock_id (an expired
+// lease is gone, so it is never revived).
+constexpr std::string_view kExtendLua = R"lua(
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+// Info. KEYS: lock. nil if free, else {fence, pttl_ms[, owner]}.
+constexpr std::string_view kInfoLua = R"lua(
+local v = redis.call('HMGET', KEYS[1], 'fence', 'owner')
+if not v[1] then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if v[2] then return {v[1], ttl, v[2]} end
+return {v[1], ttl}
+)lua";
+
+// Fenced register set. KEYS: reg. ARGV: fence (decimal), value. Fences compare as decimal strings
+// (exact for 64 bits). Stale: error reply "STALE fence X is older than Y".
+constexpr std::string_view kRegSetLua = R"lua(
+local function older(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local cur = redis.call('HGET', KEYS[1], 'fence')
+if cur and older(ARGV[1], cur) then
+  return redis.error_reply('STALE fence ' .. ARGV[1] .. ' is older than ' .. cur)
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'value', ARGV[2])
+return 1
+)lua";
+
+// Fenced register get. KEYS: reg. nil or {fence, value}.
+constexpr std::string_view kRegGetLua = R"lua(
+local v = redis.call('HMGET', KEYS[1], 'fence', 'value')
+if not v[1] then return false end
+return {v[1], v[2] or ''}
+)lua";
+
+// Token buckets, all-or-nothing. KEYS: N bucket keys. ARGV: cost, then per bucket: capacity, rate,
+// shadow ("0"/"1"). Amounts in micro-tokens, rate in micro-tokens per ms, time in ms of server
+// TIME; every number is an integer below 2^53 (capacity, cost <= 4e15, rate <= 1e12), so double
+// arithmetic is exact (debt + cost <= 8e15 < 2^53). A bucket is {d = debt, t = ms of the last
+// update, r = rate since then}; a backward step of TIME counts as no time passing. Reply:
+// {allowed, then per bucket: allowed, remaining (whole tokens), retry_ms (-1 = never), reset_ms}.
+constexpr std::string_view kBucketsLua = R"lua(
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+local function cdiv(a, b)
+  local q = idiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cost = tonumber(ARGV[1])
+local n = #KEYS
+local ev = {}
+local allowed = 1
+for i = 1, n do
+  local cap = tonumber(ARGV[3 * i - 1])
+  local rate = tonumber(ARGV[3 * i])
+  local shadow = ARGV[3 * i + 1] == '1'
+  local v = redis.call('HMGET', KEYS[i], 'd', 't', 'r')
+  local d = tonumber(v[1]) or 0
+  local last = tonumber(v[2]) or now
+  local old_rate = tonumber(v[3]) or rate
+  if d > 0 and now > last then
+    -- time since the last update refills at the rate the bucket had then; the debt carries over
+    local el = now - last
+    if el >= cdiv(d, old_rate) then d = 0 else d = d - el * old_rate end
+  end
+  local ok, retry, used
+  if cost > cap then
+    ok, retry, used = 0, -1, d
+  elseif d + cost <= cap then
+    ok, retry, used = 1, 0, d + cost
+  else
+    ok, retry, used = 0, cdiv(d + cost - cap, rate), d
+  end
+  if ok == 0 and not shadow then allowed = 0 end
+  local rem = 0
+  if used < cap then rem = idiv(cap - used, 1000000) end
+  ev[i] = {ok, rem, retry, cdiv(used, rate), used}
+end
+if allowed == 1 then
+  for i = 1, n do
+    if ev[i][1] == 1 then
+      redis.call('HSET', KEYS[i], 'd', string.format('%.0f', ev[i][5]), 't',
+                 string.format('%.0f', now), 'r', ARGV[3 * i])
+      redis.call('PEXPIRE', KEYS[i], string.format('%.0f', ev[i][4]))
+    end
+  end
+end
+local out = {allowed}
+for i = 1, n do
+  out[#out + 1] = ev[i][1]
+  out[#out + 1] = ev[i][2]
+  out[#out + 1] = ev[i][3]
+  out[#out + 1] = ev[i][4]
+end
+return out
+)lua";
+
+enum Script {
+  kAcquire,
+  kRelease,
+  kExtend,
+  kInfo,
+  kRegSet,
+  kRegGet,
+  kBuckets,
+  kFencedWrite,
+  kCount
+};
+
+std::string_view ScriptText(int s) {
+  switch (s) {
+    case kAcquire:
+      return kAcquireLua;
+    case kRelease:
+      return kReleaseLua;
+    case kExtend:
+      return kExtendLua;
+    case kInfo:
+      return kInfoLua;
+    case kRegSet:
+      return kRegSetLua;
+    case kRegGet:
+      return kRegGetLua;
+    case kBuckets:
+      return kBucketsLua;
+    default:
+      return redis::kFencedWriteLua;
+  }
+}
+
+// ---- Limits of the Lua arithmetic ----
+
+constexpr uint64_t kNanosPerMicro = 1'000;         // Decimal nanos per micro-token
+constexpr uint64_t kRateNanosPerUnit = 1'000'000;  // rate nanos per (micro-token per ms)
+constexpr uint64_t kMaxRedisAmountMicros = 4'000'000'000'000'000;  // 4e9 tokens
+
+// ---- Helpers ----
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const {
+    if (c != nullptr) redisFree(c);
+  }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+struct RedisUrl {
+  std::string host;
+  int port = 6379;
+  int db = 0;
+};
+
+absl::StatusOr<RedisUrl> ParseUrl(const std::string& url) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid Redis url '", url, "': ", AV(why),
+                                                   " (expected redis://host:port[/db])"));
+  };
+  constexpr std::string_view kScheme = "redis://";
+  std::string_view s = url;
+  if (s.substr(0, kScheme.size()) != kScheme) return bad("must start with redis://");
+  s.remove_prefix(kScheme.size());
+  RedisUrl out;
+  std::string_view hostport = s.substr(0, s.find('/'));
+  std::string_view rest = s.substr(hostport.size());
+  if (hostport.find('@') != std::string_view::npos) return bad("credentials are not supported");
+  std::string_view port_text;
+  if (!hostport.empty() && hostport.front() == '[') {
+    const size_t close = hostport.find(']');
+    if (close == std::string_view::npos) return bad("unterminated [IPv6] host");
+    out.host = std::string(hostport.substr(1, close - 1));
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad("expected ':' after ]");
+      port_text = after.substr(1);
+      if (port_text.empty()) return bad("empty port");
+    }
+  } else {
+    const size_t colon = hostport.find(':');
+    out.host = std::string(hostport.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = hostport.substr(colon + 1);
+      if (port_text.empty()) return bad("empty port");
+    }
+  }
+  if (out.host.empty()) return bad("empty host");
+  for (char c : out.host) {
+    if (c <= ' ' || c == '?' || c == '#' || c == '/' || c == '@' || c == '[' || c == ']' ||
+        c == 0x7f) {
+      return bad("bad character in host");
+    }
+  }
+  auto number = [](std::string_view t, int lo, int hi) -> std::optional<int> {
+    if (t.empty() || t.size() > 9) return std::nullopt;
+    int v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + (c - '0');
+    }
+    if (v < lo || v > hi) return std::nullopt;
+    return v;
+  };
+  if (!port_text.empty()) {
+    std::optional<int> p = number(port_text, 1, 65535);
+    if (!p) return bad("port must be an integer in [1, 65535]");
+    out.port = *p;
+  }
+  if (!rest.empty()) {
+    rest.remove_prefix(1);  // '/'
+    if (!rest.empty()) {
+      std::optional<int> db = number(rest, 0, 1'000'000);
+      if (!db) return bad("db must be a non-negative integer");
+      out.db = *db;
+    }
+  }
+  return out;
+}
+
+timeval ToTimeval(Duration d) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(us / 1'000'000);
+  tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
+  return tv;
+}
+
+std::string_view Str(const redisReply* r) { return {r->str, r->len}; }
+
+// TTLs go to Redis in whole milliseconds, rounded up (a lease never ends before its ttl).
+std::string TtlMs(Duration ttl) {
+  const int64_t ns = ttl.count();
+  return std::to_string((ns + 999'999) / 1'000'000);
+}
+
+std::string LockKey(std::string_view key) { return absl::StrCat("tollgate:{", AV(key), "}:lock"); }
+std::string FenceKey(std::string_view key) {
+  return absl::StrCat("tollgate:{", AV(key), "}:fence");
+}
+std::string RegKey(std::string_view r) { return absl::StrCat("tollgate:{", AV(r), "}:reg"); }
+std::string ThrottleKey(std::string_view key) { return absl::StrCat("tollgate:t:{", AV(key), "}"); }
+std::string LayerKey(std::string_view layer, std::string_view key) {
+  return absl::StrCat("tollgate:l:{tollgate-rl}:", layer.size(), ":", AV(layer), ":", AV(key));
+}
+
+absl::Status ValidateCost(Decimal cost) {  // as the core's
+  if (cost.nanos == 0 || kMaxCost < cost) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cost must be a positive decimal number, at most ", kMaxCost.ToString(),
+                     ", got ", cost.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+// What the Lua arithmetic can represent exactly (after the core's validation).
+absl::Status ValidateRedisParams(const BucketParams& p) {
+  if (p.capacity.nanos % kNanosPerMicro != 0 ||
+      p.capacity.nanos / kNanosPerMicro > kMaxRedisAmountMicros) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capacity must have at most 6 decimal places and be at most 4000000000 on the Redis "
+        "backend, got ",
+        p.capacity.ToString()));
+  }
+  if (p.rate.nanos % kRateNanosPerUnit != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate must have at most 3 decimal places on the Redis backend, got ", p.rate.ToString()));
+  }
+  return absl::OkStatus();
+}
+absl::Status ValidateRedisCost(Decimal cost) {
+  if (cost.nanos % kNanosPerMicro != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cost must have at most 6 decimal places on the Redis backend, got ", cost.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+// ---- The backend ----
+
+class RedisBackend final : public Backend {
+ public:
+  RedisBackend(RedisUrl url, Duration timeout) : url_(std::move(url)), timeout_(timeout) {}
+
+  std::string_view kind() const override { return "redis"; }
+
+  // Connects and loads every script.
+  absl::Status Init() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (absl::Status st = EnsureConnected(); !st.ok()) return st;
+    for (int s = 0; s < kCount; ++s) {
+      if (absl::Status st = Load(s); !st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<LeaseGrant>> Acquire(std::string_view key, Duration ttl,
+                                                    std::optional<std::string> owner) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (absl::Status st = ValidateTtl(ttl); !st.ok()) return st;
+    std::string lock_id = core::NewLockId();
+    const std::string keys[] = {LockKey(key), FenceKey(key)};
+    const std::string args[] = {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or("")};
+    absl::StatusOr<Reply> r = Run(kAcquire, keys, args);
+    if (!r.ok()) return r.status();
+    if ((*r)->type == REDIS_REPLY_NIL) return std::optional<LeaseGrant>();
+    uint64_t fence = 0;
+    if ((*r)->type != REDIS_REPLY_STRING || !absl::SimpleAtoi(AV(Str(r->get())), &fence)) {
+      return Unexpected("acquire");
+    }
+    return std::optional<LeaseGrant>(LeaseGrant{std::move(lock_id), fence, ttl});
+  }
+
+  absl::Status Release(std::string_view key, std::string_view lock_id) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    const std::string keys[] = {LockKey(key)};
+    const std::string args[] = {std::string(lock_id)};
+    absl::StatusOr<Reply> r = Run(kRelease, keys, args);
+    if (!r.ok()) return r.status();
+    if ((*r)->type != REDIS_REPLY_INTEGER) return Unexpected("release");
+    if ((*r)->integer != 1) return NotHeld(key);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Duration> Extend(std::string_view key, std::string_view lock_id,
+                                  Duration ttl) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (absl::Status st = ValidateTtl(ttl); !st.ok()) return st;
+    const std::string keys[] = {LockKey(key)};
+    const std::string args[] = {std::string(lock_id), TtlMs(ttl)};
+    absl::StatusOr<Reply> r = Run(kExtend, keys, args);
+    if (!r.ok()) return r.status();
+    if ((*r)->type != REDIS_REPLY_INTEGER) return Unexpected("extend");
+    if ((*r)->integer != 1) return NotHeld(key);
+    return ttl;
+  }
+
+  absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    const std::string keys[] = {LockKey(key)};
+    absl::StatusOr<Reply> r = Run(kInfo, keys, {});
+    if (!r.ok()) return r.status();
+    const redisReply* v = r->get();
+    if (v->type == REDIS_REPLY_NIL) return std::optional<LeaseInfo>();
+    LeaseInfo info;
+    if (v->type != REDIS_REPLY_ARRAY || v->elements < 2 ||
+        v->element[0]->type != REDIS_REPLY_STRING ||
+        !absl::SimpleAtoi(AV(Str(v->element[0])), &info.fence) ||
+        v->element[1]->type != REDIS_REPLY_INTEGER) {
+      return Unexpected("info");
+    }
+    info.ttl_remaining = std::chrono::milliseconds(std::max<long long>(v->element[1]->integer, 0));
+    if (v->elements >= 3 && v->element[2]->type == REDIS_REPLY_STRING) {
+      info.owner = std::string(Str(v->element[2]));
+    }
+    return std::optional<LeaseInfo>(std::move(info));
+  }
+
+  absl::Status FencedSet(std::string_view resource, uint64_t fence,
+                         std::string_view value) override {
+    if (absl::Status st = ValidateKey(resource, "resource"); !st.ok()) return st;
+    if (fence == 0) return absl::InvalidArgumentError("fence must be a positive integer");
+    const std::string keys[] = {RegKey(resource)};
+    const std::string args[] = {std::to_string(fence), std::string(value)};
+    absl::StatusOr<Reply> r = Run(kRegSet, keys, args);
+    if (!r.ok()) return r.status();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<FencedValue>> FencedGet(std::string_view resource) override {
+    if (absl::Status st = ValidateKey(resource, "resource"); !st.ok()) return st;
+    const std::string keys[] = {RegKey(resource)};
+    absl::StatusOr<Reply> r = Run(kRegGet, keys, {});
+    if (!r.ok()) return r.status();
+    const redisReply* v = r->get();
+    if (v->type == REDIS_REPLY_NIL) return std::optional<FencedValue>();
+    FencedValue out;
+    if (v->type != REDIS_REPLY_ARRAY || v->elements != 2 ||
+        v->element[0]->type != REDIS_REPLY_STRING || v->element[1]->type != REDIS_REPLY_STRING ||
+        !absl::SimpleAtoi(AV(Str(v->element[0])), &out.fence)) {
+      return Unexpected("fenced get");
+    }
+    out.value = std::string(Str(v->element[1]));
+    return std::optional<FencedValue>(std::move(out));
+  }
+
+  absl::StatusOr<Decision> Throttle(std::string_view key, const BucketParams& params,
+                                    Decimal cost) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (absl::Status st = ValidateBucketParams(params); !st.ok()) return st;
+    if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
+    if (absl::Status st = ValidateRedisParams(params); !st.ok()) return st;
+    if (absl::Status st = ValidateRedisCost(cost); !st.ok()) return st;
+    const std::string keys[] = {ThrottleKey(key)};
+    const BucketParams* p[] = {&params};
+    const bool shadow[] = {false};
+    bool allowed = false;
+    absl::StatusOr<std::vector<Decision>> d = RunBuckets(keys, p, shadow, cost, &allowed);
+    if (!d.ok()) return d.status();
+    return (*d)[0];
+  }
+
+  absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
+                                             Decimal cost) override {
+    // The core's validation, in the core's order, then what the Lua arithmetic can represent.
+    if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
+    bool enforced = false;
+    for (const LayerCheck& l : layers) {
+      if (l.name.empty() || l.name.size() > 64) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.name.size(), " bytes"));
+      }
+      if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
+      if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
+      enforced |= !l.shadow;
+    }
+    if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
+    if (absl::Status st = ValidateRedisCost(cost); !st.ok()) return st;
+    std::vector<std::string> keys;
+    std::vector<const BucketParams*> params;
+    std::unique_ptr<bool[]> shadow(new bool[layers.size()]);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (absl::Status st = ValidateRedisParams(layers[i].params); !st.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer '", layers[i].name, "': ", st.message()));
+      }
+      keys.push_back(LayerKey(layers[i].name, layers[i].key));
+      params.push_back(&layers[i].params);
+      shadow[i] = layers[i].shadow;
+    }
+    bool allowed = false;
+    absl::StatusOr<std::vector<Decision>> d = RunBuckets(
+        keys, params, std::span<const bool>(shadow.get(), layers.size()), cost, &allowed);
+    if (!d.ok()) return d.status();
+    // Summarized as the core does.
+    PolicyDecision out;
+    out.allowed = allowed;
+    out.retry_after = Duration(0);
+    bool first_enforced = true;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (layers[i].shadow) continue;
+      const Decision& x = (*d)[i];
+      out.remaining = first_enforced ? x.remaining : std::min(out.remaining, x.remaining);
+      first_enforced = false;
+      if (x.allowed) continue;
+      if (!out.denied_layer) out.denied_layer = layers[i].name;
+      if (!x.retry_after || !out.retry_after) {
+        out.retry_after = std::nullopt;
+      } else {
+        out.retry_after = std::max(*out.retry_after, *x.retry_after);
+      }
+    }
+    return out;
+  }
+
+  absl::Status FencedWrite(std::string_view key, uint64_t fence, std::string_view value) {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (fence == 0) return absl::InvalidArgumentError("fence must be a positive integer");
+    const std::string keys[] = {std::string(key), RedisFenceRecordKey(key)};
+    const std::string args[] = {std::to_string(fence), std::string(value)};
+    absl::StatusOr<Reply> r = Run(kFencedWrite, keys, args);
+    if (!r.ok()) return r.status();
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status Unexpected(std::string_view what) {
+    return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", AV(what)));
+  }
+  static absl::Status NotHeld(std::string_view key) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
+  }
+
+  // Runs the bucket script; one Decision per key. *allowed: the all-or-nothing outcome.
+  absl::StatusOr<std::vector<Decision>> RunBuckets(std::span<const std::string> keys,
+                                                   std::span<const BucketParams* const> params,
+                                                   std::span<const bool> shadow, Decimal cost,
+                                                   bool* allowed) {
+    std::vector<std::string> args;
+    args.reserve(1 + 3 * keys.size());
+    uint64_t max_cap = 0;
+    for (const BucketParams* p : params) max_cap = std::max(max_cap, p->capacity.nanos);
+    // A cost above every capacity is "never" whatever its size: send one that stays exact.
+    const uint64_t cost_nanos = std::min(cost.nanos, max_cap + kNanosPerMicro);
+    args.push_back(std::to_string(cost_nanos / kNanosPerMicro));
+    for (size_t i = 0; i < keys.size(); ++i) {
+      args.push_back(std::to_string(params[i]->capacity.nanos / kNanosPerMicro));
+      args.push_back(std::to_string(params[i]->rate.nanos / kRateNanosPerUnit));
+      args.push_back(shadow[i] ? "1" : "0");
+    }
+    absl::StatusOr<Reply> r = Run(kBuckets, keys, args);
+    if (!r.ok()) return r.status();
+    const redisReply* v = r->get();
+    if (v->type != REDIS_REPLY_ARRAY || v->elements != 1 + 4 * keys.size()) {
+      return Unexpected("rate limit check");
+    }
+    for (size_t i = 0; i < v->elements; ++i) {
+      if (v->element[i]->type != REDIS_REPLY_INTEGER) return Unexpected("rate limit check");
+    }
+    *allowed = v->element[0]->integer == 1;
+    std::vector<Decision> out(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      redisReply* const* e = v->element + 1 + 4 * i;
+      Decision& d = out[i];
+      d.allowed = e[0]->integer == 1;
+      d.remaining = static_cast<uint64_t>(std::max<long long>(e[1]->integer, 0));
+      if (e[2]->integer >= 0) {
+        d.retry_after = std::chrono::milliseconds(e[2]->integer);
+      } else {
+        d.retry_after = std::nullopt;
+      }
+      d.reset_after = std::chrono::milliseconds(std::max<long long>(e[3]->integer, 0));
+    }
+    return out;
+  }
+
+  // Drops the connection after an I/O error; the next call reconnects.
+  absl::Status IoError(std::string_view during) {
+    std::string text = ctx_ && ctx_->err != 0 ? std::string(ctx_->errstr) : "no reply";
+    ctx_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("Redis ", url_.host, ":", url_.port, ": ", AV(during), ": ", text));
+  }
+
+  absl::Status EnsureConnected() {
+    if (ctx_) return absl::OkStatus();
+    Context c(redisConnectWithTimeout(url_.host.c_str(), url_.port, ToTimeval(timeout_)));
+    if (!c) return absl::UnavailableError("Redis: cannot allocate a connection");
+    if (c->err != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("Redis ", url_.host, ":", url_.port, ": connect: ", c->errstr));
+    }
+    if (redisSetTimeout(c.get(), ToTimeval(timeout_)) != REDIS_OK) {
+      return absl::UnavailableError(
+          absl::StrCat("Redis ", url_.host, ":", url_.port, ": setting the timeout: ", c->errstr));
+    }
+    ctx_ = std::move(c);
+    if (url_.db != 0) {
+      const std::string db = std::to_string(url_.db);
+      const char* argv[] = {"SELECT", db.c_str()};
+      const size_t lens[] = {6, db.size()};
+      Reply r(static_cast<redisReply*>(redisCommandArgv(ctx_.get(), 2, argv, lens)));
+      if (!r) return IoError("SELECT");
+      if (r->type == REDIS_REPLY_ERROR) {
+        std::string msg(Str(r.get()));
+        ctx_.reset();
+        return ErrorReply(msg);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // SCRIPT LOAD. REQUIRES: mu_ held, connected.
+  absl::Status Load(int s) {
+    const std::string_view text = ScriptText(s);
+    const char* argv[] = {"SCRIPT", "LOAD", text.data()};
+    const size_t lens[] = {6, 4, text.size()};
+    Reply r(static_cast<redisReply*>(redisCommandArgv(ctx_.get(), 3, argv, lens)));
+    if (!r) return IoError("SCRIPT LOAD");
+    if (r->type != REDIS_REPLY_STRING)
+      return ErrorReply(r->type == REDIS_REPLY_ERROR ? Str(r.get())
+                                                     : "SCRIPT LOAD: unexpected reply");
+    sha_[s] = std::string(Str(r.get()));
+    return absl::OkStatus();
+  }
+
+  // Maps an error reply to a status.
+  static absl::Status ErrorReply(std::string_view msg) {
+    if (msg.substr(0, 6) == "STALE ") return absl::AbortedError(AV(msg.substr(6)));
+    for (std::string_view p : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
+                               "READONLY", "NOREPLICAS", "OOM"}) {
+      if (msg.substr(0, p.size()) == p) {
+        return absl::UnavailableError(absl::StrCat("Redis: ", AV(msg)));
+      }
+    }
+    if (msg.substr(0, 6) == "MOVED " || msg.substr(0, 4) == "ASK ") {
+      return absl::UnimplementedError(
+          absl::StrCat("Redis Cluster redirects are not followed: ", AV(msg)));
+    }
+    return absl::InternalError(absl::StrCat("Redis: ", AV(msg)));
+  }
+
+  // EVALSHA script `s` (loading it first if needed, and again on NOSCRIPT). Error replies become
+  // statuses; any other reply is returned.
+  absl::StatusOr<Reply> Run(int s, std::span<const std::string> keys,
+                            std::span<const std::string> args) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (absl::Status st = EnsureConnected(); !st.ok()) return st;
+    for (int attempt = 0;; ++attempt) {
+      if (sha_[s].empty()) {
+        if (absl::Status st = Load(s); !st.ok()) return st;
+      }
+      const std::string nkeys = std::to_string(keys.size());
+      std::vector<const char*> argv;
+      std::vector<size_t> lens;
+      argv.reserve(3 + keys.size() + args.size());
+      lens.reserve(argv.capacity());
+      argv.push_back("EVALSHA");
+      lens.push_back(7);
+      argv.push_back(sha_[s].data());
+      lens.push_back(sha_[s].size());
+      argv.push_back(nkeys.data());
+      lens.push_back(nkeys.size());
+      for (const std::string& k : keys) {
+        argv.push_back(k.data());
+        lens.push_back(k.size());
+      }
+      for (const std::string& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+      }
+      Reply r(static_cast<redisReply*>(
+          redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+      if (!r) return IoError("EVALSHA");
+      if (r->type != REDIS_REPLY_ERROR) return r;
+      const std::string_view msg = Str(r.get());
+      if (msg.substr(0, 8) == "NOSCRIPT" && attempt == 0) {
+        sha_[s].clear();  // flushed or a restarted server: load again and retry once
+        continue;
+      }
+      return ErrorReply(msg);
+    }
+  }
+
+  const RedisUrl url_;
+  const Duration timeout_;
+  std::mutex mu_;
+  Context ctx_;                          // guarded by mu_; null = reconnect on the next call
+  std::array<std::string, kCount> sha_;  // guarded by mu_
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(const std::string& url, Duration timeout) {
+  absl::StatusOr<RedisUrl> u = ParseUrl(url);
+  if (!u.ok()) return u.status();
+  if (timeout <= Duration(0) || timeout > std::chrono::hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Redis timeout for '", url, "' must be positive and at most 1 hour"));
+  }
+  auto b = std::make_unique<RedisBackend>(std::move(*u), timeout);
+  if (absl::Status st = b->Init(); !st.ok()) return st;
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+absl::Status RedisFencedWrite(Backend& redis, std::string_view key, uint64_t fence,
+                              std::string_view value) {
+  auto* r = dynamic_cast<RedisBackend*>(&redis);
+  if (r == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RedisFencedWrite needs a backend made by NewRedisBackend, got kind '",
+                     AV(redis.kind()), "'"));
+  }
+  return r->FencedWrite(key, fence, value);
+}
+
+std::string RedisFenceRecordKey(std::string_view key) {
+  return absl::StrCat(AV(key), ":tollgate-fence");
+}
+
+std::string_view RedisFencedWriteScript() { return redis::kFencedWriteLua; }
+
+}  // namespace tollgate
