@@ -86,6 +86,19 @@ struct LayerCheck {
   bool shadow = false;
 };
 
+// Validates an ad hoc layered check for any backend: the cost, every layer's name (1..64 bytes),
+// key and parameters, and that at least one layer is enforced. InvalidArgument naming what is
+// wrong.
+[[nodiscard]] absl::Status ValidateLayerChecks(std::span<const LayerCheck> layers, Decimal cost);
+
+struct PolicyDecision;
+// Combines per-layer decisions (decisions[i] for layers[i]) into the check's answer, by the rules
+// of PolicyEngine::Check: allowed iff no enforced layer denied; remaining the least over enforced
+// layers; denied_layer the first enforced one that denied; retry_after the largest over those
+// (nullopt, "never", wins).
+PolicyDecision CombineLayerDecisions(std::span<const LayerCheck> layers,
+                                     std::span<const Decision> decisions);
+
 // A policy check resolved for one request: every layer's bucket and the cost to take.
 struct ResolvedCheck {
   std::vector<LayerCheck> layers;

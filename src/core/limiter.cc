@@ -298,27 +298,44 @@ std::vector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> r
   return evals;
 }
 
-// The combined answer: remaining is the least over enforced buckets, denied_layer the first
-// enforced one that denied, retry_after the largest over those that denied (never wins).
-PolicyDecision Summarize(std::span<const BucketRef> refs, std::span<const BucketTable::Eval> evals,
-                         bool allowed) {
+// The combined answer over n layers, whatever holds them: layer(i) gives {name, shadow,
+// decision}. remaining is the least over enforced layers, denied_layer the first enforced one that
+// denied, retry_after the largest over those that denied (never wins); allowed iff none denied.
+template <typename LayerAt>
+PolicyDecision Combine(size_t n, const LayerAt& layer) {
   PolicyDecision out;
-  out.allowed = allowed;
+  out.allowed = true;
   out.retry_after = Duration(0);
   bool first_enforced = true;
-  for (size_t i = 0; i < refs.size(); ++i) {
-    if (refs[i].shadow) continue;
-    const Decision& d = evals[i].decision;
+  for (size_t i = 0; i < n; ++i) {
+    const auto [name, shadow, d] = layer(i);
+    if (shadow) continue;
     out.remaining = first_enforced ? d.remaining : std::min(out.remaining, d.remaining);
     first_enforced = false;
     if (d.allowed) continue;
-    if (!out.denied_layer) out.denied_layer = std::string(refs[i].name);
+    out.allowed = false;
+    if (!out.denied_layer) out.denied_layer = std::string(name);
     if (!d.retry_after || !out.retry_after) {
-      out.retry_after = std::nullopt;  // never beats any finite wait
+      out.retry_after = std::nullopt;
     } else {
       out.retry_after = std::max(*out.retry_after, *d.retry_after);
     }
   }
+  return out;
+}
+
+struct LayerView {
+  std::string_view name;
+  bool shadow;
+  const Decision& decision;
+};
+
+PolicyDecision Summarize(std::span<const BucketRef> refs, std::span<const BucketTable::Eval> evals,
+                         bool allowed) {
+  PolicyDecision out = Combine(refs.size(), [&](size_t i) {
+    return LayerView{refs[i].name, refs[i].shadow, evals[i].decision};
+  });
+  out.allowed = allowed;  // an overflowed fail-open layer allows without a bucket
   return out;
 }
 
@@ -597,12 +614,9 @@ bool PolicyEngine::Restore(const BucketSnapshot& s) {
   return false;
 }
 
-absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck> layers,
-                                                      Decimal cost) {
+absl::Status ValidateLayerChecks(std::span<const LayerCheck> layers, Decimal cost) {
   if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
   bool enforced = false;
-  std::vector<std::string> keys;
-  keys.reserve(layers.size());
   for (const LayerCheck& l : layers) {
     if (l.name.empty() || l.name.size() > 64) {
       return absl::InvalidArgumentError(
@@ -611,12 +625,29 @@ absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck
     if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
     if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
     enforced |= !l.shadow;
+  }
+  if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
+  return absl::OkStatus();
+}
+
+PolicyDecision CombineLayerDecisions(std::span<const LayerCheck> layers,
+                                     std::span<const Decision> decisions) {
+  return Combine(layers.size(), [&](size_t i) {
+    return LayerView{layers[i].name, layers[i].shadow, decisions[i]};
+  });
+}
+
+absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck> layers,
+                                                      Decimal cost) {
+  if (absl::Status st = ValidateLayerChecks(layers, cost); !st.ok()) return st;
+  std::vector<std::string> keys;
+  keys.reserve(layers.size());
+  for (const LayerCheck& l : layers) {
     // Length-prefixed layer name: no two (layer, key) pairs share a bucket.
     std::string k(1, static_cast<char>(l.name.size()));
     k.append(l.name).append(l.key);
     keys.push_back(std::move(k));
   }
-  if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
   std::vector<BucketRef> refs(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     refs[i] = {&impl_->layers_, keys[i], &layers[i].params, layers[i].shadow, layers[i].name};

@@ -431,41 +431,10 @@ class PostgresBackend final : public Backend {
 
   absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
                                              Decimal cost) override {
-    if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
-    bool enforced = false;
-    for (const LayerCheck& l : layers) {
-      if (l.name.empty() || l.name.size() > 64) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.name.size(), " bytes"));
-      }
-      if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
-      if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
-      enforced |= !l.shadow;
-    }
-    if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
+    if (absl::Status st = ValidateLayerChecks(layers, cost); !st.ok()) return st;
     auto rows = Run(layers, cost);
     if (!rows.ok()) return rows.status();
-    // Same summary as the core: remaining is the least over enforced layers, denied_layer the
-    // first enforced one that denied, retry_after the largest over those (never wins).
-    PolicyDecision out;
-    out.allowed = true;
-    out.retry_after = Duration(0);
-    bool first = true;
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (layers[i].shadow) continue;
-      const Decision& d = (*rows)[i];
-      out.remaining = first ? d.remaining : std::min(out.remaining, d.remaining);
-      first = false;
-      if (d.allowed) continue;
-      out.allowed = false;
-      if (!out.denied_layer) out.denied_layer = layers[i].name;
-      if (!d.retry_after || !out.retry_after) {
-        out.retry_after = std::nullopt;
-      } else {
-        out.retry_after = std::max(*out.retry_after, *d.retry_after);
-      }
-    }
-    return out;
+    return CombineLayerDecisions(layers, *rows);
   }
 
  private:

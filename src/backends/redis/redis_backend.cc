@@ -472,18 +472,7 @@ class RedisBackend final : public Backend {
   absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
                                              Decimal cost) override {
     // The core's validation, in the core's order, then what the Lua arithmetic can represent.
-    if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
-    bool enforced = false;
-    for (const LayerCheck& l : layers) {
-      if (l.name.empty() || l.name.size() > 64) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.name.size(), " bytes"));
-      }
-      if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
-      if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
-      enforced |= !l.shadow;
-    }
-    if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
+    if (absl::Status st = ValidateLayerChecks(layers, cost); !st.ok()) return st;
     if (absl::Status st = ValidateRedisCost(cost); !st.ok()) return st;
     std::vector<std::string> keys;
     std::vector<const BucketParams*> params;
@@ -501,24 +490,8 @@ class RedisBackend final : public Backend {
     absl::StatusOr<std::vector<Decision>> d = RunBuckets(
         keys, params, std::span<const bool>(shadow.get(), layers.size()), cost, &allowed);
     if (!d.ok()) return d.status();
-    // Summarized as the core does.
-    PolicyDecision out;
-    out.allowed = allowed;
-    out.retry_after = Duration(0);
-    bool first_enforced = true;
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (layers[i].shadow) continue;
-      const Decision& x = (*d)[i];
-      out.remaining = first_enforced ? x.remaining : std::min(out.remaining, x.remaining);
-      first_enforced = false;
-      if (x.allowed) continue;
-      if (!out.denied_layer) out.denied_layer = layers[i].name;
-      if (!x.retry_after || !out.retry_after) {
-        out.retry_after = std::nullopt;
-      } else {
-        out.retry_after = std::max(*out.retry_after, *x.retry_after);
-      }
-    }
+    PolicyDecision out = CombineLayerDecisions(layers, *d);
+    out.allowed = allowed;  // the script's own all-or-nothing verdict
     return out;
   }
 
