@@ -15,6 +15,7 @@ PACKAGES=(
   redis-server redis-tools  # redis-cli / redis-benchmark, and the peer in bench/
   clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
   postgresql libpq-dev  # PostgreSQL backend (libpq) and the throwaway clusters its tests start
+  etcd-server libcurl4-openssl-dev nlohmann-json3-dev  # etcd backend: v3 JSON gateway over libcurl
 )
 
 missing=()

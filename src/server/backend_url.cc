@@ -6,6 +6,9 @@
 #ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
 #include "tollgate/postgres_backend.h"
 #endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+#include "tollgate/etcd_backend.h"
+#endif
 
 namespace tollgate::server {
 namespace {
@@ -31,7 +34,11 @@ absl::StatusOr<std::unique_ptr<Backend>> ConnectBackend(const std::string& url) 
 #endif
   }
   if (StartsWith(url, "etcd://")) {
-    return absl::UnimplementedError("the etcd backend is not built yet");
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+    return NewEtcdBackend(url);
+#else
+    return absl::UnimplementedError("this build has no etcd backend");
+#endif
   }
   return absl::InvalidArgumentError(
       "--backend '" + url.substr(0, 200) +

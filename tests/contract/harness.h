@@ -21,6 +21,8 @@ class BackendHarness {
   // A new client of the running backend. Tests use unique key names, so clients may share state.
   virtual absl::StatusOr<std::unique_ptr<Backend>> Connect() = 0;
   virtual bool rate_limiting() const { return true; }
+  // Whether leases can be shorter than a second (etcd leases are whole seconds).
+  virtual bool subsecond_ttl() const { return true; }
   // For the outage test: stop the server (clients must then fail with Unavailable, promptly) and
   // start it again on the same port and data (clients must recover). False if not applicable.
   virtual bool can_restart() const { return false; }
@@ -35,6 +37,9 @@ std::unique_ptr<BackendHarness> NewRedisHarness();
 #endif
 #ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
 std::unique_ptr<BackendHarness> NewPostgresHarness();
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+std::unique_ptr<BackendHarness> NewEtcdHarness();
 #endif
 
 }  // namespace tollgate::testing

@@ -1,0 +1,58 @@
+// The etcd backend: leases and fenced registers kept in an etcd v3 cluster (3.4+). Rate limiting is
+// not offered: Throttle and CheckLayers answer Unimplemented.
+//
+// Transport: the v3 JSON gateway (POST /v3/kv/range, /v3/kv/txn, /v3/lease/grant, ...) over HTTP
+// with libcurl. Chosen over gRPC because it needs no gRPC/protobuf code generation toolchain: the
+// whole backend builds from Debian packages (libcurl4-openssl-dev, nlohmann-json3-dev), and the
+// gateway is part of every etcd server. Keys and values are base64 in the JSON, so everything is
+// binary-safe.
+//
+// Keys (<hex> is the lowercase hex of the caller's key, so any bytes are fine):
+//   tollgate/lock/<hex>  value {"id": lock_id, "owner_b64"?: base64(owner)}, attached to an etcd
+//                        lease. The lease's fence is the key's create_revision: the cluster
+//                        revision of the txn that created it (cluster-wide, strictly increasing,
+//                        kept across server restarts), so fences are never stored separately.
+//   tollgate/reg/<hex>   fenced register: {"fence": N, "value": base64(value)}
+//
+// Acquire grants an etcd lease, then one txn: if create_revision(lock) == 0, put the lock with that
+// lease; otherwise the lease is revoked and the answer is nullopt. Release deletes the lock (and
+// revokes its lease) in a txn guarded by the mod_revision read together with the lock_id. Extend
+// grants a new lease and re-puts the same value with it in a txn guarded the same way (a re-put
+// changes mod_revision, not create_revision, so the fence stays), then revokes the old lease; an
+// expired lock is already deleted by etcd, so it is never revived. Fenced writes are an optimistic
+// loop: read, check the fence, txn guarded by the read mod_revision.
+//
+// TTLs: etcd leases are whole seconds, with a server minimum (about 2 s with default settings). A
+// requested ttl is rounded up to whole seconds, and the ttl reported by Acquire/Extend is the one
+// etcd granted: at least the request rounded up. Info's ttl_remaining is etcd's remaining whole
+// seconds. Lease expiry is etcd's clock. Waiting for a lease (watches) is a server feature; this
+// backend never waits, and Info reports 0 waiters.
+//
+// Errors: as Backend. Unavailable for a transport error or timeout (curl's text), an HTTP 5xx or an
+// etcd "unavailable"/"deadline" error. Each call uses a fresh request on a kept-alive connection,
+// so a backend recovers by itself once the server is back.
+//
+// Thread-safety: one curl handle per Backend object, guarded by a mutex (calls are serialized).
+#ifndef TOLLGATE_ETCD_BACKEND_H_
+#define TOLLGATE_ETCD_BACKEND_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tollgate/backend.h"
+#include "tollgate/clock.h"
+
+namespace tollgate {
+
+// Connects to `url` = "etcd://host:port" (host a name, IPv4 address or [IPv6] address; port
+// 1..65535, default 2379; plain HTTP to the v3 JSON gateway). `timeout` (> 0, at most 1 hour)
+// bounds connecting and every request. InvalidArgument naming the url if it is malformed or the
+// timeout is out of range; Unavailable if the server cannot be reached now (it is probed eagerly).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewEtcdBackend(
+    const std::string& url, Duration timeout = std::chrono::seconds(2));
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_ETCD_BACKEND_H_
