@@ -1,7 +1,7 @@
 // Network backend throughput: tollgate's Redis and PostgreSQL backends used as a library, N threads
 // each with its own Backend (its own connection), for a fixed time per workload.
 //
-//   backend_bench [--redis redis://host:port] [--postgres] [--threads N] [--seconds S]
+//   backend_bench [--redis redis://host:port] [--postgres] [--etcd] [--threads N] [--seconds S]
 //
 // Workloads (each run for S seconds on every chosen backend):
 //   lease    Acquire (ttl 10 s) then Release on a random key of 10,000; counts completed pairs
@@ -30,6 +30,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tests/support/postgres_server.h"
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+#include "tests/support/etcd_server.h"
+#include "tollgate/etcd_backend.h"
+#endif
 #include "tollgate/backend.h"
 #include "tollgate/postgres_backend.h"
 #include "tollgate/redis_backend.h"
@@ -140,10 +144,11 @@ bool RunBackend(const std::string& label, const Factory& make, int threads, doub
 }
 
 [[noreturn]] void Usage(const char* why) {
-  std::fprintf(stderr,
-               "backend_bench: %s\nusage: backend_bench [--redis URL] [--postgres] [--threads N] "
-               "[--seconds S]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "backend_bench: %s\nusage: backend_bench [--redis URL] [--postgres] [--etcd] [--threads N] "
+      "[--seconds S]\n",
+      why);
   std::exit(2);
 }
 
@@ -152,6 +157,7 @@ bool RunBackend(const std::string& label, const Factory& make, int threads, doub
 int main(int argc, char** argv) {
   std::string redis_url;
   bool postgres = false;
+  bool etcd = false;
   int threads = 8;
   double seconds = 5;
   for (int i = 1; i < argc; ++i) {
@@ -164,6 +170,8 @@ int main(int argc, char** argv) {
       redis_url = value();
     } else if (arg == "--postgres") {
       postgres = true;
+    } else if (arg == "--etcd") {
+      etcd = true;
     } else if (arg == "--threads") {
       threads = std::atoi(value().c_str());
       if (threads < 1 || threads > 1024) Usage("--threads must be 1..1024");
@@ -174,7 +182,7 @@ int main(int argc, char** argv) {
       Usage(("unknown argument " + arg).c_str());
     }
   }
-  if (redis_url.empty() && !postgres) Usage("give --redis URL and/or --postgres");
+  if (redis_url.empty() && !postgres && !etcd) Usage("give --redis URL, --postgres and/or --etcd");
 
   if (!redis_url.empty()) {
     Factory make = [&] { return tollgate::NewRedisBackend(redis_url); };
@@ -193,6 +201,24 @@ int main(int argc, char** argv) {
     }
     Factory make = [&] { return tollgate::NewPostgresBackend(conninfo); };
     if (!RunBackend("tollgate-postgres", make, threads, seconds)) return 1;
+  }
+  if (etcd) {
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+    // Leases only: the etcd backend offers no rate limiting.
+    tollgate::testing::EtcdServer server;
+    if (!server.Start()) {
+      std::fprintf(stderr, "etcd: could not start etcd\n");
+      return 1;
+    }
+    const std::string url = server.url();
+    Factory make = [&] { return tollgate::NewEtcdBackend(url); };
+    if (!RunWorkload("tollgate-etcd", make, threads, seconds, LeaseStep, "lease_pairs_per_sec",
+                     false)) {
+      return 1;
+    }
+#else
+    Usage("this build has no etcd backend");
+#endif
   }
   return 0;
 }

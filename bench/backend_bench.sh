@@ -82,6 +82,12 @@ stop_redis
 log "tollgate PostgreSQL backend (throwaway cluster), $THREADS threads"
 run_bg "$WORK/tollgate-pg.out" "$BIN" --postgres --threads "$THREADS" --seconds "$SECONDS_PER"
 
+# --- etcd (leases only) -------------------------------------------------------------------------------
+log "tollgate etcd backend (throwaway etcd), $THREADS threads"
+run_bg "$WORK/tollgate-etcd.out" "$BIN" --etcd --threads "$THREADS" --seconds "$SECONDS_PER"
+ETCD_LEASE="$(field "$WORK/tollgate-etcd.out" tollgate-etcd lease_pairs_per_sec)"
+ETCD_VERSION="$(etcd --version 2>/dev/null | awk '/etcd Version/ { print $3 }')"
+
 TG_LEASE="$(field "$WORK/tollgate-redis.out" tollgate-redis lease_pairs_per_sec)"
 TG_THR="$(field "$WORK/tollgate-redis.out" tollgate-redis throttle_per_sec)"
 NODE_LEASE="$(field "$WORK/node.out" node-redlock lease_pairs_per_sec)"
@@ -100,6 +106,7 @@ echo "| lease acquire+release pairs/s (10k keys) | $(fmt_int "$TG_LEASE") | $(fm
 echo "| throttle decisions/s (100k keys) | $(fmt_int "$TG_THR") | $(fmt_int "$NODE_THR") (RateLimiterRedis) | $(ratio "$TG_THR" "$NODE_THR") |"
 echo "| PostgreSQL backend: lease acquire+release pairs/s | $(fmt_int "$PG_LEASE") | — | — |"
 echo "| PostgreSQL backend: throttle decisions/s | $(fmt_int "$PG_THR") | — | — |"
+echo "| etcd backend: lease acquire+release pairs/s | $(fmt_int "$ETCD_LEASE") | — | — |"
 echo
 echo "- ratio = tollgate / node. tollgate: one Backend (one connection) per thread, synchronous calls;" \
   "node: one process, one ioredis connection per async loop. redlock uses retryCount 0 (a held key is" \
@@ -107,5 +114,5 @@ echo "- ratio = tollgate / node. tollgate: one Backend (one connection) per thre
   "bucket (capacity 100, 10/s). Client and server share the machine's cores."
 print_machine_line
 echo "- versions: tollgate checkout at git $GIT_REV ($BIN), redis-server $REDIS_VERSION (--save ''" \
-  "--appendonly no), PostgreSQL $PG_VERSION (fsync off), $NODE_VERSIONS"
+  "--appendonly no), PostgreSQL $PG_VERSION (fsync off), etcd $ETCD_VERSION, $NODE_VERSIONS"
 echo "- took $((SECONDS - START)) s"
