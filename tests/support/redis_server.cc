@@ -15,27 +15,10 @@
 #include <vector>
 
 #include "hiredis/hiredis.h"
+#include "tests/support/child_process.h"
 
 namespace tollgate::testing {
 namespace {
-
-// A port the kernel considers free right now (bind to port 0, read it back, close).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 bool Pings(int port) {
   timeval tv{0, 200'000};
@@ -73,7 +56,7 @@ bool RedisServer::Start() {
     dir_ = tmpl;
   }
   for (int attempt = 0; attempt < 8; ++attempt) {
-    port_ = FreePort();
+    port_ = FreeLoopbackPort();
     if (port_ == 0) continue;
     if (Launch()) return true;  // a collision makes redis-server exit: try another port
   }
@@ -89,52 +72,13 @@ bool RedisServer::Launch() {
                                    "yes",          "--appendfsync",    "always", "--dir",
                                    dir_,           "--logfile",        log,      "--daemonize",
                                    "no",           "--protected-mode", "no"};
-  pid_ = fork();
+  pid_ = SpawnQuiet(std::move(args));
   if (pid_ < 0) return false;
-  if (pid_ == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      dup2(devnull, STDIN_FILENO);
-      dup2(devnull, STDOUT_FILENO);
-      dup2(devnull, STDERR_FILENO);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: port taken or bad setup
-      pid_ = -1;
-      return false;
-    }
-    if (Pings(port_)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-  return false;
+  return WaitUntilReady(&pid_, std::chrono::seconds(10), std::chrono::milliseconds(20),
+                        [this] { return Pings(port_); });
 }
 
-void RedisServer::Stop() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-}
+void RedisServer::Stop() { StopChild(&pid_); }
 
 bool RedisServer::Restart() {
   if (pid_ > 0) return true;
