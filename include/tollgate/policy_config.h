@@ -3,6 +3,7 @@
 #define TOLLGATE_POLICY_CONFIG_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,11 +16,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tollgate/clock.h"
+#include "tollgate/decimal.h"
 #include "tollgate/limiter.h"
 
 namespace tollgate {
 
 // Parses policy YAML text into specs, in file order. `source` names the file in error messages.
+// A policy may carry an `expect:` section (see PolicyExpectations below): it is validated and
+// dropped here.
 // Every returned spec has passed ValidatePolicy, and policy names are unique.
 // Errors are InvalidArgument with "FILE:LINE:COL: policies.chat.layers[2].rate: <what is wrong>"
 // (line and column 1-based). Rejected: YAML syntax errors, more than one document, unknown or
@@ -28,6 +33,64 @@ namespace tollgate {
 // with the file and the policy's line). Never throws.
 [[nodiscard]] absl::StatusOr<std::vector<PolicySpec>> ParsePolicyYaml(std::string_view text,
                                                                       std::string_view source);
+
+// ---- Deployment expectations and source positions (for `tollgate policy check` / `simulate`) ----
+
+// What a policy's optional `expect:` section declares about the deployment it will run in. The
+// server validates and otherwise ignores it; the linter and the simulator size the policy
+// against it. Every field is optional; see docs/policy-check.md for the meaning of each.
+struct MessageExpectation {
+  std::string type;                  // a value of the type field (e.g. "text", "input")
+  std::optional<Decimal> rate;       // typical messages per second per user
+  std::optional<Decimal> tick_rate;  // fixed cadence the client sends at (messages per second)
+};
+
+struct PolicyExpectations {
+  std::optional<uint64_t> users;  // concurrent users: distinct values of the field `user`
+  std::optional<uint64_t> ips;    // distinct client addresses: values of the field `ip`
+  // Distinct values of other request fields, by field name (also overrides user/ip).
+  std::vector<std::pair<std::string, uint64_t>> fields;
+  std::optional<Decimal> backend_ops_per_sec;  // what the protected backend sustains, cost units/s
+  Duration jitter_window = std::chrono::seconds(1);    // jitter_window_ms: burst to absorb
+  uint64_t attackers = 100;                            // identities one attacker controls
+  Duration attack_horizon = std::chrono::seconds(10);  // attack_horizon_s: T in capacity + rate*T
+  std::string type_field;  // field carrying the message type; empty = cost.by, else "type"
+  std::optional<std::vector<std::string>> request_fields;  // fields clients supply
+  std::vector<MessageExpectation> messages;
+};
+
+// 1-based line and column in the policy file; 0 when unknown.
+struct SourcePos {
+  int line = 0;
+  int column = 0;
+};
+
+struct PolicyEntry {
+  PolicySpec spec;
+  std::optional<PolicyExpectations> expect;
+  SourcePos pos;                     // the policy's name
+  std::vector<SourcePos> layer_pos;  // each layer, parallel to spec.layers
+  SourcePos cost_pos;                // the cost section (the policy's position if absent)
+  // ValidatePolicy's verdict. Always OK from a validating parse; a lenient parse (validate =
+  // false) returns policies that fail it with the error here, so a linter can report them all.
+  absl::Status validation;
+};
+
+struct PolicyDocument {
+  std::string source;
+  std::vector<PolicyEntry> policies;  // file order
+};
+
+// As ParsePolicyYaml, but also returns each policy's expectations and source positions. With
+// `validate` false, a policy that parses but fails ValidatePolicy is returned
+// with the error in its `validation` instead of failing the whole parse; malformed YAML, unknown
+// keys and bad values still fail. Never throws.
+[[nodiscard]] absl::StatusOr<PolicyDocument> ParsePolicyDocument(std::string_view text,
+                                                                 std::string_view source,
+                                                                 bool validate = true);
+// Reads `path` as LoadPolicyFile does and parses it with ParsePolicyDocument.
+[[nodiscard]] absl::StatusOr<PolicyDocument> LoadPolicyDocument(const std::string& path,
+                                                                bool validate = true);
 
 // Reads `path` (a regular file of at most 16 MiB) and parses it with ParsePolicyYaml, using the
 // path as `source`. NotFound if the file does not exist, PermissionDenied if it may not be read,

@@ -35,7 +35,7 @@ class Parser {
  public:
   explicit Parser(std::string_view source) : source_(source) {}
 
-  absl::StatusOr<std::vector<PolicySpec>> Parse(std::string_view text) {
+  absl::StatusOr<PolicyDocument> Parse(std::string_view text, bool validate) {
     std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
     if (docs.empty() || docs[0].IsNull()) {
       return Error(YAML::Mark::null_mark(), "",
@@ -55,17 +55,27 @@ class Parser {
     if (named->empty()) {
       return Error(ValueMark(*policies), "policies", "defines no policies; at least one is needed");
     }
-    std::vector<PolicySpec> out;
+    PolicyDocument doc;
+    doc.source = std::string(source_);
     for (const Entry& e : *named) {
       const std::string path = absl::StrCat("policies.", e.key);
-      auto spec = ParsePolicy(e, path);
-      if (!spec.ok()) return spec.status();
-      if (absl::Status st = ValidatePolicy(*spec); !st.ok()) {
-        return Error(e.key_mark, path, SV(st.message()));
+      PolicyEntry entry;
+      entry.pos = Pos(e.key_mark);
+      entry.cost_pos = entry.pos;
+      if (absl::Status st = ParsePolicy(e, path, &entry); !st.ok()) return st;
+      entry.validation = ValidatePolicy(entry.spec);
+      if (!entry.validation.ok()) {
+        entry.validation = Error(e.key_mark, path, SV(entry.validation.message()));
+        if (validate) return entry.validation;
       }
-      out.push_back(*std::move(spec));
+      doc.policies.push_back(std::move(entry));
     }
-    return out;
+    return doc;
+  }
+
+  static SourcePos Pos(const YAML::Mark& m) {
+    if (m.is_null() || m.line < 0 || m.column < 0) return {};
+    return {m.line + 1, m.column + 1};
   }
 
   // A YAML syntax error reported by yaml-cpp.
@@ -212,11 +222,11 @@ class Parser {
     return v;
   }
 
-  absl::StatusOr<PolicySpec> ParsePolicy(const Entry& pe, const std::string& path) {
-    PolicySpec spec;
+  absl::Status ParsePolicy(const Entry& pe, const std::string& path, PolicyEntry* out) {
+    PolicySpec& spec = out->spec;
     spec.name = pe.key;
     const YAML::Mark key_mark = pe.key_mark;
-    auto entries = Entries(pe.value, path, {"layers", "cost"}, &key_mark);
+    auto entries = Entries(pe.value, path, {"layers", "cost", "expect"}, &key_mark);
     if (!entries.ok()) return entries.status();
     const Entry* layers = Require(*entries, pe.value, path, "layers");
     if (layers == nullptr) return status_;
@@ -229,16 +239,125 @@ class Parser {
       return Error(ValueMark(*layers), lpath, "needs at least one layer");
     }
     for (size_t i = 0; i < layers->value.size(); ++i) {
-      auto layer = ParseLayer(layers->value[i], absl::StrCat(lpath, "[", i, "]"), layers->key_mark);
+      const YAML::Node node = layers->value[i];
+      auto layer = ParseLayer(node, absl::StrCat(lpath, "[", i, "]"), layers->key_mark);
       if (!layer.ok()) return layer.status();
       spec.layers.push_back(*std::move(layer));
+      out->layer_pos.push_back(Pos(node.Mark()));
     }
     if (const Entry* cost = Find(*entries, "cost")) {
       auto c = ParseCost(*cost, path + ".cost");
       if (!c.ok()) return c.status();
       spec.cost = *std::move(c);
+      out->cost_pos = Pos(cost->key_mark);
     }
-    return spec;
+    if (const Entry* expect = Find(*entries, "expect")) {
+      auto x = ParseExpect(*expect, path + ".expect");
+      if (!x.ok()) return x.status();
+      out->expect = *std::move(x);
+    }
+    return absl::OkStatus();
+  }
+
+  // The `expect:` section (docs/policy-check.md).
+  absl::StatusOr<PolicyExpectations> ParseExpect(const Entry& xe, const std::string& path) {
+    PolicyExpectations x;
+    const YAML::Mark key_mark = xe.key_mark;
+    auto entries =
+        Entries(xe.value, path,
+                {"users", "ips", "fields", "backend_ops_per_sec", "jitter_window_ms", "attackers",
+                 "attack_horizon_s", "type_field", "request_fields", "messages"},
+                &key_mark);
+    if (!entries.ok()) return entries.status();
+    for (const Entry& e : *entries) {
+      const std::string fpath = absl::StrCat(path, ".", e.key);
+      if (e.key == "users" || e.key == "ips" || e.key == "attackers") {
+        auto v = Count(e, fpath, kMaxMaxBuckets);
+        if (!v.ok()) return v.status();
+        if (e.key == "users") {
+          x.users = *v;
+        } else if (e.key == "ips") {
+          x.ips = *v;
+        } else {
+          x.attackers = *v;
+        }
+      } else if (e.key == "jitter_window_ms") {
+        auto v = Count(e, fpath, 600'000);
+        if (!v.ok()) return v.status();
+        x.jitter_window = std::chrono::milliseconds(*v);
+      } else if (e.key == "attack_horizon_s") {
+        auto v = Count(e, fpath, 86'400);
+        if (!v.ok()) return v.status();
+        x.attack_horizon = std::chrono::seconds(*v);
+      } else if (e.key == "backend_ops_per_sec") {
+        auto v = Number(e, fpath, kMaxRate);
+        if (!v.ok()) return v.status();
+        x.backend_ops_per_sec = *v;
+      } else if (e.key == "type_field") {
+        auto v = FieldName(e, fpath);
+        if (!v.ok()) return v.status();
+        x.type_field = *std::move(v);
+      } else if (e.key == "fields") {
+        const YAML::Mark m = e.key_mark;
+        auto table = Entries(e.value, fpath, {}, &m);
+        if (!table.ok()) return table.status();
+        for (const Entry& f : *table) {
+          const std::string ffpath = absl::StrCat(fpath, ".", f.key);
+          if (!IsFieldName(f.key)) {
+            return Error(f.key_mark, ffpath, "not a field name ([a-z_][a-z0-9_]*, at most 64)");
+          }
+          auto v = Count(f, ffpath, kMaxMaxBuckets);
+          if (!v.ok()) return v.status();
+          x.fields.emplace_back(f.key, *v);
+        }
+      } else if (e.key == "request_fields") {
+        if (!e.value.IsSequence()) {
+          return Error(ValueMark(e), fpath,
+                       absl::StrCat("expected a list of field names, got ", Kind(e.value)));
+        }
+        std::vector<std::string> names;
+        for (size_t i = 0; i < e.value.size(); ++i) {
+          const YAML::Node n = e.value[i];
+          const std::string ipath = absl::StrCat(fpath, "[", i, "]");
+          if (!n.IsScalar() || !IsFieldName(n.Scalar())) {
+            return Error(n.Mark(), ipath,
+                         "expected a field name ([a-z_][a-z0-9_]*, at most 64 characters)");
+          }
+          names.push_back(n.Scalar());
+        }
+        x.request_fields = std::move(names);
+      } else if (e.key == "messages") {
+        const YAML::Mark m = e.key_mark;
+        auto types = Entries(e.value, fpath, {}, &m);
+        if (!types.ok()) return types.status();
+        for (const Entry& t : *types) {
+          const std::string tpath = absl::StrCat(fpath, ".", t.key);
+          MessageExpectation msg;
+          msg.type = t.key;
+          const YAML::Mark tm = t.key_mark;
+          auto props = Entries(t.value, tpath, {"rate", "tick_rate"}, &tm);
+          if (!props.ok()) return props.status();
+          for (const Entry& p : *props) {
+            auto v = Number(p, absl::StrCat(tpath, ".", p.key), kMaxRate);
+            if (!v.ok()) return v.status();
+            (p.key == "rate" ? msg.rate : msg.tick_rate) = *v;
+          }
+          x.messages.push_back(std::move(msg));
+        }
+      }
+    }
+    return x;
+  }
+
+  absl::StatusOr<std::string> FieldName(const Entry& e, std::string_view path) {
+    auto v = Scalar(e, path, "a field name");
+    if (!v.ok()) return v.status();
+    if (!IsFieldName(*v)) {
+      return Error(ValueMark(e), path,
+                   absl::StrCat("'", v->substr(0, 64),
+                                "' is not a field name ([a-z_][a-z0-9_]*, at most 64 characters)"));
+    }
+    return v;
   }
 
   absl::StatusOr<LayerSpec> ParseLayer(const YAML::Node& node, const std::string& path,
@@ -388,11 +507,12 @@ std::string Msg(const absl::Status& st) { return std::string(st.message()); }
 
 }  // namespace
 
-absl::StatusOr<std::vector<PolicySpec>> ParsePolicyYaml(std::string_view text,
-                                                        std::string_view source) {
+absl::StatusOr<PolicyDocument> ParsePolicyDocument(std::string_view text, std::string_view source,
+                                                   bool validate) {
   Parser parser(source);
   try {
-    return parser.Parse(text);
+    // Policy names are map keys, which Parse already rejects when repeated.
+    return parser.Parse(text, validate);
   } catch (const YAML::Exception& e) {
     return parser.SyntaxError(e.mark, e.msg);
   } catch (const std::exception& e) {
@@ -402,14 +522,33 @@ absl::StatusOr<std::vector<PolicySpec>> ParsePolicyYaml(std::string_view text,
   }
 }
 
-absl::StatusOr<std::vector<PolicySpec>> LoadPolicyFile(const std::string& path) {
+absl::StatusOr<std::vector<PolicySpec>> ParsePolicyYaml(std::string_view text,
+                                                        std::string_view source) {
+  auto doc = ParsePolicyDocument(text, source, /*validate=*/true);
+  if (!doc.ok()) return doc.status();
+  std::vector<PolicySpec> out;
+  out.reserve(doc->policies.size());
+  for (PolicyEntry& p : doc->policies) out.push_back(std::move(p.spec));
+  return out;
+}
+
+absl::StatusOr<PolicyDocument> LoadPolicyDocument(const std::string& path, bool validate) {
   try {
     auto text = ReadPolicyFile(path);
     if (!text.ok()) return text.status();
-    return ParsePolicyYaml(*text, path);
+    return ParsePolicyDocument(*text, path, validate);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(path, ": cannot load policies: ", e.what()));
   }
+}
+
+absl::StatusOr<std::vector<PolicySpec>> LoadPolicyFile(const std::string& path) {
+  auto doc = LoadPolicyDocument(path, /*validate=*/true);
+  if (!doc.ok()) return doc.status();
+  std::vector<PolicySpec> out;
+  out.reserve(doc->policies.size());
+  for (PolicyEntry& p : doc->policies) out.push_back(std::move(p.spec));
+  return out;
 }
 
 // ---- Watcher ----

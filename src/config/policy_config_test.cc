@@ -604,5 +604,126 @@ TEST_F(WatcherTest, DrivesAPolicyEngine) {
   EXPECT_EQ(engine.Check("chat", fields).status().code(), absl::StatusCode::kNotFound);
 }
 
+// ---- expect: sections and source positions ----
+
+constexpr char kWithExpect[] = R"(policies:
+  game:
+    layers:
+      - { name: global, key: "global", capacity: 1000, rate: 1000 }
+      - { name: user, key: "u:{user}:{type}", capacity: 20, rate: 20 }
+    cost: { by: type, values: { input: 1, chat: 2 } }
+    expect:
+      users: 10000
+      ips: 4000
+      fields: { region: 12 }
+      backend_ops_per_sec: 150000
+      jitter_window_ms: 1500
+      attackers: 50
+      attack_horizon_s: 30
+      type_field: type
+      request_fields: [user, ip, type]
+      messages:
+        input: { rate: 20, tick_rate: 20 }
+        chat: { rate: 0.2 }
+)";
+
+TEST(ParsePolicyDocument, ReadsExpectationsAndPositions) {
+  auto doc = ParsePolicyDocument(kWithExpect, "g.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  ASSERT_EQ(doc->policies.size(), 1u);
+  const PolicyEntry& p = doc->policies[0];
+  EXPECT_EQ(p.pos.line, 2);
+  EXPECT_EQ(p.pos.column, 3);
+  ASSERT_EQ(p.layer_pos.size(), 2u);
+  EXPECT_EQ(p.layer_pos[0].line, 4);
+  EXPECT_EQ(p.layer_pos[1].line, 5);
+  EXPECT_EQ(p.cost_pos.line, 6);
+  ASSERT_TRUE(p.expect.has_value());
+  const PolicyExpectations& x = *p.expect;
+  EXPECT_EQ(x.users, 10000u);
+  EXPECT_EQ(x.ips, 4000u);
+  ASSERT_EQ(x.fields.size(), 1u);
+  EXPECT_EQ(x.fields[0].first, "region");
+  EXPECT_EQ(x.fields[0].second, 12u);
+  EXPECT_EQ(x.backend_ops_per_sec, Decimal::Units(150000));
+  EXPECT_EQ(x.jitter_window, std::chrono::milliseconds(1500));
+  EXPECT_EQ(x.attackers, 50u);
+  EXPECT_EQ(x.attack_horizon, std::chrono::seconds(30));
+  EXPECT_EQ(x.type_field, "type");
+  ASSERT_TRUE(x.request_fields.has_value());
+  EXPECT_EQ(*x.request_fields, (std::vector<std::string>{"user", "ip", "type"}));
+  ASSERT_EQ(x.messages.size(), 2u);
+  EXPECT_EQ(x.messages[0].type, "input");
+  EXPECT_EQ(x.messages[0].tick_rate, Decimal::Units(20));
+  EXPECT_EQ(x.messages[1].rate, *Decimal::ParsePositive("0.2", "r", Decimal::Units(1)));
+  EXPECT_FALSE(x.messages[1].tick_rate.has_value());
+  // The server's parser accepts the same file and drops the section.
+  auto specs = ParsePolicyYaml(kWithExpect, "g.yaml");
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_EQ((*specs)[0].layers.size(), 2u);
+}
+
+TEST(ParsePolicyDocument, ExpectDefaults) {
+  auto doc = ParsePolicyDocument(OneLayer("name: l, key: \"k\", capacity: 1, rate: 1"), "f.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  EXPECT_FALSE(doc->policies[0].expect.has_value());
+  PolicyExpectations x;
+  EXPECT_EQ(x.jitter_window, std::chrono::seconds(1));
+  EXPECT_EQ(x.attackers, 100u);
+  EXPECT_EQ(x.attack_horizon, std::chrono::seconds(10));
+}
+
+TEST(ParsePolicyDocument, BadExpectationsNameThePath) {
+  const std::string base = OneLayer("name: l, key: \"k\", capacity: 1, rate: 1") + "    expect:\n";
+  struct Case {
+    std::string body, path, what;
+  };
+  const Case cases[] = {
+      {"      user: 5\n", "policies.chat.expect.user", "unknown key"},
+      {"      users: -5\n", "policies.chat.expect.users", "whole number from 1"},
+      {"      jitter_window_ms: 700000\n", "policies.chat.expect.jitter_window_ms",
+       "from 1 to 600000"},
+      {"      backend_ops_per_sec: nan\n", "policies.chat.expect.backend_ops_per_sec", "nan"},
+      {"      type_field: Type\n", "policies.chat.expect.type_field", "not a field name"},
+      {"      request_fields: ip\n", "policies.chat.expect.request_fields", "expected a list"},
+      {"      request_fields: [ip, 9x]\n", "policies.chat.expect.request_fields[1]", "field name"},
+      {"      fields: { Bad: 3 }\n", "policies.chat.expect.fields.Bad", "field name"},
+      {"      messages: { text: { rate: 0 } }\n", "policies.chat.expect.messages.text.rate",
+       "positive"},
+      {"      messages: { text: { burst: 3 } }\n", "policies.chat.expect.messages.text.burst",
+       "unknown key"},
+  };
+  for (const Case& c : cases) {
+    auto doc = ParsePolicyDocument(base + c.body, "f.yaml");
+    ASSERT_FALSE(doc.ok()) << c.body;
+    const std::string msg(doc.status().message());
+    EXPECT_THAT(msg, StartsWith("f.yaml:")) << msg;
+    EXPECT_THAT(msg, HasSubstr(c.path)) << msg;
+    EXPECT_THAT(msg, HasSubstr(c.what)) << msg;
+    // The server's parser rejects it the same way.
+    EXPECT_FALSE(ParsePolicyYaml(base + c.body, "f.yaml").ok());
+  }
+}
+
+TEST(ParsePolicyDocument, LenientParseReturnsInvalidPolicies) {
+  const std::string text = R"(policies:
+  ok:
+    layers: [{ name: a, key: "k", capacity: 1, rate: 1 }]
+  all_shadow:
+    layers: [{ name: a, key: "k", capacity: 1, rate: 1, shadow: true }]
+)";
+  EXPECT_FALSE(ParsePolicyDocument(text, "f.yaml").ok());
+  auto doc = ParsePolicyDocument(text, "f.yaml", /*validate=*/false);
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  ASSERT_EQ(doc->policies.size(), 2u);
+  EXPECT_TRUE(doc->policies[0].validation.ok());
+  EXPECT_FALSE(doc->policies[1].validation.ok());
+  EXPECT_THAT(std::string(doc->policies[1].validation.message()),
+              HasSubstr("every layer is shadow"));
+  EXPECT_THAT(std::string(doc->policies[1].validation.message()), StartsWith("f.yaml:4:3:"));
+  // Malformed input still fails a lenient parse.
+  EXPECT_FALSE(ParsePolicyDocument("policies: [", "f.yaml", false).ok());
+}
+
 }  // namespace
 }  // namespace tollgate
