@@ -11,16 +11,35 @@
 //   tollgate:t:{<key>}       THROTTLE bucket: hash {d debt, t time, r rate}, PEXPIRE = to full
 //   tollgate:l:{tollgate-rl}:<len(layer)>:<layer>:<key>
 //                            CheckLayers bucket (same layout)
-// The lock and fence keys of one lease share a hash tag, so Acquire (which touches both) works on a
-// Redis Cluster slot. CheckLayers touches every bucket of the check in one script, so all layered
-// buckets share one constant tag, {tollgate-rl}: any two checks may share a bucket (a global
-// layer), so no per-request tag could keep them apart. The cost: on a Cluster every layered bucket
-// lives on one node. Note that this backend itself opens one connection to one node and does not
-// follow MOVED/ASK redirects (answered Unimplemented); the key layout only keeps the scripts
-// Cluster-legal.
+// Redis Cluster: every script touches keys of one hash slot only. The lock and fence keys of one
+// lease share the hash tag {<key>}; a register and a THROTTLE bucket are one key each; CheckLayers
+// touches every bucket of the check in one script, so all layered buckets share one constant tag,
+// {tollgate-rl}: any two checks may share a bucket (a global layer), so no per-request tag could
+// keep them apart. The cost: on a Cluster every layered bucket lives on one node (one node's
+// throughput for RATE.CHECK). Leases, registers and THROTTLE buckets spread over all nodes. A key
+// that starts with '}' has an empty hash tag, so its lock and fence keys would land in different
+// slots: on a Cluster such a lease key (and a RedisFencedWrite key without a hash tag) is
+// InvalidArgument, checked before anything is sent.
+//
+// The backend follows the cluster: at connect it asks the seed (any node of the cluster) for its
+// slot map (CLUSTER SLOTS; a standalone server answers that it is not a cluster, and nothing
+// changes for it: one EVALSHA round trip per operation, as before), sends each operation to the
+// node that owns its slot (CRC16 of the hash tag), and follows redirects: on "MOVED slot
+// host:port" it remembers the new owner and retries there; on "ASK slot host:port" (a slot being
+// migrated) it sends ASKING and the command to that node once, remembering nothing. At most 5
+// redirects per operation, then Unavailable. Each node gets its own connection (made on first use,
+// with the backend's timeout; scripts are loaded on each node when it first answers NOSCRIPT).
+// TRYAGAIN (a multi-key script during a slot migration) and CLUSTERDOWN are Unavailable: retry
+// later. A node that fails (I/O error, timeout) makes that call Unavailable; its connection is
+// dropped and its slots forgotten, so the next call for them goes to another node, whose MOVED
+// leads to the slot's owner (a promoted replica after a failover, or the node once it is back).
+// Writes go to masters only; replicas are never read from. A cluster has only database 0: a url
+// with /db other than 0 is InvalidArgument there.
 //
 // Durability: fences are safe only if the fence counters survive a Redis restart. Run Redis with
-// AOF (appendonly yes, appendfsync always) or accept that a restart may reissue fences.
+// AOF (appendonly yes, appendfsync always) or accept that a restart may reissue fences. On a
+// Cluster with replicas, a failover may also lose the last writes the old master acknowledged
+// (replication is asynchronous), fence increments included.
 //
 // Rate-limit arithmetic (Lua numbers are doubles, so every quantity is kept an integer < 2^53):
 // amounts in micro-tokens, time in whole milliseconds of server TIME (floored), refill in
@@ -34,8 +53,8 @@
 // for a server that is loading, busy or read-only; the connection is then dropped and the next call
 // reconnects, so a backend recovers by itself once the server is back.
 //
-// Thread-safety: one connection per Backend object, guarded by a mutex (calls are serialized). Use
-// one backend per thread for parallelism.
+// Thread-safety: one connection per Backend object (per node, on a Cluster), guarded by a mutex
+// (calls are serialized). Use one backend per thread for parallelism.
 #ifndef TOLLGATE_REDIS_BACKEND_H_
 #define TOLLGATE_REDIS_BACKEND_H_
 
@@ -53,9 +72,11 @@
 namespace tollgate {
 
 // Connects to `url` = "redis://host:port[/db]" (host a name, IPv4 address or [IPv6] address; port
-// 1..65535; db a database number, default 0). `timeout` (> 0, at most 1 hour) bounds connecting and
-// every command. InvalidArgument naming the url if it is malformed or the timeout is out of range;
-// Unavailable if the server cannot be reached now (the scripts are loaded eagerly).
+// 1..65535; db a database number, default 0) — a standalone server, or any node of a Redis Cluster
+// (then db must be 0). `timeout` (> 0, at most 1 hour) bounds connecting and every command (each
+// command of a redirect chain separately). InvalidArgument naming the url if it is malformed or
+// the timeout is out of range, or if db is not 0 on a Cluster; Unavailable if the server cannot be
+// reached now (the scripts are loaded eagerly on the server named by the url).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(
     const std::string& url, Duration timeout = std::chrono::seconds(2));
 
@@ -66,7 +87,7 @@ namespace tollgate {
 // Aborted "fence X is older than Y" when stale (nothing changes); InvalidArgument for a key that is
 // empty or longer than 512 bytes, fence 0, or a backend that is not Redis; Unavailable as any Redis
 // call. On a Redis Cluster, `key` must contain a hash tag (e.g. "{order:42}:state") so the record
-// lives in its slot.
+// lives in its slot (InvalidArgument otherwise, nothing sent).
 [[nodiscard]] absl::Status RedisFencedWrite(Backend& redis, std::string_view key, uint64_t fence,
                                             std::string_view value);
 

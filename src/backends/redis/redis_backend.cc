@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <mutex>
 #include <optional>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "backends/redis/cluster_slot.h"
 #include "backends/redis/fenced_write_lua.h"
 #include "core/absl_compat.h"
 #include "core/lock_id.h"
@@ -353,12 +355,28 @@ class RedisBackend final : public Backend {
 
   std::string_view kind() const override { return "redis"; }
 
-  // Connects and loads every script.
+  // Connects to the seed, learns whether it is a Redis Cluster (and if so its slot map), and loads
+  // every script there (other cluster nodes load them on first use, through NOSCRIPT).
   absl::Status Init() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (absl::Status st = EnsureConnected(); !st.ok()) return st;
+    absl::MutexLock l(&mu_);
+    nodes_.push_back(Node{url_.host, url_.port, nullptr});
+    if (absl::Status st = Connect(0, /*select=*/false); !st.ok()) return st;
+    // One round trip per backend, none per call: a cluster answers CLUSTER SLOTS with its map, a
+    // standalone server with "ERR This instance has cluster support disabled".
+    const char* argv[] = {"CLUSTER", "SLOTS"};
+    const size_t lens[] = {7, 5};
+    Reply r(static_cast<redisReply*>(redisCommandArgv(nodes_[0].ctx.get(), 2, argv, lens)));
+    if (!r) return IoError(0, "CLUSTER SLOTS");
+    if (r->type == REDIS_REPLY_ARRAY) {
+      if (url_.db != 0) return ClusterDbError();
+      cluster_ = true;
+      slot_node_.assign(redis::kClusterSlots, -1);
+      ApplySlots(r.get(), 0);
+    } else if (url_.db != 0) {
+      if (absl::Status st = Select(0); !st.ok()) return st;
+    }
     for (int s = 0; s < kCount; ++s) {
-      if (absl::Status st = Load(s); !st.ok()) return st;
+      if (absl::Status st = Load(s, 0); !st.ok()) return st;
     }
     return absl::OkStatus();
   }
@@ -557,49 +575,137 @@ class RedisBackend final : public Backend {
     return out;
   }
 
-  // Drops the connection after an I/O error; the next call reconnects.
-  absl::Status IoError(std::string_view during) {
-    std::string text = ctx_ && ctx_->err != 0 ? std::string(ctx_->errstr) : "no reply";
-    ctx_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("Redis ", url_.host, ":", url_.port, ": ", AV(during), ": ", text));
+  // ---- Connections, cluster routing ----
+
+  // One server: the seed from the URL (nodes_[0]) or a cluster node learned from CLUSTER SLOTS or
+  // a redirect, with the backend's connection to it.
+  struct Node {
+    std::string host;
+    int port = 0;
+    Context ctx;  // null = (re)connect on next use
+  };
+
+  static constexpr int kMaxRedirects = 5;    // per operation
+  static constexpr size_t kMaxNodes = 1024;  // Redis Cluster's own recommended maximum
+
+  std::string Where(size_t node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::StrCat("Redis ", nodes_[node].host, ":", nodes_[node].port);
   }
 
-  absl::Status EnsureConnected() {
-    if (ctx_) return absl::OkStatus();
-    Context c(redisConnectWithTimeout(url_.host.c_str(), url_.port, ToTimeval(timeout_)));
+  absl::Status ClusterDbError() const {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid Redis url for a Redis Cluster: db must be 0 (a cluster has only "
+                     "database 0), got ",
+                     url_.db));
+  }
+
+  // Drops the node's connection after an I/O error or timeout; the next call reconnects. On a
+  // cluster the node's slots are forgotten, so those calls go to another node, whose MOVED names
+  // the slot's owner then (a promoted replica after a failover, or the same node once it is back).
+  absl::Status IoError(size_t node, std::string_view during) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Node& n = nodes_[node];
+    std::string text = n.ctx && n.ctx->err != 0 ? std::string(n.ctx->errstr) : "no reply";
+    n.ctx.reset();
+    ForgetSlotsOf(node);
+    return absl::UnavailableError(absl::StrCat(Where(node), ": ", AV(during), ": ", text));
+  }
+
+  void ForgetSlotsOf(size_t node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (int16_t& owner : slot_node_) {
+      if (owner == static_cast<int16_t>(node)) owner = -1;
+    }
+  }
+
+  // Connects to nodes_[node] with the backend's timeout (and SELECTs the URL's db when `select`;
+  // only ever non-zero off a cluster).
+  absl::Status Connect(size_t node, bool select) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Node& n = nodes_[node];
+    Context c(redisConnectWithTimeout(n.host.c_str(), n.port, ToTimeval(timeout_)));
     if (!c) return absl::UnavailableError("Redis: cannot allocate a connection");
     if (c->err != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("Redis ", url_.host, ":", url_.port, ": connect: ", c->errstr));
+      ForgetSlotsOf(node);
+      return absl::UnavailableError(absl::StrCat(Where(node), ": connect: ", c->errstr));
     }
     if (redisSetTimeout(c.get(), ToTimeval(timeout_)) != REDIS_OK) {
       return absl::UnavailableError(
-          absl::StrCat("Redis ", url_.host, ":", url_.port, ": setting the timeout: ", c->errstr));
+          absl::StrCat(Where(node), ": setting the timeout: ", c->errstr));
     }
-    ctx_ = std::move(c);
-    if (url_.db != 0) {
-      const std::string db = std::to_string(url_.db);
-      const char* argv[] = {"SELECT", db.c_str()};
-      const size_t lens[] = {6, db.size()};
-      Reply r(static_cast<redisReply*>(redisCommandArgv(ctx_.get(), 2, argv, lens)));
-      if (!r) return IoError("SELECT");
-      if (r->type == REDIS_REPLY_ERROR) {
-        std::string msg(Str(r.get()));
-        ctx_.reset();
-        return ErrorReply(msg);
-      }
+    n.ctx = std::move(c);
+    if (select && url_.db != 0) return Select(node);
+    return absl::OkStatus();
+  }
+
+  absl::Status Select(size_t node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Node& n = nodes_[node];
+    const std::string db = std::to_string(url_.db);
+    const char* argv[] = {"SELECT", db.c_str()};
+    const size_t lens[] = {6, db.size()};
+    Reply r(static_cast<redisReply*>(redisCommandArgv(n.ctx.get(), 2, argv, lens)));
+    if (!r) return IoError(node, "SELECT");
+    if (r->type == REDIS_REPLY_ERROR) {
+      std::string msg(Str(r.get()));
+      n.ctx.reset();
+      if (msg.find("cluster mode") != std::string::npos) return ClusterDbError();
+      return ErrorReply(msg);
     }
     return absl::OkStatus();
   }
 
-  // SCRIPT LOAD. REQUIRES: mu_ held, connected.
-  absl::Status Load(int s) {
+  // The index of the node at host:port, added if new; nullopt beyond kMaxNodes.
+  std::optional<size_t> NodeAt(std::string_view host, int port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (nodes_[i].port == port && nodes_[i].host == host) return i;
+    }
+    if (nodes_.size() >= kMaxNodes) return std::nullopt;
+    nodes_.push_back(Node{std::string(host), port, nullptr});
+    return nodes_.size() - 1;
+  }
+
+  // Fills slot_node_ from a CLUSTER SLOTS reply ([start, end, [host, port, id...], replicas...]
+  // per range) received from nodes_[from]. An empty host means "the node you asked"; "?" (unknown
+  // endpoint) leaves the range unknown. Malformed entries are skipped: routing then falls back to
+  // redirects.
+  void ApplySlots(const redisReply* r, size_t from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t i = 0; i < r->elements; ++i) {
+      const redisReply* e = r->element[i];
+      if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+          e->element[0]->type != REDIS_REPLY_INTEGER ||
+          e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY ||
+          e->element[2]->elements < 2 || e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+          e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+        continue;
+      }
+      const long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+      std::string host(Str(e->element[2]->element[0]));
+      const long long port = e->element[2]->element[1]->integer;
+      if (lo < 0 || hi >= redis::kClusterSlots || lo > hi || port < 1 || port > 65535 ||
+          host == "?") {
+        continue;
+      }
+      if (host.empty()) host = nodes_[from].host;
+      std::optional<size_t> node = NodeAt(host, static_cast<int>(port));
+      if (!node) continue;
+      for (long long s = lo; s <= hi; ++s) slot_node_[s] = static_cast<int16_t>(*node);
+    }
+  }
+
+  // Where a command for `slot` goes: its known owner, else a node we are connected to (the seed
+  // first), else the seed. A wrong guess costs one MOVED.
+  size_t Route(int slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (slot_node_[slot] >= 0) return static_cast<size_t>(slot_node_[slot]);
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (nodes_[i].ctx) return i;
+    }
+    return 0;
+  }
+
+  // SCRIPT LOAD on nodes_[node] (connected). The SHA1 is the same on every node.
+  absl::Status Load(int s, size_t node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string_view text = ScriptText(s);
     const char* argv[] = {"SCRIPT", "LOAD", text.data()};
     const size_t lens[] = {6, 4, text.size()};
-    Reply r(static_cast<redisReply*>(redisCommandArgv(ctx_.get(), 3, argv, lens)));
-    if (!r) return IoError("SCRIPT LOAD");
+    Reply r(static_cast<redisReply*>(redisCommandArgv(nodes_[node].ctx.get(), 3, argv, lens)));
+    if (!r) return IoError(node, "SCRIPT LOAD");
     if (r->type != REDIS_REPLY_STRING)
       return ErrorReply(r->type == REDIS_REPLY_ERROR ? Str(r.get())
                                                      : "SCRIPT LOAD: unexpected reply");
@@ -616,22 +722,76 @@ class RedisBackend final : public Backend {
         return absl::UnavailableError(absl::StrCat("Redis: ", AV(msg)));
       }
     }
-    if (msg.substr(0, 6) == "MOVED " || msg.substr(0, 4) == "ASK ") {
-      return absl::UnimplementedError(
-          absl::StrCat("Redis Cluster redirects are not followed: ", AV(msg)));
-    }
     return absl::InternalError(absl::StrCat("Redis: ", AV(msg)));
   }
 
-  // EVALSHA script `s` (loading it first if needed, and again on NOSCRIPT). Error replies become
-  // statuses; any other reply is returned.
+  // A parsed "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>" error reply.
+  struct Redirect {
+    bool ask = false;
+    int slot = 0;
+    std::string host;  // empty: the host of the node that answered
+    int port = 0;
+  };
+  static std::optional<Redirect> ParseRedirect(std::string_view msg) {
+    Redirect out;
+    if (msg.substr(0, 6) == "MOVED ") {
+      msg.remove_prefix(6);
+    } else if (msg.substr(0, 4) == "ASK ") {
+      out.ask = true;
+      msg.remove_prefix(4);
+    } else {
+      return std::nullopt;
+    }
+    const size_t space = msg.find(' ');
+    const size_t colon = msg.rfind(':');  // an IPv6 host has colons too: the port is after the last
+    if (space == std::string_view::npos || colon == std::string_view::npos || colon < space ||
+        !absl::SimpleAtoi(AV(msg.substr(0, space)), &out.slot) ||
+        !absl::SimpleAtoi(AV(msg.substr(colon + 1)), &out.port) || out.slot < 0 ||
+        out.slot >= redis::kClusterSlots || out.port < 1 || out.port > 65535) {
+      return std::nullopt;
+    }
+    out.host = std::string(msg.substr(space + 1, colon - space - 1));
+    if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
+      out.host = out.host.substr(1, out.host.size() - 2);
+    }
+    return out;
+  }
+
+  // EVALSHA script `s` on the node that owns the keys' slot (loading the script there first if
+  // needed, and again on NOSCRIPT), following MOVED (remembered) and ASK (ASKING + retry, not
+  // remembered) up to kMaxRedirects times. Error replies become statuses; any other reply is
+  // returned. Off a cluster this is exactly one EVALSHA round trip to the one server.
   absl::StatusOr<Reply> Run(int s, std::span<const std::string> keys,
                             std::span<const std::string> args) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (absl::Status st = EnsureConnected(); !st.ok()) return st;
-    for (int attempt = 0;; ++attempt) {
+    absl::MutexLock l(&mu_);
+    size_t node = 0;
+    if (cluster_ && !keys.empty()) {
+      const int slot = redis::KeySlot(keys[0]);
+      for (const std::string& k : keys.subspan(1)) {
+        if (redis::KeySlot(k) != slot) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "on a Redis Cluster the keys of one operation must share a hash slot, but '",
+              AV(keys[0]), "' and '", AV(k),
+              "' do not (give your key a hash tag, e.g. {order:42}:state; a lease key must not "
+              "start with '}')"));
+        }
+      }
+      node = Route(slot);
+    }
+    bool asking = false;    // send ASKING first (after an ASK redirect)
+    bool reloaded = false;  // NOSCRIPT already handled on this node
+    for (int redirects = 0;;) {
+      if (!nodes_[node].ctx) {
+        if (absl::Status st = Connect(node, /*select=*/true); !st.ok()) return st;
+      }
       if (sha_[s].empty()) {
-        if (absl::Status st = Load(s); !st.ok()) return st;
+        if (absl::Status st = Load(s, node); !st.ok()) return st;
+      }
+      redisContext* const c = nodes_[node].ctx.get();
+      if (asking) {
+        Reply a(static_cast<redisReply*>(redisCommand(c, "ASKING")));
+        if (!a) return IoError(node, "ASKING");
+        if (a->type == REDIS_REPLY_ERROR) return ErrorReply(Str(a.get()));
       }
       const std::string nkeys = std::to_string(keys.size());
       std::vector<const char*> argv;
@@ -653,23 +813,52 @@ class RedisBackend final : public Backend {
         lens.push_back(a.size());
       }
       Reply r(static_cast<redisReply*>(
-          redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-      if (!r) return IoError("EVALSHA");
+          redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
+      if (!r) return IoError(node, "EVALSHA");
       if (r->type != REDIS_REPLY_ERROR) return r;
       const std::string_view msg = Str(r.get());
-      if (msg.substr(0, 8) == "NOSCRIPT" && attempt == 0) {
-        sha_[s].clear();  // flushed or a restarted server: load again and retry once
+      if (msg.substr(0, 8) == "NOSCRIPT" && !reloaded) {
+        // Flushed, a restarted server, or a cluster node we have not loaded it on: load, retry
+        // once.
+        reloaded = true;
+        if (absl::Status st = Load(s, node); !st.ok()) return st;
         continue;
       }
-      return ErrorReply(msg);
+      std::optional<Redirect> to = ParseRedirect(msg);
+      if (!to) return ErrorReply(msg);
+      if (++redirects > kMaxRedirects) {
+        return absl::UnavailableError(absl::StrCat(
+            "Redis Cluster: gave up after ", kMaxRedirects,
+            " redirects for one operation (the cluster may be resharding or misconfigured); last: ",
+            AV(msg)));
+      }
+      std::optional<size_t> next =
+          NodeAt(to->host.empty() ? nodes_[node].host : to->host, to->port);
+      if (!next) {
+        return absl::UnavailableError(absl::StrCat("Redis Cluster: more than ", kMaxNodes,
+                                                   " nodes; not following ", AV(msg)));
+      }
+      if (!to->ask) {
+        if (!cluster_) {  // a cluster whose CLUSTER SLOTS we did not get at connect
+          cluster_ = true;
+          slot_node_.assign(redis::kClusterSlots, -1);
+        }
+        slot_node_[to->slot] = static_cast<int16_t>(*next);
+      }
+      asking = to->ask;
+      reloaded = false;
+      node = *next;
     }
   }
 
   const RedisUrl url_;
   const Duration timeout_;
-  std::mutex mu_;
-  Context ctx_;                          // guarded by mu_; null = reconnect on the next call
-  std::array<std::string, kCount> sha_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<Node> nodes_ ABSL_GUARDED_BY(mu_);  // [0] = the seed; grows, never shrinks
+  bool cluster_ ABSL_GUARDED_BY(mu_) = false;
+  // On a cluster, each slot's owner as an index into nodes_ (-1 = unknown); empty otherwise.
+  std::vector<int16_t> slot_node_ ABSL_GUARDED_BY(mu_);
+  std::array<std::string, kCount> sha_ ABSL_GUARDED_BY(mu_);  // the same SHA1 on every node
 };
 
 }  // namespace

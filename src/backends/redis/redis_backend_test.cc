@@ -3,12 +3,16 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "backends/redis/cluster_slot.h"
 #include "gtest/gtest.h"
 #include "hiredis/hiredis.h"
+#include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
 
 namespace tollgate {
@@ -16,9 +20,30 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::RedisCluster;
 using testing::RedisServer;
 
 Decimal D(const char* s) { return *Decimal::ParsePositive(s, "test", kMaxCapacity); }
+
+TEST(ClusterSlotTest, Crc16AndHashTagsAsRedisDocumentsThem) {
+  EXPECT_EQ(redis::Crc16("123456789"), 0x31C3);  // the CRC16-XMODEM check value
+  EXPECT_EQ(redis::Crc16(""), 0);
+  // Slots Redis' CLUSTER KEYSLOT gives (also checked against a live cluster below).
+  EXPECT_EQ(redis::KeySlot("foo"), 12182);
+  EXPECT_EQ(redis::KeySlot("somekey"), 11058);
+  EXPECT_EQ(redis::KeySlot("{user1000}.following"), redis::KeySlot("user1000"));
+  EXPECT_EQ(redis::KeySlot("{user1000}.followers"), redis::KeySlot("user1000"));
+  EXPECT_EQ(redis::KeySlot("foo{}{bar}"), redis::Crc16("foo{}{bar}") % 16384);  // empty tag: all
+  EXPECT_EQ(redis::KeySlot("foo{{bar}}zap"), redis::KeySlot("{bar"));           // first { to }
+  EXPECT_EQ(redis::KeySlot("foo{bar}{zap}"), redis::KeySlot("bar"));            // first tag only
+  EXPECT_EQ(redis::KeySlot("foo{bar"), redis::Crc16("foo{bar") % 16384);        // unterminated
+  EXPECT_EQ(redis::KeySlot("tollgate:{k}:lock"), redis::KeySlot("tollgate:{k}:fence"));
+  for (int i = 0; i < 1000; ++i) {
+    const int slot = redis::KeySlot("key" + std::to_string(i));
+    EXPECT_GE(slot, 0);
+    EXPECT_LT(slot, redis::kClusterSlots);
+  }
+}
 
 TEST(RedisUrlTest, MalformedUrlsAreInvalidArgumentNamingTheUrl) {
   for (const char* url : {"", "redis:/x:1", "http://h:1", "redis://", "redis://:6379", "redis://h:",
@@ -55,6 +80,7 @@ class Raw {
     if (c_ != nullptr) redisFree(c_);
   }
   // The reply as text (string, status, error or integer); "(nil)" for nil.
+  bool ok() const { return c_ != nullptr && c_->err == 0; }
   std::string Cmd(std::vector<std::string> args) {
     std::vector<const char*> argv;
     std::vector<size_t> lens;
@@ -331,6 +357,226 @@ TEST_F(RedisBackendTest, SelectsTheDatabaseFromTheUrl) {
   EXPECT_EQ(raw.Cmd({"GET", "in-db-3"}), "v");
   EXPECT_EQ(NewRedisBackend(server_.url() + "/99999").status().code(),
             absl::StatusCode::kInternal);  // the server refuses the db index
+}
+
+// ---- Redis Cluster ----
+
+// One 3-master cluster for all cluster tests (they move slots; each test uses fresh keys).
+class RedisClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new RedisCluster;
+    const auto start = std::chrono::steady_clock::now();
+    if (!cluster_->Start()) {
+      delete cluster_;
+      cluster_ = nullptr;
+      return;
+    }
+    std::printf("cluster started in %lld ms\n",
+                static_cast<long long>(std::chrono::duration_cast<milliseconds>(
+                                           std::chrono::steady_clock::now() - start)
+                                           .count()));
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(cluster_, nullptr) << "the Redis Cluster did not start";
+    prefix_ = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ":" +
+              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":";
+  }
+  // A fresh key (prefixed per test) whose lease keys' slot is served by node `owner`.
+  std::string KeyOn(int owner, int* slot = nullptr) {
+    for (int i = 0;; ++i) {
+      std::string k = prefix_ + std::to_string(i);
+      const int s = redis::KeySlot(k);
+      if (cluster_->OwnerOfSlot(s) == owner) {
+        if (slot != nullptr) *slot = s;
+        return k;
+      }
+    }
+  }
+  // How many error replies starting with `prefix` (e.g. MOVED, ASK) node i has sent.
+  static long ErrorCount(int i, const std::string& prefix) {
+    Raw raw(cluster_->port(i));
+    const std::string info = raw.Cmd({"INFO", "errorstats"});
+    const std::string tag = "errorstat_" + prefix + ":count=";
+    const size_t at = info.find(tag);
+    return at == std::string::npos ? 0 : std::stol(info.substr(at + tag.size()));
+  }
+  // CLUSTER SETSLOT slot <args...> on every node.
+  static void SetSlotEverywhere(int slot, const std::vector<std::string>& args) {
+    for (int i = 0; i < RedisCluster::kNodes; ++i) {
+      std::vector<std::string> cmd = {"CLUSTER", "SETSLOT", std::to_string(slot)};
+      cmd.insert(cmd.end(), args.begin(), args.end());
+      EXPECT_EQ(Raw(cluster_->port(i)).Cmd(cmd), "OK") << i;
+    }
+  }
+
+  static RedisCluster* cluster_;
+  std::string prefix_;
+};
+RedisCluster* RedisClusterTest::cluster_ = nullptr;
+
+TEST_F(RedisClusterTest, OneSeedReachesKeysOnAllThreeNodes) {
+  auto b = NewRedisBackend(cluster_->url(0), seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  Raw seed(cluster_->port(0));
+  std::set<int> used;
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = prefix_ + std::to_string(i) + std::string("\0\r\n", 3);
+    auto g = (*b)->Acquire(key, seconds(30), "owner-" + std::to_string(i));
+    ASSERT_TRUE(g.ok()) << g.status();
+    ASSERT_TRUE(g->has_value());
+    // Our slot is Redis' slot, and the lease lives on the slot's owner (read there directly).
+    const std::string lock = "tollgate:{" + key + "}:lock";
+    const int slot = redis::KeySlot(lock);
+    EXPECT_EQ(seed.Cmd({"CLUSTER", "KEYSLOT", lock}), std::to_string(slot));
+    const int owner = cluster_->OwnerOfSlot(slot);
+    ASSERT_GE(owner, 0);
+    used.insert(owner);
+    EXPECT_EQ(Raw(cluster_->port(owner)).Cmd({"HGET", lock, "id"}), (*g)->lock_id);
+    auto info = (*b)->Info(key);
+    ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+    EXPECT_EQ((*info)->fence, (*g)->fence);
+    ASSERT_TRUE((*b)->Release(key, (*g)->lock_id).ok());
+    ASSERT_TRUE((*b)->FencedSet(key, 3, "v").ok());
+    EXPECT_EQ((*b)->FencedSet(key, 2, "old").code(), absl::StatusCode::kAborted);
+    auto d = (*b)->Throttle(key, {D("1"), D("1")}, D("1"));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_TRUE(d->allowed);
+  }
+  EXPECT_EQ(used.size(), 3u);
+  std::vector<LayerCheck> layers = {{"global", prefix_, {D("2"), D("1")}, false},
+                                    {"user", prefix_ + "u", {D("1"), D("1")}, false}};
+  auto c = (*b)->CheckLayers(layers, D("1"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->allowed);
+  EXPECT_TRUE(RedisFencedWrite(**b, "{" + prefix_ + "order}:state", 1, "v").ok());
+  // Keys that cannot share a slot are refused before anything is sent.
+  absl::Status untagged = RedisFencedWrite(**b, prefix_ + "plain", 1, "v");
+  EXPECT_EQ(untagged.code(), absl::StatusCode::kInvalidArgument) << untagged;
+  EXPECT_NE(untagged.message().find("hash tag"), std::string::npos) << untagged;
+  EXPECT_EQ((*b)->Acquire("}" + prefix_, seconds(1), std::nullopt).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RedisClusterTest, MovedIsFollowedAndRemembered) {
+  auto b = NewRedisBackend(cluster_->url(0), seconds(2));  // its slot map is current now
+  ASSERT_TRUE(b.ok()) << b.status();
+  int slot = 0;
+  const std::string key = KeyOn(1, &slot);
+  // Move the (empty) slot from node 1 to node 2 behind the backend's back.
+  EXPECT_EQ(
+      Raw(cluster_->port(2))
+          .Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", cluster_->node_id(1)}),
+      "OK");
+  EXPECT_EQ(
+      Raw(cluster_->port(1))
+          .Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", cluster_->node_id(2)}),
+      "OK");
+  SetSlotEverywhere(slot, {"NODE", cluster_->node_id(2)});
+  ASSERT_EQ(cluster_->OwnerOfSlot(slot), 2);
+  const long moved_before = ErrorCount(1, "MOVED");
+  auto g = (*b)->Acquire(key, seconds(30), std::nullopt);  // node 1 answers MOVED -> node 2
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ(ErrorCount(1, "MOVED"), moved_before + 1);
+  EXPECT_EQ(Raw(cluster_->port(2)).Cmd({"HGET", "tollgate:{" + key + "}:lock", "id"}),
+            (*g)->lock_id);
+  ASSERT_TRUE((*b)->Release(key, (*g)->lock_id).ok());  // straight to node 2 now
+  EXPECT_EQ(ErrorCount(1, "MOVED"), moved_before + 1);
+}
+
+TEST_F(RedisClusterTest, AskDuringAMigrationIsFollowedOnceAndTryAgainIsUnavailable) {
+  auto b = NewRedisBackend(cluster_->url(0), seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  int slot = 0;
+  const std::string key = KeyOn(0, &slot);
+  const std::string reg = "tollgate:{" + key + "}:reg";
+  ASSERT_EQ(redis::KeySlot(reg), slot);
+  EXPECT_EQ(
+      Raw(cluster_->port(1))
+          .Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", cluster_->node_id(0)}),
+      "OK");
+  EXPECT_EQ(
+      Raw(cluster_->port(0))
+          .Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", cluster_->node_id(1)}),
+      "OK");
+  const long ask_before = ErrorCount(0, "ASK");
+  // A key node 0 does not have: ASK -> ASKING + the script on node 1, which now holds it.
+  ASSERT_TRUE((*b)->FencedSet(key, 7, "moving").ok());
+  EXPECT_EQ(Raw(cluster_->port(1)).Cmd({"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}), "1");
+  EXPECT_EQ(Raw(cluster_->port(0)).Cmd({"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}), "0");
+  auto got = (*b)->FencedGet(key);  // ASK again: not remembered
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_EQ((*got)->value, "moving");
+  EXPECT_EQ(ErrorCount(0, "ASK"), ask_before + 2);
+  // Two missing keys on the importing node: TRYAGAIN, i.e. Unavailable until the move is done.
+  auto g = (*b)->Acquire(key, seconds(30), std::nullopt);
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kUnavailable) << g.status();
+  EXPECT_NE(g.status().message().find("TRYAGAIN"), std::string::npos) << g.status();
+  // Finish the move: then MOVED leads to node 1.
+  SetSlotEverywhere(slot, {"NODE", cluster_->node_id(1)});
+  auto after = (*b)->FencedGet(key);
+  ASSERT_TRUE(after.ok() && after->has_value()) << after.status();
+  EXPECT_EQ((*after)->fence, 7u);
+  auto g2 = (*b)->Acquire(key, seconds(30), std::nullopt);
+  ASSERT_TRUE(g2.ok()) << g2.status();
+  EXPECT_TRUE(g2->has_value());
+}
+
+TEST_F(RedisClusterTest, RedirectLoopsGiveUpAsUnavailable) {
+  auto b = NewRedisBackend(cluster_->url(0), seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  int slot = 0;
+  const std::string key = KeyOn(2, &slot);
+  // Node 2 sends missing keys to node 0, which does not import the slot and sends them back.
+  EXPECT_EQ(
+      Raw(cluster_->port(2))
+          .Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", cluster_->node_id(0)}),
+      "OK");
+  auto r = (*b)->FencedGet(key);
+  EXPECT_EQ(Raw(cluster_->port(2)).Cmd({"CLUSTER", "SETSLOT", std::to_string(slot), "STABLE"}),
+            "OK");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_NE(r.status().message().find("5 redirects"), std::string::npos) << r.status();
+  auto ok = (*b)->FencedGet(key);
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(RedisClusterTest, AHungNodeIsUnavailableForItsSlotsOnlyAndRecovers) {
+  auto b = NewRedisBackend(cluster_->url(0), milliseconds(300));
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::string on1 = KeyOn(1), on2 = KeyOn(2);
+  ASSERT_TRUE((*b)->FencedSet(on1, 1, "a").ok());
+  ASSERT_TRUE((*b)->FencedSet(on2, 1, "b").ok());
+  ASSERT_EQ(kill(cluster_->pid(1), SIGSTOP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto down = (*b)->FencedGet(on1);
+  const auto took = std::chrono::steady_clock::now() - start;
+  auto up = (*b)->FencedGet(on2);
+  kill(cluster_->pid(1), SIGCONT);
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  EXPECT_LT(took, seconds(2));
+  EXPECT_TRUE(up.ok()) << up.status();
+  // Node 1 answers again: the next call reconnects (via a MOVED from another node).
+  absl::StatusOr<std::optional<FencedValue>> back = absl::UnavailableError("not tried");
+  for (int i = 0; i < 20 && !back.ok(); ++i) {
+    back = (*b)->FencedGet(on1);
+    if (!back.ok()) std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ((*back)->value, "a");
+}
+
+TEST_F(RedisClusterTest, DbMustBeZeroOnACluster) {
+  auto b = NewRedisBackend(cluster_->url(1) + "/2");
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << b.status();
+  EXPECT_NE(b.status().message().find("db must be 0"), std::string::npos) << b.status();
+  EXPECT_TRUE(NewRedisBackend(cluster_->url(1) + "/0").ok());
 }
 
 }  // namespace
