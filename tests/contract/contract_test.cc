@@ -24,6 +24,9 @@ std::vector<std::string> HarnessNames() {
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
   names.push_back("redis");
 #endif
+#ifdef TOLLGATE_HAVE_REDIS_CLUSTER_HARNESS
+  names.push_back("redis_cluster");
+#endif
 #ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
   names.push_back("postgres");
 #endif
@@ -57,6 +60,9 @@ BackendHarness* GetHarness(const std::string& name) {
   if (name == "embedded") h = NewEmbeddedHarness();
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
   if (name == "redis") h = NewRedisHarness();
+#endif
+#ifdef TOLLGATE_HAVE_REDIS_CLUSTER_HARNESS
+  if (name == "redis_cluster") h = NewRedisClusterHarness();
 #endif
 #ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
   if (name == "postgres") h = NewPostgresHarness();

@@ -35,6 +35,10 @@ std::unique_ptr<BackendHarness> NewEmbeddedHarness();
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
 std::unique_ptr<BackendHarness> NewRedisHarness();
 #endif
+#ifdef TOLLGATE_HAVE_REDIS_CLUSTER_HARNESS
+// A 3-master Redis Cluster; the Redis backend seeded at one node.
+std::unique_ptr<BackendHarness> NewRedisClusterHarness();
+#endif
 #ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
 std::unique_ptr<BackendHarness> NewPostgresHarness();
 #endif
