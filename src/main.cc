@@ -1,7 +1,10 @@
 // The tollgate executable: argument parsing only; everything else lives in the libraries.
+#include <chrono>
+#include <iostream>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "tollgate/policy_check.h"
 #include "tollgate/server.h"
 
 int main(int argc, char** argv) {
@@ -51,8 +54,46 @@ int main(int argc, char** argv) {
       "migrate", "Create or upgrade tollgate's tables and functions on a PostgreSQL backend");
   migrate->add_option("--backend", migrate_url, "postgres://... or a libpq key=value string")
       ->required();
-  CLI11_PARSE(app, argc, argv);
+  // tollgate policy check FILE: the policy linter (exit 0 clean, 1 warnings, 2 errors).
+  CLI::App* policy = app.add_subcommand("policy", "Work with rate-limit policy files");
+  policy->require_subcommand(1);
+  CLI::App* check = policy->add_subcommand(
+      "check",
+      "Lint a policy file: attack windows, aggregate floods, jitter headroom, impossible "
+      "costs (exit 0 clean, 1 warnings, 2 errors)");
+  std::string check_file, check_format = "text";
+  int64_t max_recovery_s = 10, jitter_window_ms = 0;
+  check->add_option("FILE", check_file, "Policy YAML, as given to serve --config")->required();
+  check->add_option("--format", check_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  check
+      ->add_option("--max-recovery-s", max_recovery_s,
+                   "Capacity/rate above this many seconds is an attack window")
+      ->check(CLI::Range(int64_t{1}, int64_t{86'400}))
+      ->capture_default_str();
+  check
+      ->add_option("--jitter-window-ms", jitter_window_ms,
+                   "Burst every per-identity layer must absorb (overrides expect.jitter_window_ms; "
+                   "default 1000)")
+      ->check(CLI::Range(int64_t{1}, int64_t{600'000}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; any bad argument is a usage error: exit 2, like policy check's
+    // own errors, so scripts can tell it from "warnings found" (1).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (migrate->parsed()) return tollgate::RunMigrate(migrate_url);
+  if (check->parsed()) {
+    tollgate::CheckOptions o;
+    o.max_recovery = std::chrono::seconds(max_recovery_s);
+    if (jitter_window_ms > 0) o.jitter_window = std::chrono::milliseconds(jitter_window_ms);
+    return tollgate::RunPolicyCheck(
+        check_file,
+        check_format == "json" ? tollgate::CheckFormat::kJson : tollgate::CheckFormat::kText, o,
+        std::cout, std::cerr);
+  }
   opts.lock_delay = std::chrono::milliseconds(lock_delay_ms);
   return tollgate::RunServer(opts);
 }
