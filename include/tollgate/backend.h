@@ -1,6 +1,7 @@
 // One interface for every place tollgate can keep its state: in process (memory), the embedded
 // durable store, Redis, PostgreSQL, etcd. The same contract suite (tests/contract/) runs against
-// each. Operations never wait for a lease (no WAIT): waiting is a server feature.
+// each. Acquire never waits for a lease (no WAIT): waiting is a server feature, built on
+// WaitForRelease below.
 //
 // Errors: InvalidArgument for bad input (same rules and messages as the cores), FailedPrecondition
 // when the caller does not hold the lease, Aborted for a stale fence ("fence X is older than Y"),
@@ -10,12 +11,15 @@
 #ifndef TOLLGATE_BACKEND_H_
 #define TOLLGATE_BACKEND_H_
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -41,6 +45,26 @@ class Backend {
                                                         std::string_view lock_id, Duration ttl) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) = 0;
 
+  // Blocks the calling thread until the lease on `key` may have become free (released or expired)
+  // or `max_wait` has passed, whichever comes first; the caller then tries Acquire again. A hint,
+  // not a reservation: it may return early (spuriously, or because the key is already free), and
+  // another client may take the key before the caller's Acquire. It never returns later than
+  // max_wait plus the backend's own timeout. OK in all those cases; Unavailable when the backend
+  // cannot be reached (the caller backs off and retries); InvalidArgument for a bad key.
+  //
+  // The default polls: if Info() says the key is free, it returns at once; otherwise it sleeps for
+  // min(max_wait, the holder's ttl_remaining, kReleasePollInterval) and returns. Redis and
+  // PostgreSQL use it. etcd overrides it with a watch on the lock key, which returns as soon as
+  // etcd deletes the lock.
+  //
+  // Thread-safety: as the backend's other calls. A backend serializes calls on one connection, so a
+  // server waits on its own connection (see src/server/backend_waiters.h), not on one that serves
+  // requests.
+  [[nodiscard]] virtual absl::Status WaitForRelease(std::string_view key, Duration max_wait);
+  // The default WaitForRelease's polling period: short next to lease ttls (ms to s), long enough
+  // that one waiting key costs at most ~40 Info + ~40 Acquire round trips a second.
+  static constexpr Duration kReleasePollInterval = std::chrono::milliseconds(25);
+
   // Fenced registers, as FencedRegisters::Set / Get.
   [[nodiscard]] virtual absl::Status FencedSet(std::string_view resource, uint64_t fence,
                                                std::string_view value) = 0;
@@ -56,6 +80,17 @@ class Backend {
   [[nodiscard]] virtual absl::StatusOr<PolicyDecision> CheckLayers(
       std::span<const LayerCheck> layers, Decimal cost) = 0;
 };
+
+inline absl::Status Backend::WaitForRelease(std::string_view key, Duration max_wait) {
+  if (max_wait <= Duration(0)) return absl::OkStatus();
+  absl::StatusOr<std::optional<LeaseInfo>> info = Info(key);
+  if (!info.ok()) return info.status();
+  if (!info->has_value()) return absl::OkStatus();  // free now
+  Duration nap = std::min(max_wait, kReleasePollInterval);
+  if ((*info)->ttl_remaining > Duration(0)) nap = std::min(nap, (*info)->ttl_remaining);
+  std::this_thread::sleep_for(nap);
+  return absl::OkStatus();
+}
 
 // In process, nothing persisted. `clock` is not owned.
 std::unique_ptr<Backend> NewMemoryBackend(Clock* clock = RealClock());
