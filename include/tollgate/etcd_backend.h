@@ -25,20 +25,34 @@
 // TTLs: etcd leases are whole seconds, with a server minimum (about 2 s with default settings). A
 // requested ttl is rounded up to whole seconds, and the ttl reported by Acquire/Extend is the one
 // etcd granted: at least the request rounded up. Info's ttl_remaining is etcd's remaining whole
-// seconds. Lease expiry is etcd's clock. Waiting for a lease (watches) is a server feature; this
-// backend never waits, and Info reports 0 waiters.
+// seconds. Lease expiry is etcd's clock. Acquire never waits, and Info reports 0 waiters (waiting
+// queues live in the tollgate server).
+//
+// WaitForRelease is a watch, not polling: it reads the lock; if it is held at cluster revision R,
+// it opens a watch stream (POST /v3/watch, NOPUT filter) on the lock key from revision R + 1 and
+// returns at the first DELETE event (a release, or etcd expiring the lease), or when max_wait has
+// passed. Starting at R + 1 makes etcd replay a delete that happened between the read and the
+// watch's creation, so no release is missed. If etcd cancels the watch (R + 1 was compacted away)
+// it returns early and the caller simply looks again.
 //
 // Errors: as Backend. Unavailable for a transport error or timeout (curl's text), an HTTP 5xx or an
-// etcd "unavailable"/"deadline" error. Each call uses a fresh request on a kept-alive connection,
+// etcd "unavailable"/"deadline" error. Release, Extend and FencedSet are optimistic loops (read,
+// then a txn guarded by the read's mod_revision); after 100 lost races in a row with other writers
+// of the same key they give up with Unavailable, naming contention: retryable, and never Aborted,
+// which is reserved for a stale fence. Each call uses a fresh request on a kept-alive connection,
 // so a backend recovers by itself once the server is back.
 //
-// Thread-safety: one curl handle per Backend object, guarded by a mutex (calls are serialized).
+// Thread-safety: one curl handle for requests per Backend object, guarded by a mutex (calls are
+// serialized), and a second one for WaitForRelease's watch, so a long watch does not hold up
+// requests on the same object (concurrent watches on one object take turns).
 #ifndef TOLLGATE_ETCD_BACKEND_H_
 #define TOLLGATE_ETCD_BACKEND_H_
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "tollgate/backend.h"
@@ -52,6 +66,18 @@ namespace tollgate {
 // timeout is out of range; Unavailable if the server cannot be reached now (it is probed eagerly).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewEtcdBackend(
     const std::string& url, Duration timeout = std::chrono::seconds(2));
+
+namespace etcd_internal {
+
+// For tests: the watch half of WaitForRelease. Watches the lock on `key` for a DELETE at a cluster
+// revision > `after_revision`, for at most `max_wait`: true when one is seen (or etcd cancelled the
+// watch), false when max_wait passed. A delete that happened before the call but after
+// after_revision is still seen. InvalidArgument if `etcd` is not an etcd backend or key is bad;
+// Unavailable as the backend's requests.
+[[nodiscard]] absl::StatusOr<bool> WatchForRelease(Backend& etcd, std::string_view key,
+                                                   int64_t after_revision, Duration max_wait);
+
+}  // namespace etcd_internal
 
 }  // namespace tollgate
 

@@ -148,12 +148,68 @@ std::optional<LockValue> DecodeLock(const std::string& s) {
   return v;
 }
 
+// One watch stream (POST /v3/watch): the gateway writes one JSON object per line, {"result":
+// WatchResponse} or {"error": Status}. The first result says "created"; later ones carry events.
+// The watch is created with the NOPUT filter, so any event is a DELETE of the watched key.
+struct WatchStream {
+  std::string pending;    // bytes of an incomplete line
+  bool created = false;   // etcd confirmed the watch
+  bool deleted = false;   // a DELETE event arrived
+  bool canceled = false;  // etcd cancelled the watch (e.g. start revision compacted away)
+  std::string error;      // an {"error": ...} line, or a line that is not JSON
+  bool done() const { return deleted || canceled || !error.empty(); }
+  void OnLine(std::string_view line) {
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) {
+      error = std::string(line.substr(0, 300));
+      return;
+    }
+    if (auto e = j.find("error"); e != j.end()) {
+      error = e->is_object() && e->contains("message") && (*e)["message"].is_string()
+                  ? (*e)["message"].get<std::string>()
+                  : e->dump().substr(0, 300);
+      return;
+    }
+    auto r = j.find("result");
+    if (r == j.end() || !r->is_object()) return;
+    if (auto c = r->find("created"); c != r->end() && c->is_boolean() && c->get<bool>()) {
+      created = true;
+    }
+    if (auto c = r->find("canceled"); c != r->end() && c->is_boolean() && c->get<bool>()) {
+      canceled = true;
+    }
+    if (auto ev = r->find("events"); ev != r->end() && ev->is_array()) {
+      for (const json& e : *ev) {
+        auto t = e.find("type");
+        if (t != e.end() && t->is_string() && t->get_ref<const std::string&>() == "DELETE") {
+          deleted = true;
+        }
+      }
+    }
+  }
+};
+
+// libcurl write callback for the watch: returning less than it was given aborts the transfer
+// (CURLE_WRITE_ERROR), which is how the watch stops at its first DELETE.
+size_t OnWatchData(char* data, size_t size, size_t n, void* user) {
+  auto* w = static_cast<WatchStream*>(user);
+  w->pending.append(data, size * n);
+  size_t nl;
+  while (!w->done() && (nl = w->pending.find('\n')) != std::string::npos) {
+    w->OnLine(std::string_view(w->pending).substr(0, nl));
+    w->pending.erase(0, nl + 1);
+  }
+  return w->done() ? 0 : size * n;
+}
+
 class EtcdBackend final : public Backend {
  public:
   EtcdBackend(EtcdUrl url, Duration timeout)
       : base_(absl::StrCat("http://", url.host, ":", url.port)), timeout_(timeout) {}
   ~EtcdBackend() override {
     if (curl_ != nullptr) curl_easy_cleanup(curl_);
+    if (watch_curl_ != nullptr) curl_easy_cleanup(watch_curl_);
   }
 
   std::string_view kind() const override { return "etcd"; }
@@ -161,7 +217,10 @@ class EtcdBackend final : public Backend {
   absl::Status Init() {
     std::lock_guard<std::mutex> l(mu_);
     curl_ = curl_easy_init();
-    if (curl_ == nullptr) return absl::InternalError("etcd: cannot create a curl handle");
+    watch_curl_ = curl_easy_init();
+    if (curl_ == nullptr || watch_curl_ == nullptr) {
+      return absl::InternalError("etcd: cannot create a curl handle");
+    }
     // Probe: a range on a key nobody uses.
     return Call("/v3/kv/range", json{{"key", B64("tollgate/probe")}}).status();
   }
@@ -214,7 +273,7 @@ class EtcdBackend final : public Backend {
         return absl::OkStatus();
       }
     }
-    return absl::AbortedError("etcd: release kept conflicting; try again");
+    return Contention("release");
   }
 
   absl::StatusOr<Duration> Extend(std::string_view key, std::string_view lock_id,
@@ -244,7 +303,7 @@ class EtcdBackend final : public Backend {
       Revoke(lease->first);
       if (!r.ok()) return r.status();
     }
-    return absl::AbortedError("etcd: extend kept conflicting; try again");
+    return Contention("extend");
   }
 
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
@@ -267,6 +326,76 @@ class EtcdBackend final : public Backend {
       info.ttl_remaining = std::chrono::seconds(secs);
     }
     return std::optional<LeaseInfo>(std::move(info));
+  }
+
+  // Reads the lock and, if it is held, watches it from the revision after the read, so a delete
+  // between the read and the watch's creation is still delivered (etcd replays history from
+  // start_revision).
+  absl::Status WaitForRelease(std::string_view key, Duration max_wait) override {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+    if (max_wait <= Duration(0)) return absl::OkStatus();
+    const SteadyTime deadline = std::chrono::steady_clock::now() + max_wait;
+    const std::string lock = LockKey(key);
+    int64_t revision = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      absl::StatusOr<json> r = Call("/v3/kv/range", json{{"key", B64(lock)}, {"keys_only", true}});
+      if (!r.ok()) return r.status();
+      auto kvs = r->find("kvs");
+      if (kvs == r->end() || !kvs->is_array() || kvs->empty()) return absl::OkStatus();  // free
+      revision = Int((*r)["header"], "revision");
+      if (revision <= 0) return Unexpected("range");
+    }
+    return WatchForDelete(lock, revision, deadline).status();
+  }
+
+  // Watches `lock` for a DELETE at a revision > `after_revision` until `deadline`: true if one
+  // came (or etcd cancelled the watch, e.g. because that revision was compacted: the caller looks
+  // again), false at the deadline. Uses its own curl handle, so the request mutex stays free;
+  // concurrent watches on one backend object take turns.
+  absl::StatusOr<bool> WatchForDelete(const std::string& lock, int64_t after_revision,
+                                      SteadyTime deadline) {
+    std::lock_guard<std::mutex> l(watch_mu_);
+    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (remaining <= std::chrono::milliseconds(0)) return false;
+    const std::string url = absl::StrCat(base_, "/v3/watch");
+    const std::string payload = json{{"create_request",
+                                      {{"key", B64(lock)},
+                                       {"start_revision", std::to_string(after_revision + 1)},
+                                       {"filters", json::array({"NOPUT"})}}}}
+                                    .dump();
+    WatchStream stream;
+    CURL* c = watch_curl_;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWatchData);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &stream);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    const long connect_ms =
+        static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count());
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::max(connect_ms, 1L));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, std::max(static_cast<long>(remaining.count()), 1L));
+    const CURLcode rc = curl_easy_perform(c);
+    if (stream.deleted || stream.canceled) return true;
+    const std::string where = absl::StrCat("etcd ", base_, "/v3/watch: ");
+    if (!stream.error.empty()) return absl::UnavailableError(absl::StrCat(where, stream.error));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (rc == CURLE_OPERATION_TIMEDOUT &&
+        (stream.created || std::chrono::steady_clock::now() >= deadline)) {
+      return false;  // max_wait passed with the lock still there
+    }
+    if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat(where, curl_easy_strerror(rc)));
+    if (status != 200) {
+      return absl::UnavailableError(
+          absl::StrCat(where, "HTTP ", status, ": ", stream.pending.substr(0, 300)));
+    }
+    // The server ended the stream without an event (it is shutting down, say).
+    return absl::UnavailableError(absl::StrCat(where, "the watch stream ended early"));
   }
 
   absl::Status FencedSet(std::string_view resource, uint64_t fence,
@@ -296,7 +425,7 @@ class EtcdBackend final : public Backend {
       if (!r.ok()) return r.status();
       if (Succeeded(*r)) return absl::OkStatus();
     }
-    return absl::AbortedError("etcd: fenced write kept conflicting; try again");
+    return Contention("fenced write");
   }
 
   absl::StatusOr<std::optional<FencedValue>> FencedGet(std::string_view resource) override {
@@ -318,6 +447,13 @@ class EtcdBackend final : public Backend {
   }
 
  private:
+  // The optimistic loops give up after kMaxTxnRetries lost races. Unavailable (retryable), never
+  // Aborted: Aborted means "stale fence" to callers.
+  static absl::Status Contention(std::string_view what) {
+    return absl::UnavailableError(absl::StrCat("etcd: ", AV(what), " lost ", kMaxTxnRetries,
+                                               " races in a row with other writers of the same key "
+                                               "(contention); try again"));
+  }
   static absl::Status Unexpected(std::string_view what) {
     return absl::InternalError(absl::StrCat("unexpected reply from etcd to ", AV(what)));
   }
@@ -430,11 +566,26 @@ class EtcdBackend final : public Backend {
 
   const std::string base_;
   const Duration timeout_;
-  std::mutex mu_;
+  std::mutex mu_;  // serializes requests on curl_
   CURL* curl_ = nullptr;
+  std::mutex watch_mu_;  // one watch at a time on watch_curl_
+  CURL* watch_curl_ = nullptr;
 };
 
 }  // namespace
+
+namespace etcd_internal {
+
+absl::StatusOr<bool> WatchForRelease(Backend& etcd, std::string_view key, int64_t after_revision,
+                                     Duration max_wait) {
+  auto* b = etcd.kind() == "etcd" ? dynamic_cast<EtcdBackend*>(&etcd) : nullptr;
+  if (b == nullptr) return absl::InvalidArgumentError("WatchForRelease needs an etcd backend");
+  if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+  return b->WatchForDelete(LockKey(key), after_revision,
+                           std::chrono::steady_clock::now() + max_wait);
+}
+
+}  // namespace etcd_internal
 
 absl::StatusOr<std::unique_ptr<Backend>> NewEtcdBackend(const std::string& url, Duration timeout) {
   absl::StatusOr<EtcdUrl> u = ParseUrl(url);
