@@ -293,9 +293,17 @@ class PolicyLinter {
                    {"declared", Num(demand) + "/s"},
                    {"needed", Num(demand * 1.2) + "/s"}};
       const double new_rate = RoundUpNice(demand * 1.2);
-      f.fix = absl::StrCat("rate: ", Num(new_rate),
-                           " and capacity: ", Num(std::max(cap, RoundUpNice(new_rate * j))),
-                           " (declared ", what, " + 20%, ", Secs(j), " of burst)");
+      const std::optional<Decimal> backend = x_ != nullptr ? x_->backend_ops_per_sec : std::nullopt;
+      if (!PerIdentity(i) && backend && new_rate > ToDouble(*backend)) {
+        // Raising a global cap past the backend only moves the failure to the backend.
+        f.fix = absl::StrCat("the backend (", Num(ToDouble(*backend)),
+                             "/s) cannot carry the declared traffic + 20% (", Num(new_rate),
+                             "/s): scale it, or lower the costs or the declared rates");
+      } else {
+        f.fix = absl::StrCat("rate: ", Num(new_rate),
+                             " and capacity: ", Num(std::max(cap, RoundUpNice(new_rate * j))),
+                             " (declared ", what, " + 20%, ", Secs(j), " of burst)");
+      }
     }
   }
 
