@@ -65,6 +65,10 @@ struct PolicyDecision {
   uint64_t remaining = 0;                   // least over the enforced layers
   // Zero when allowed; the largest over the denying layers; nullopt = never.
   std::optional<Duration> retry_after;
+  // Each layer's own verdict, in the check's layer order: whether that layer alone had room (for a
+  // shadow layer, false is a shadow denial). Filled by every layered check (PolicyEngine::Check,
+  // Throttler::CheckLayers, CombineLayerDecisions and so every backend); used for counting.
+  std::vector<bool> layer_allowed;
 };
 
 // Checkpointing: what a bucket owes, independent of time and rate, so it can be written out and
@@ -136,6 +140,9 @@ class Throttler {
   uint64_t allowed_count() const;
   uint64_t denied_count() const;
   uint64_t overflow_count() const;  // decisions made without a bucket (table at max_buckets)
+  // Counts a decision made elsewhere (Backend::Throttle on a shared backend) in allowed_count /
+  // denied_count, as Check counts its own.
+  void Record(const Decision& decision);
 
   // Reports every bucket changed since the last call, and every bucket dropped since.
   void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);
@@ -224,6 +231,16 @@ class PolicyEngine {
   [[nodiscard]] absl::StatusOr<ResolvedCheck> Resolve(std::string_view policy,
                                                       std::span<const Field> fields,
                                                       std::optional<Decimal> cost = std::nullopt);
+
+  // Counts a check of `policy` decided elsewhere (Backend::CheckLayers on the layers Resolve
+  // rendered) in counters() and latencies(), as Check counts its own: per layer allowed, denied or
+  // shadow_denied from decision.layer_allowed (entry i for layers[i]), and `latency` in the
+  // policy's histogram. Layers are matched to the installed policy by name, so after a reload
+  // between Resolve and Record only layers that still exist are counted; an unknown policy is
+  // ignored. Without one layer_allowed entry per layer, only what decision.allowed and
+  // denied_layer imply is counted (enforced layers up to the denying one). Never counts overflow.
+  void Record(std::string_view policy, std::span<const LayerCheck> layers,
+              const PolicyDecision& decision, Duration latency);
 
   std::vector<std::string> policy_names() const;
   std::vector<LayerCounters> counters() const;

@@ -98,6 +98,9 @@ size_t Throttler::bucket_count() const { return impl_->table_.size() + impl_->la
 uint64_t Throttler::allowed_count() const { return impl_->allowed_.load(); }
 uint64_t Throttler::denied_count() const { return impl_->denied_.load(); }
 uint64_t Throttler::overflow_count() const { return impl_->overflow_.load(); }
+void Throttler::Record(const Decision& d) {
+  (d.allowed ? impl_->allowed_ : impl_->denied_).fetch_add(1, std::memory_order_relaxed);
+}
 void Throttler::CollectChanges(const SnapshotSink& changed, const DropSink& dropped) {
   BucketSnapshot snap;
   impl_->table_.CollectChanges(
@@ -178,6 +181,11 @@ constexpr size_t kLatencyBuckets = 40;  // 2^39 ns ~ 9 minutes
 
 struct LayerState {
   LayerState(const LayerSpec& s) : table(s.max_buckets, s.overflow, /*track_changes=*/true) {}
+  // Counts one layer's verdict in a check (PolicyEngine::Check and PolicyEngine::Record).
+  void Count(bool shadow, bool layer_allowed) {
+    std::atomic<uint64_t>& n = layer_allowed ? allowed : (shadow ? shadow_denied : denied);
+    n.fetch_add(1, std::memory_order_relaxed);
+  }
   BucketTable table;
   std::atomic<uint64_t> allowed{0}, denied{0}, shadow_denied{0}, overflow{0};
 };
@@ -306,9 +314,11 @@ PolicyDecision Combine(size_t n, const LayerAt& layer) {
   PolicyDecision out;
   out.allowed = true;
   out.retry_after = Duration(0);
+  out.layer_allowed.resize(n);
   bool first_enforced = true;
   for (size_t i = 0; i < n; ++i) {
     const auto [name, shadow, d] = layer(i);
+    out.layer_allowed[i] = d.allowed;
     if (shadow) continue;
     out.remaining = first_enforced ? d.remaining : std::min(out.remaining, d.remaining);
     first_enforced = false;
@@ -482,15 +492,41 @@ class PolicyEngine::Impl {
       const Decision& d = evals[i].decision;
       LayerState& st = *pol.layers[i].state;
       if (evals[i].overflow) st.overflow.fetch_add(1, std::memory_order_relaxed);
-      if (refs[i].shadow) {
-        (d.allowed ? st.allowed : st.shadow_denied).fetch_add(1, std::memory_order_relaxed);
-      } else {
-        (d.allowed ? st.allowed : st.denied).fetch_add(1, std::memory_order_relaxed);
-      }
+      st.Count(refs[i].shadow, d.allowed);
     }
     PolicyDecision out = Summarize(refs, evals, allowed);
     RecordLatency(*pol.latency, opt_.clock->SteadyNow() - started);
     return out;
+  }
+
+  void Record(std::string_view name, std::span<const LayerCheck> layers, const PolicyDecision& d,
+              Duration latency) {
+    std::shared_ptr<const PolicySet> set = Load();
+    auto pit = set->policies.find(AV(name));
+    if (pit == set->policies.end()) return;
+    const Policy& pol = pit->second;
+    auto installed = [&](std::string_view layer) -> LayerState* {
+      for (const Layer& l : pol.layers) {
+        if (l.spec.name == layer) return l.state.get();
+      }
+      return nullptr;
+    };
+    const bool per_layer = d.layer_allowed.size() == layers.size();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      LayerState* st = installed(layers[i].name);
+      if (per_layer) {
+        if (st != nullptr) st->Count(layers[i].shadow, d.layer_allowed[i]);
+        continue;
+      }
+      // Only the combined answer: allowed means every enforced layer allowed; denied means the
+      // enforced layers before denied_layer allowed and it denied (the rest are unknown).
+      if (layers[i].shadow) continue;
+      if (!d.allowed && !d.denied_layer) break;
+      const bool denier = !d.allowed && *d.denied_layer == layers[i].name;
+      if (st != nullptr) st->Count(false, !denier);
+      if (denier) break;
+    }
+    RecordLatency(*pol.latency, latency);
   }
 
   std::shared_ptr<const PolicySet> Load() const { return std::atomic_load(&set_); }
@@ -524,6 +560,11 @@ absl::StatusOr<ResolvedCheck> PolicyEngine::Resolve(std::string_view policy,
                                                     std::span<const Field> fields,
                                                     std::optional<Decimal> cost) {
   return impl_->Resolve(policy, fields, cost);
+}
+
+void PolicyEngine::Record(std::string_view policy, std::span<const LayerCheck> layers,
+                          const PolicyDecision& decision, Duration latency) {
+  impl_->Record(policy, layers, decision, latency);
 }
 
 std::vector<std::string> PolicyEngine::policy_names() const {
