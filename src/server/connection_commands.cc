@@ -290,8 +290,15 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     out.append("\r\n");
   }
   if (want("ratelimit")) {
+    // Counters are this server's decisions, also on a shared backend (--backend), where the
+    // backend decides and the server counts what it answered; the fields are the same either way.
+    // Live bucket counts are per store: a server on a shared backend cannot know them (other
+    // servers create buckets too), so throttle_buckets and each layer's buckets= read "n/a" there.
+    // overflow counts only embedded-store decisions (shared backends have no bucket limit).
+    const bool shared = !s.options.backend_url.empty();
+    auto buckets = [&](size_t n) { return shared ? std::string("n/a") : std::to_string(n); };
     out.append("# Ratelimit\r\n");
-    line("throttle_buckets", std::to_string(s.throttler.bucket_count()));
+    line("throttle_buckets", buckets(s.throttler.bucket_count()));
     line("throttle_allowed", std::to_string(s.throttler.allowed_count()));
     line("throttle_denied", std::to_string(s.throttler.denied_count()));
     line("throttle_overflow", std::to_string(s.throttler.overflow_count()));
@@ -303,8 +310,8 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
       line("policy_" + c.policy + "_layer_" + c.layer,
            "allowed=" + std::to_string(c.allowed) + ",denied=" + std::to_string(c.denied) +
                ",shadow_denied=" + std::to_string(c.shadow_denied) +
-               ",overflow=" + std::to_string(c.overflow) +
-               ",buckets=" + std::to_string(c.live_buckets) + ",shadow=" + (c.shadow ? "1" : "0"));
+               ",overflow=" + std::to_string(c.overflow) + ",buckets=" + buckets(c.live_buckets) +
+               ",shadow=" + (c.shadow ? "1" : "0"));
     }
     for (const PolicyLatency& l : s.policies.latencies()) {
       auto us = [](Duration d) {

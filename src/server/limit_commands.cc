@@ -41,9 +41,14 @@ void Throttle(CommandContext& ctx, std::span<const std::string> args) {
     if (!c) return;
     cost = *c;
   }
-  absl::StatusOr<Decision> d = ctx.backend != nullptr
-                                   ? ctx.backend->Throttle(args[1], {*cap, *rate}, cost)
-                                   : ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
+  absl::StatusOr<Decision> d;
+  if (ctx.backend != nullptr) {
+    // The shared backend decides; this server counts its own decisions for INFO.
+    d = ctx.backend->Throttle(args[1], {*cap, *rate}, cost);
+    if (d.ok()) ctx.services.throttler.Record(*d);
+  } else {
+    d = ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
+  }
   if (!d.ok()) return ReplyError(ctx, d.status());
   ctx.reply.ArrayHeader(4);
   ctx.reply.Integer(d->allowed ? 1 : 0);
@@ -81,10 +86,16 @@ void RateCheck(CommandContext& ctx, std::span<const std::string> args) {
   }
   absl::StatusOr<PolicyDecision> d;
   if (ctx.backend != nullptr) {
-    // On a shared backend the policy only renders the buckets; the backend checks them.
+    // On a shared backend the policy only renders the buckets and the backend checks them; the
+    // engine still counts this server's decisions (and the time the check took) for INFO.
+    const SteadyTime started = ctx.services.clock->SteadyNow();
     absl::StatusOr<ResolvedCheck> r = ctx.services.policies.Resolve(args[1], fields, cost);
     if (!r.ok()) return ReplyError(ctx, r.status());
     d = ctx.backend->CheckLayers(r->layers, r->cost);
+    if (d.ok()) {
+      ctx.services.policies.Record(args[1], r->layers, *d,
+                                   ctx.services.clock->SteadyNow() - started);
+    }
   } else {
     d = ctx.services.policies.Check(args[1], fields, cost);
   }
