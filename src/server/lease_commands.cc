@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "server/args.h"
+#include "server/backend_waiters.h"
 #include "server/command_table.h"
 #include "server/replies.h"
 
@@ -63,14 +64,23 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
     }
   }
   if (ctx.backend != nullptr) {
-    if (req.wait > Duration(0)) {
-      return ctx.reply.Error("ERR WAIT needs the embedded store; this server runs on the " +
+    BackendWaiters* waiters = BackendWaiters::For(&ctx.services);
+    // This server's waiters for the key go first: a newcomer queues behind them (or, without WAIT,
+    // is not granted) rather than taking the key from under them, as on the embedded store.
+    if (waiters == nullptr || !waiters->HasWaiters(req.key)) {
+      auto g = ctx.backend->Acquire(req.key, req.ttl, req.owner);
+      if (!g.ok()) return ReplyStatus(ctx, g.status());
+      if (g->has_value()) return ReplyGrant(ctx.reply, **g);
+    }
+    if (req.wait == Duration(0)) return ctx.reply.NullArray();
+    if (waiters == nullptr) {
+      return ctx.reply.Error("ERR WAIT is not available on this server's " +
                              std::string(ctx.backend->kind()) + " backend");
     }
-    auto g = ctx.backend->Acquire(req.key, req.ttl, req.owner);
-    if (!g.ok()) return ReplyStatus(ctx, g.status());
-    if (!g->has_value()) return ctx.reply.NullArray();
-    return ReplyGrant(ctx.reply, **g);
+    absl::StatusOr<bool> queued = waiters->Enqueue(req, ctx.client);
+    if (!queued.ok()) return ReplyStatus(ctx, queued.status());
+    if (!*queued) return ctx.reply.NullArray();  // shutting down
+    return;  // answered later, through the connection's waiter callback
   }
   GrantCallback cb;
   if (req.wait > Duration(0)) cb = ctx.client.WaiterCallback(req.key);
@@ -115,7 +125,13 @@ void LockInfo(CommandContext& ctx, std::span<const std::string> args) {
       ctx.backend != nullptr ? ctx.backend->Info(args[1]) : ctx.services.leases.Info(args[1]);
   if (!info.ok()) return ReplyStatus(ctx, info.status());
   if (!info->has_value()) return ctx.reply.NullArray();
-  const LeaseInfo& i = **info;
+  LeaseInfo& i = **info;
+  if (ctx.backend != nullptr) {
+    // On a shared backend: the clients of this server waiting for the key.
+    if (BackendWaiters* w = BackendWaiters::For(&ctx.services)) {
+      i.waiters = w->CountWaiters(args[1]);
+    }
+  }
   ctx.reply.MapHeader(4);
   ctx.reply.Bulk("fence");
   ctx.reply.Integer(static_cast<int64_t>(i.fence));

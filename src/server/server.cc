@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "server/backend_url.h"
+#include "server/backend_waiters.h"
 #include "server/io_thread.h"
 #include "server/services.h"
 #include "spdlog/spdlog.h"
@@ -212,6 +213,13 @@ int RunServer(const ServerOptions& options) {
                             policies, stats,   clock,     clock->SteadyNow()};
   services.io_threads = threads;
   services.watcher = watcher.get();
+  // LOCK.ACQUIRE ... WAIT on a shared backend: waiters are served by their own threads and backend
+  // connections (see backend_waiters.h); handlers find it through `services`.
+  std::unique_ptr<server::BackendWaiters> waiters;
+  if (shared) {
+    waiters = std::make_unique<server::BackendWaiters>(
+        services, [url = options.backend_url] { return server::ConnectBackend(url); });
+  }
 
   int port = options.port;
   std::vector<int> listeners;
@@ -251,9 +259,13 @@ int RunServer(const ServerOptions& options) {
     }
   }
   spdlog::info("received {}; finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Waiters on a shared backend get their null reply now, and no grant is handed out from here on;
+  // the I/O threads deliver those replies while they stop.
+  if (waiters) waiters->BeginShutdown();
   for (auto& t : io) t->RequestStop();
   for (auto& t : io) t->Join();
-  leases.reset();  // answers remaining waiters; their posts to the stopped threads are dropped
+  waiters.reset();  // joins its threads (each ends after its current backend call)
+  leases.reset();   // answers remaining waiters; their posts to the stopped threads are dropped
   watcher.reset();
   checkpointer.reset();  // writes the last checkpoint
   absl::Status st = store ? store->Close() : absl::OkStatus();
