@@ -1,0 +1,405 @@
+// LOCK.ACQUIRE ... WAIT on a shared backend, end to end: real `tollgate serve --backend` processes
+// on a throwaway Redis, PostgreSQL and etcd. A waiter is granted once the holder releases (also
+// through another server) or its lease expires, with a higher fence; it gets the null reply when
+// its wait runs out; two waiters on one server are served in arrival order; a waiter whose client
+// went away never ends up holding the lock; SIGTERM with waiters pending answers them and exits
+// promptly. Timing checks are generous upper bounds only (the test box is small and noisy):
+// ordering is established through LOCK.INFO's waiters count, never through sleeps.
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/support/resp_client.h"
+#include "tests/support/server_process.h"
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+#include "tests/support/redis_server.h"
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+#include "tests/support/postgres_server.h"
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+#include "tests/support/etcd_server.h"
+#endif
+
+namespace tollgate::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kWaiterTimeoutMs = 60'000;  // hiredis reply timeout for blocked clients
+
+std::string Str(const redisReply* r) {
+  return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : std::string();
+}
+
+// One throwaway backend server per kind, started on first use and stopped when the test binary
+// ends (a gtest environment, so the child processes never outlive it).
+class Backends : public ::testing::Environment {
+ public:
+  // The URL of a running server of `kind`, or "" if it could not start.
+  static std::string Url(const std::string& kind) {
+    Backends* self = instance;
+    auto it = self->urls_.find(kind);
+    if (it != self->urls_.end()) return it->second;
+    std::string url;
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+    if (kind == "redis") {
+      self->redis_ = std::make_unique<RedisServer>();
+      if (self->redis_->Start()) url = self->redis_->url();
+    }
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+    if (kind == "postgres") {
+      self->pg_ = std::make_unique<PostgresServer>();
+      if (self->pg_->Start()) {
+        const std::string migrate = std::string(TOLLGATE_BIN) + " migrate --backend '" +
+                                    self->pg_->conninfo() + "' >/dev/null";
+        if (std::system(migrate.c_str()) == 0) url = self->pg_->conninfo();
+      }
+    }
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+    if (kind == "etcd") {
+      self->etcd_ = std::make_unique<EtcdServer>();
+      if (self->etcd_->Start()) url = self->etcd_->url();
+    }
+#endif
+    self->urls_[kind] = url;
+    return url;
+  }
+
+  void TearDown() override {
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+    redis_.reset();
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+    pg_.reset();
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+    etcd_.reset();
+#endif
+    urls_.clear();
+  }
+
+  static Backends* instance;
+
+ private:
+  std::map<std::string, std::string> urls_;
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+  std::unique_ptr<RedisServer> redis_;
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+  std::unique_ptr<PostgresServer> pg_;
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+  std::unique_ptr<EtcdServer> etcd_;
+#endif
+};
+
+Backends* Backends::instance =
+    static_cast<Backends*>(::testing::AddGlobalTestEnvironment(new Backends()));
+
+// Runs `args` on its own connection in a thread; the reply is read once done().
+class Async {
+ public:
+  Async(int port, std::vector<std::string> args) {
+    thread_ = std::thread([this, port, args = std::move(args)] {
+      Client c(port, kWaiterTimeoutMs);
+      if (c.ok()) reply_ = c.Run(args);
+      at_ = Clock::now();
+      done_ = true;
+    });
+  }
+  ~Async() { Join(); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool done() const { return done_.load(); }
+  // Joins, then the reply (null on I/O error) and when it arrived.
+  Reply& reply() {
+    Join();
+    return reply_;
+  }
+  Clock::time_point at() {
+    Join();
+    return at_;
+  }
+
+ private:
+  std::thread thread_;
+  std::atomic<bool> done_{false};
+  Reply reply_;
+  Clock::time_point at_{};
+};
+
+class SharedWaitTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    url_ = Backends::Url(GetParam());
+    ASSERT_FALSE(url_.empty()) << "could not start a " << GetParam() << " server";
+    key_ = "wait-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    for (char& c : key_) {
+      if (c == '/') c = '-';
+    }
+    key_ += "-" + std::to_string(Clock::now().time_since_epoch().count());
+  }
+
+  std::unique_ptr<ServerProcess> Serve() {
+    auto s = std::make_unique<ServerProcess>(dir_.path() + "/s" + std::to_string(servers_++),
+                                             std::vector<std::string>{"--backend", url_});
+    EXPECT_TRUE(s->ok()) << "tollgate did not start on " << url_;
+    return s;
+  }
+
+  // Waits (up to 20 s) until the server on `port` reports `n` waiters for key_.
+  static bool WaitForWaiters(int port, const std::string& key, int64_t n) {
+    Client c(port);
+    const auto until = Clock::now() + seconds(20);
+    while (Clock::now() < until) {
+      Reply r = c.Run({"LOCK.INFO", key});
+      if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 8 && r->element[7]->integer == n) {
+        return true;
+      }
+      if (r && r->type == REDIS_REPLY_NIL && n == 0) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  }
+
+  static void ExpectGrant(const Reply& r, const char* who) {
+    ASSERT_TRUE(r) << who << ": no reply";
+    ASSERT_EQ(r->type, REDIS_REPLY_ARRAY) << who << ": " << r->type << " " << Str(r.get());
+    ASSERT_EQ(r->elements, 3u);
+  }
+
+  TempDir dir_;
+  int servers_ = 0;
+  std::string url_;
+  std::string key_;
+};
+
+TEST_P(SharedWaitTest, WaiterIsGrantedAfterTheHolderReleasesThroughAnotherServer) {
+  auto s1 = Serve(), s2 = Serve();
+  ASSERT_TRUE(s1->ok() && s2->ok());
+  Client a(s1->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "30000"});
+  ExpectGrant(held, "holder");
+  const long long held_fence = held->element[1]->integer;
+
+  Async b(s2->port(), {"LOCK.ACQUIRE", key_, "30000", "WAIT", "10000"});
+  ASSERT_TRUE(WaitForWaiters(s2->port(), key_, 1));
+  EXPECT_FALSE(b.done()) << "granted while the lock was held: " << Str(b.reply().get());
+  const auto released = Clock::now();
+  Reply rel = a.Run({"LOCK.RELEASE", key_, Str(held->element[0])});
+  ASSERT_TRUE(rel);
+  EXPECT_EQ(rel->integer, 1);
+  ExpectGrant(b.reply(), "waiter");
+  EXPECT_GT(b.reply()->element[1]->integer, held_fence);
+  EXPECT_LT(b.at() - released, seconds(8));  // well within its 10 s wait
+
+  Client c(s2->port());
+  Reply rel2 = c.Run({"LOCK.RELEASE", key_, Str(b.reply()->element[0])});
+  ASSERT_TRUE(rel2);
+  EXPECT_EQ(rel2->integer, 1);
+}
+
+TEST_P(SharedWaitTest, WaiterIsGrantedWhenTheHoldersLeaseExpires) {
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "500"});  // etcd rounds this up to its minimum, ~2 s
+  ExpectGrant(held, "holder");
+  const auto start = Clock::now();
+  Client b(s->port(), kWaiterTimeoutMs);
+  Reply r = b.Run({"LOCK.ACQUIRE", key_, "30000", "WAIT", "20000"});
+  ExpectGrant(r, "waiter");
+  EXPECT_GT(r->element[1]->integer, held->element[1]->integer);
+  EXPECT_LT(Clock::now() - start, milliseconds(held->element[2]->integer) + seconds(15));
+}
+
+TEST_P(SharedWaitTest, WaiterGetsNullWhenNobodyReleases) {
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "60000"});
+  ExpectGrant(held, "holder");
+  Client b(s->port(), kWaiterTimeoutMs);
+  const auto start = Clock::now();
+  Reply r = b.Run({"LOCK.ACQUIRE", key_, "30000", "WAIT", "400"});
+  const auto took = Clock::now() - start;
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, REDIS_REPLY_NIL) << Str(r.get());
+  EXPECT_GE(took, milliseconds(350));
+  EXPECT_LT(took, seconds(10));
+  // The holder still holds it, and the connection serves further commands.
+  Reply info = b.Run({"LOCK.INFO", key_});
+  ASSERT_TRUE(info);
+  ASSERT_EQ(info->type, REDIS_REPLY_ARRAY);
+  EXPECT_EQ(info->element[1]->integer, held->element[1]->integer);
+  EXPECT_EQ(a.Run({"LOCK.RELEASE", key_, Str(held->element[0])})->integer, 1);
+}
+
+TEST_P(SharedWaitTest, TwoWaitersOnOneServerAreServedInArrivalOrder) {
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "30000"});
+  ExpectGrant(held, "holder");
+  Async first(s->port(), {"LOCK.ACQUIRE", key_, "30000", "WAIT", "30000"});
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 1));
+  Async second(s->port(), {"LOCK.ACQUIRE", key_, "30000", "WAIT", "30000"});
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 2));
+
+  ASSERT_EQ(a.Run({"LOCK.RELEASE", key_, Str(held->element[0])})->integer, 1);
+  ExpectGrant(first.reply(), "first waiter");
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 1));
+  EXPECT_FALSE(second.done()) << "both waiters were granted: " << Str(second.reply().get());
+  const auto first_released = Clock::now();
+  ASSERT_EQ(a.Run({"LOCK.RELEASE", key_, Str(first.reply()->element[0])})->integer, 1);
+  ExpectGrant(second.reply(), "second waiter");
+  EXPECT_GE(second.at(), first_released);
+  EXPECT_GT(second.reply()->element[1]->integer, first.reply()->element[1]->integer);
+  EXPECT_GT(first.reply()->element[1]->integer, held->element[1]->integer);
+  EXPECT_EQ(a.Run({"LOCK.RELEASE", key_, Str(second.reply()->element[0])})->integer, 1);
+}
+
+// Sends LOCK.ACQUIRE key_ 60000 WAIT 60000 on a raw connection (closed by its destructor).
+std::unique_ptr<RawConn> RawWaiter(int port, const std::string& key) {
+  auto c = std::make_unique<RawConn>(port);
+  EXPECT_TRUE(c->ok());
+  EXPECT_TRUE(c->Send("*5\r\n$12\r\nLOCK.ACQUIRE\r\n$" + std::to_string(key.size()) + "\r\n" + key +
+                      "\r\n$5\r\n60000\r\n$4\r\nWAIT\r\n$5\r\n60000\r\n"));
+  return c;
+}
+
+TEST_P(SharedWaitTest, WaiterWhoseConnectionClosedNeverHoldsTheLock) {
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "30000"});
+  ExpectGrant(held, "holder");
+  // A waiter that leaves while the lock is still held is dropped from the queue.
+  auto gone = RawWaiter(s->port(), key_);
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 1));
+  gone.reset();
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 0));
+  // One that leaves just before the release races with it: either way the key must end up free,
+  // not held for the departed client's 60 s ttl.
+  gone = RawWaiter(s->port(), key_);
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 1));
+  gone.reset();
+  ASSERT_EQ(a.Run({"LOCK.RELEASE", key_, Str(held->element[0])})->integer, 1);
+  Client c(s->port());
+  Reply got;
+  const auto until = Clock::now() + seconds(15);
+  while (Clock::now() < until) {
+    got = c.Run({"LOCK.ACQUIRE", key_, "30000"});
+    ASSERT_TRUE(got);
+    ASSERT_NE(got->type, REDIS_REPLY_ERROR) << Str(got.get());
+    if (got->type == REDIS_REPLY_ARRAY) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ExpectGrant(got, "later client");
+  EXPECT_EQ(c.Run({"LOCK.RELEASE", key_, Str(got->element[0])})->integer, 1);
+}
+
+TEST_P(SharedWaitTest, SigtermWithWaitersPendingAnswersThemAndExitsPromptly) {
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "60000"});
+  ExpectGrant(held, "holder");
+  Client h2(s->port());
+  ExpectGrant(h2.Run({"LOCK.ACQUIRE", key_ + "-other", "60000"}), "second holder");
+  Async w1(s->port(), {"LOCK.ACQUIRE", key_, "30000", "WAIT", "60000"});
+  Async w2(s->port(), {"LOCK.ACQUIRE", key_ + "-other", "30000", "WAIT", "60000"});
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_, 1));
+  ASSERT_TRUE(WaitForWaiters(s->port(), key_ + "-other", 1));
+  const auto start = Clock::now();
+  EXPECT_EQ(s->Terminate(), 0);
+  EXPECT_LT(Clock::now() - start, seconds(10));
+  // Each waiter was answered "not acquired" (or, at worst, saw its connection close): never left
+  // hanging, never granted.
+  for (Async* w : {&w1, &w2}) {
+    Reply& r = w->reply();
+    if (r) {
+      EXPECT_EQ(r->type, REDIS_REPLY_NIL) << Str(r.get());
+    }
+    EXPECT_LT(w->at() - start, seconds(10));
+  }
+}
+
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+// The backend goes away while a client waits: the waiter gets the null reply at its deadline (a
+// waiter's reply is a grant or null), the server keeps running, and once the backend is back
+// waiting works again.
+TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInNullAndWaitingRecovers) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.Start());
+  TempDir dir;
+  ServerProcess s(dir.path(), {"--backend", redis.url()});
+  ASSERT_TRUE(s.ok());
+  Client a(s.port());
+  Reply held = a.Run({"LOCK.ACQUIRE", "k", "60000"});
+  ASSERT_TRUE(held && held->type == REDIS_REPLY_ARRAY);
+  {
+    Async b(s.port(), {"LOCK.ACQUIRE", "k", "30000", "WAIT", "3000"});
+    const auto until = Clock::now() + seconds(20);
+    while (Clock::now() < until) {
+      Reply info = a.Run({"LOCK.INFO", "k"});
+      if (info && info->type == REDIS_REPLY_ARRAY && info->element[7]->integer == 1) break;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    redis.Stop();
+    Reply& r = b.reply();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->type, REDIS_REPLY_NIL) << Str(r.get());
+  }
+  ASSERT_TRUE(redis.Restart());  // persistent: A still holds k
+  Async c(s.port(), {"LOCK.ACQUIRE", "k", "30000", "WAIT", "20000"});
+  Reply rel;
+  const auto until = Clock::now() + seconds(20);
+  while (Clock::now() < until) {  // A's own connection to the server's backend reconnects
+    rel = a.Run({"LOCK.RELEASE", "k", Str(held->element[0])});
+    if (rel && rel->type == REDIS_REPLY_INTEGER) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_TRUE(rel && rel->type == REDIS_REPLY_INTEGER) << Str(rel.get());
+  EXPECT_EQ(rel->integer, 1);
+  Reply& got = c.reply();
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->type, REDIS_REPLY_ARRAY) << Str(got.get());
+  EXPECT_GT(got->element[1]->integer, held->element[1]->integer);
+  EXPECT_EQ(s.Terminate(), 0);
+}
+#endif
+
+std::vector<std::string> Kinds() {
+  std::vector<std::string> kinds;
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+  kinds.push_back("redis");
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+  kinds.push_back("postgres");
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+  kinds.push_back("etcd");
+#endif
+  return kinds;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SharedWaitTest, ::testing::ValuesIn(Kinds()),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SharedWaitTest);
+
+}  // namespace
+}  // namespace tollgate::testing
