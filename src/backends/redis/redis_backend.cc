@@ -219,6 +219,7 @@ struct ContextDeleter {
 using Context = std::unique_ptr<redisContext, ContextDeleter>;
 
 struct RedisUrl {
+  std::string text;  // as given
   std::string host;
   int port = 6379;
   int db = 0;
@@ -234,6 +235,7 @@ absl::StatusOr<RedisUrl> ParseUrl(const std::string& url) {
   if (s.substr(0, kScheme.size()) != kScheme) return bad("must start with redis://");
   s.remove_prefix(kScheme.size());
   RedisUrl out;
+  out.text = url;
   std::string_view hostport = s.substr(0, s.find('/'));
   std::string_view rest = s.substr(hostport.size());
   if (hostport.find('@') != std::string_view::npos) return bad("credentials are not supported");
@@ -593,10 +595,9 @@ class RedisBackend final : public Backend {
   }
 
   absl::Status ClusterDbError() const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid Redis url for a Redis Cluster: db must be 0 (a cluster has only "
-                     "database 0), got ",
-                     url_.db));
+    return absl::InvalidArgumentError(absl::StrCat("invalid Redis url '", url_.text,
+                                                   "': db must be 0 on a Redis Cluster, got ",
+                                                   url_.db, " (a cluster has only database 0)"));
   }
 
   // Drops the node's connection after an I/O error or timeout; the next call reconnects. On a

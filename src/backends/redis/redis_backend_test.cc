@@ -347,6 +347,23 @@ TEST_F(RedisBackendTest, CheckLayersChargesAllOrNothing) {
   EXPECT_FALSE(never->retry_after.has_value());
 }
 
+TEST_F(RedisBackendTest, AStandaloneServerCostsOneEvalshaPerOperation) {
+  Raw raw(server_.port());
+  EXPECT_EQ(raw.Cmd({"CONFIG", "RESETSTAT"}), "OK");
+  auto g = b_->Acquire("one-trip", seconds(5), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  ASSERT_TRUE(b_->Info("one-trip").ok());
+  ASSERT_TRUE(b_->Release("one-trip", (*g)->lock_id).ok());
+  ASSERT_TRUE(b_->FencedSet("one-trip", 1, "v").ok());
+  ASSERT_TRUE(b_->Throttle("one-trip", {D("1"), D("1")}, D("1")).ok());
+  const std::string stats = raw.Cmd({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_evalsha:calls=5,"), std::string::npos) << stats;
+  for (const char* other :
+       {"cmdstat_script", "cmdstat_cluster", "cmdstat_asking", "cmdstat_select", "cmdstat_ping"}) {
+    EXPECT_EQ(stats.find(other), std::string::npos) << stats;
+  }
+}
+
 TEST_F(RedisBackendTest, SelectsTheDatabaseFromTheUrl) {
   auto b = NewRedisBackend(server_.url() + "/3");
   ASSERT_TRUE(b.ok()) << b.status();
@@ -576,6 +593,8 @@ TEST_F(RedisClusterTest, DbMustBeZeroOnACluster) {
   auto b = NewRedisBackend(cluster_->url(1) + "/2");
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << b.status();
   EXPECT_NE(b.status().message().find("db must be 0"), std::string::npos) << b.status();
+  EXPECT_NE(b.status().message().find("'" + cluster_->url(1) + "/2'"), std::string::npos)
+      << b.status();
   EXPECT_TRUE(NewRedisBackend(cluster_->url(1) + "/0").ok());
 }
 
