@@ -16,6 +16,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
   postgresql libpq-dev  # PostgreSQL backend (libpq) and the throwaway clusters its tests start
   etcd-server libcurl4-openssl-dev nlohmann-json3-dev  # etcd backend: v3 JSON gateway over libcurl
+  chromium           # headless browser for the simulation report test (tests/report_chromium_test.cc)
 )
 
 missing=()
