@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tollgate/limiter.h"
+#include "tollgate/testing/fake_clock.h"
 
 namespace tollgate {
 namespace {
@@ -104,6 +105,42 @@ void BM_Policy3Layers(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_Policy3Layers)->Arg(0)->Arg(1)->ArgName("zipf")->MinTime(2.0);
+
+// What `tollgate simulate` asks of the engine: 10k users, four layers (global, ip, user x type,
+// a shadow candidate), a virtual clock that advances 10 us per request.
+void BM_PolicySimLike(benchmark::State& state) {
+  constexpr size_t kUsers = 10'000;
+  FakeClock fake;
+  PolicyEngine e({&fake});
+  PolicySpec p;
+  p.name = "chat";
+  p.layers = {{"global", "global", {Decimal::Units(1'000'000), Decimal::Units(1'000'000)}},
+              {"ip", "ip:{ip}", {Decimal::Units(100), Decimal::Units(100)}},
+              {"user_type", "user:{user}:{type}", {Decimal::Units(30), Decimal::Units(10)}},
+              {"candidate", "user:{user}", {Decimal::Units(20), Decimal::Units(5)}, true}};
+  p.cost.by = "type";
+  p.cost.values = {{"text", Decimal::Units(1)}, {"paste", Decimal::Units(5)}};
+  (void)e.Install({p});
+  std::vector<std::string> users, ips;
+  for (size_t u = 0; u < kUsers; ++u) {
+    users.push_back("u" + std::to_string(u));
+    ips.push_back("ip" + std::to_string(u / 3));
+  }
+  const char* types[] = {"text", "text", "text", "paste", "cursor"};
+  uint64_t x = 88172645463325252ull;
+  for (auto _ : state) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const size_t u = x % kUsers;
+    Field f[] = {{"ip", ips[u]}, {"user", users[u]}, {"type", types[(x >> 32) % 5]}};
+    fake.Advance(std::chrono::microseconds(10));
+    auto d = e.Check("chat", f);
+    benchmark::DoNotOptimize(d);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PolicySimLike)->MinTime(2.0);
 
 }  // namespace
 }  // namespace tollgate

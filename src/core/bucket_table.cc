@@ -22,6 +22,15 @@ u128 TatAt(const BucketEntry* e, uint64_t rate, int64_t now_ns) {
   return static_cast<u128>(now_ns) * rate + debt;
 }
 
+// floor(x / d), saturated to 64 bits. Most spans fit in 64 bits, where one hardware division
+// does instead of the 128-bit library routine.
+uint64_t DivToU64(u128 x, u128 d) {
+  const u128 q = (x >> 64) == 0 && (d >> 64) == 0
+                     ? static_cast<u128>(static_cast<uint64_t>(x) / static_cast<uint64_t>(d))
+                     : x / d;
+  return q > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(q);
+}
+
 }  // namespace
 
 Duration SpanToDuration(u128 span, uint64_t rate) {
@@ -71,7 +80,8 @@ int64_t BucketTable::Now(Shard& s, SteadyTime raw) {
 }
 
 BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, size_t hash,
-                                        const BucketParams& p, Decimal cost, int64_t now_ns) {
+                                        const BucketParams& p, Decimal cost, int64_t now_ns,
+                                        Detail detail) {
   Eval ev;
   const uint64_t rate = p.rate.nanos;
   const u128 now = static_cast<u128>(now_ns) * rate;
@@ -118,9 +128,10 @@ BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, size_t h
     d.allowed = false;
     d.retry_after = SpanToDuration(new_tat - now - window, rate);
   }
+  if (detail == kVerdictOnly) return ev;
   const u128 used = d.allowed ? new_tat - now : debt;
-  d.remaining = used >= window ? 0 : static_cast<uint64_t>((window - used) / kTokenUnit);
-  d.reset_after = SpanToDuration(used, rate);
+  d.remaining = used >= window ? 0 : DivToU64(window - used, kTokenUnit);
+  if (detail == kFull) d.reset_after = SpanToDuration(used, rate);
   return ev;
 }
 

@@ -112,11 +112,18 @@ class BucketTable {
   // REQUIRES: s.mu held.
   static int64_t Now(Shard& s, SteadyTime raw) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
 
+  // How much of a Decision to compute: each of remaining and reset_after costs a 128-bit division.
+  enum Detail {
+    kFull,         // every field
+    kNoResetTime,  // reset_after left 0
+    kVerdictOnly,  // allowed and retry_after only; remaining and reset_after left 0
+  };
   // Evaluates taking `cost` from key's bucket at time now_ns. Stores nothing.
   // REQUIRES: s.mu held; params and cost valid.
   // `hash` is Hash(key).
   Eval Evaluate(Shard& s, std::string_view key, size_t hash, const BucketParams& params,
-                Decimal cost, int64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+                Decimal cost, int64_t now_ns, Detail detail = kFull)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Stores an allowed evaluation (creating the bucket if needed). Does nothing for an overflow
   // evaluation. REQUIRES: s.mu held and nothing changed in the shard since Evaluate.
   void Commit(Shard& s, std::string_view key, const Eval& e, const BucketParams& params)

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/absl_compat.h"
 #include "core/bucket_table.h"
@@ -274,27 +275,34 @@ struct BucketRef {
 // Locks the shards of every bucket (in address order, so concurrent checks cannot deadlock),
 // evaluates all of them at one instant, and commits every enforced bucket and every shadow bucket
 // with room only if no enforced bucket denies. *allowed tells which happened.
-std::vector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> refs, Decimal cost,
+// Per-check scratch space held inline: a check touches one bucket per layer and policies rarely
+// have more than a handful of layers, so the hot path allocates nothing.
+template <typename T>
+using LayerVector = absl::InlinedVector<T, 8>;
+
+LayerVector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> refs, Decimal cost,
                                                     SteadyTime raw, bool* allowed) {
   const size_t n = refs.size();
-  std::vector<BucketTable::Shard*> shards(n);
-  std::vector<size_t> hashes(n);
+  LayerVector<BucketTable::Shard*> shards(n);
+  LayerVector<size_t> hashes(n);
   for (size_t i = 0; i < n; ++i) {
     hashes[i] = BucketTable::Hash(refs[i].key);
     shards[i] = &refs[i].table->ShardFor(hashes[i]);
   }
-  std::vector<BucketTable::Shard*> order = shards;
+  LayerVector<BucketTable::Shard*> order = shards;
   std::sort(order.begin(), order.end());
   order.erase(std::unique(order.begin(), order.end()), order.end());
   for (BucketTable::Shard* s : order) s->mu.Lock();
-  std::vector<BucketTable::Eval> evals(n);
+  LayerVector<BucketTable::Eval> evals(n);
   *allowed = true;
   for (size_t i = 0; i < n; ++i) {
     // Each shard keeps its own monotonic time; a shard shared by two buckets of this check
-    // advances once and returns the same time to both.
+    // advances once and returns the same time to both. A layered answer reports no reset time,
+    // and a shadow layer's remaining tokens are never reported: skip those divisions.
     const int64_t now = BucketTable::Now(*shards[i], raw);
-    evals[i] =
-        refs[i].table->Evaluate(*shards[i], refs[i].key, hashes[i], *refs[i].params, cost, now);
+    evals[i] = refs[i].table->Evaluate(
+        *shards[i], refs[i].key, hashes[i], *refs[i].params, cost, now,
+        refs[i].shadow ? BucketTable::kVerdictOnly : BucketTable::kNoResetTime);
     if (!refs[i].shadow && !evals[i].decision.allowed) *allowed = false;
   }
   if (*allowed) {
@@ -426,9 +434,10 @@ class PolicyEngine::Impl {
       }
     }
     const size_t n = pol.layers.size();
-    keys->assign(n, std::string());
+    keys->resize(n);
     for (size_t i = 0; i < n; ++i) {
       std::string& key = (*keys)[i];
+      key.clear();
       for (const Segment& seg : pol.layers[i].tmpl) {
         if (!seg.field) {
           key += seg.text;
@@ -473,20 +482,21 @@ class PolicyEngine::Impl {
     std::shared_ptr<const PolicySet> set = Load();
     const Policy* polp = nullptr;
     Decimal cost;
-    std::vector<std::string> keys;
+    // Rendered keys, reused across checks on this thread (their capacity stays allocated).
+    thread_local std::vector<std::string> keys;
     if (absl::Status st = Render(*set, name, fields, cost_override, &polp, &cost, &keys);
         !st.ok()) {
       return st;
     }
     const Policy& pol = *polp;
     const size_t n = pol.layers.size();
-    std::vector<BucketRef> refs(n);
+    LayerVector<BucketRef> refs(n);
     for (size_t i = 0; i < n; ++i) {
       const Layer& l = pol.layers[i];
       refs[i] = {&l.state->table, keys[i], &l.spec.params, l.spec.shadow, l.spec.name};
     }
     bool allowed = false;
-    std::vector<BucketTable::Eval> evals =
+    LayerVector<BucketTable::Eval> evals =
         EvaluateAllOrNothing(refs, cost, opt_.clock->SteadyNow(), &allowed);
     for (size_t i = 0; i < n; ++i) {
       const Decision& d = evals[i].decision;
@@ -694,7 +704,7 @@ absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck
     refs[i] = {&impl_->layers_, keys[i], &layers[i].params, layers[i].shadow, layers[i].name};
   }
   bool allowed = false;
-  std::vector<BucketTable::Eval> evals =
+  LayerVector<BucketTable::Eval> evals =
       EvaluateAllOrNothing(refs, cost, impl_->opt_.clock->SteadyNow(), &allowed);
   (allowed ? impl_->allowed_ : impl_->denied_).fetch_add(1, std::memory_order_relaxed);
   return Summarize(refs, evals, allowed);
