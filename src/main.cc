@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "tollgate/policy_check.h"
 #include "tollgate/server.h"
+#include "tollgate/simulate.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tollgate: fenced leases and rate limits behind the Redis protocol"};
@@ -77,6 +78,19 @@ int main(int argc, char** argv) {
                    "Burst every per-identity layer must absorb (overrides expect.jitter_window_ms; "
                    "default 1000)")
       ->check(CLI::Range(int64_t{1}, int64_t{600'000}));
+  // tollgate simulate POLICY_FILE --scenario S: the real limiter on a virtual clock.
+  tollgate::sim::SimulateArgs sim;
+  CLI::App* simulate = app.add_subcommand(
+      "simulate", "Run a policy against simulated traffic on a virtual clock (docs/simulate.md)");
+  simulate->add_option("POLICY_FILE", sim.policy_file, "Policy YAML")->required();
+  simulate->add_option("--scenario", sim.scenario, "Scenario YAML file or built-in name")
+      ->required();
+  simulate->add_option("--policy", sim.policy, "Policy in the file (default: the scenario's)");
+  simulate->add_option("--seed", sim.seed, "Random seed (default: the scenario's)");
+  simulate->add_option("--duration", sim.duration, "Simulated time: 60s, 10m, 1h (at most 24h)");
+  simulate->add_option("--users", sim.users, "Legitimate users, in [0, 10000000]");
+  simulate->add_flag("--json", sim.json, "Print the result as JSON instead of a summary");
+  simulate->add_option("--report", sim.report, "Also write an HTML report to this file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,6 +99,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (migrate->parsed()) return tollgate::RunMigrate(migrate_url);
+  if (simulate->parsed()) return tollgate::sim::RunSimulateCommand(sim, std::cout, std::cerr);
   if (check->parsed()) {
     tollgate::CheckOptions o;
     o.max_recovery = std::chrono::seconds(max_recovery_s);
