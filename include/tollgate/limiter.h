@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tollgate/clock.h"
@@ -67,8 +68,9 @@ struct PolicyDecision {
   std::optional<Duration> retry_after;
   // Each layer's own verdict, in the check's layer order: whether that layer alone had room (for a
   // shadow layer, false is a shadow denial). Filled by every layered check (PolicyEngine::Check,
-  // Throttler::CheckLayers, CombineLayerDecisions and so every backend); used for counting.
-  std::vector<bool> layer_allowed;
+  // Throttler::CheckLayers, CombineLayerDecisions and so every backend); used for counting. Held
+  // inline up to 8 layers, so a check still allocates nothing.
+  absl::InlinedVector<bool, 8> layer_allowed;
 };
 
 // Checkpointing: what a bucket owes, independent of time and rate, so it can be written out and
