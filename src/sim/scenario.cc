@@ -60,6 +60,7 @@ class Parser {
     const YAML::Node* attackers = nullptr;
     YAML::Node attackers_node, replay_node, users_node, derived_node;
     YAML::Mark users_mark, attackers_mark;
+    bool have_users = false;
     for (const Entry& e : Entries(root, "",
                                   {"name", "description", "policy", "seed", "duration",
                                    "backend_capacity", "fields", "derived_fields", "users",
@@ -89,6 +90,7 @@ class Parser {
       } else if (k == "users") {
         users_node = e.value;
         users_mark = e.key_mark;
+        have_users = true;
       } else if (k == "traffic_models") {
         for (const Entry& m : Entries(e.value, k, {}, &e.key_mark)) ParseTrafficModel(m, &sc);
       } else if (k == "network_models") {
@@ -102,7 +104,7 @@ class Parser {
       }
     }
     // Sections that refer to models are read after every model is known.
-    if (users_node.IsDefined()) ParseUsers(Entry{"users", users_mark, users_node}, &sc);
+    if (have_users) ParseUsers(Entry{"users", users_mark, users_node}, &sc);
     if (attackers != nullptr) ParseAttackers(Entry{"attackers", attackers_mark, *attackers}, &sc);
     if (sc.users == 0 && sc.attackers.empty() && !sc.replay) {
       Fail(root.Mark(), "", "the scenario sends nothing: give users, attackers or replay");
