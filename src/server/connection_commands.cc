@@ -281,9 +281,17 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
   }
   if (want("leases")) {
     out.append("# Leases\r\n");
-    line("lease_keys", std::to_string(s.leases.key_count()));
-    line("last_fence", std::to_string(s.leases.last_fence()));
-    line("fenced_registers", std::to_string(s.registers.size()));
+    if (s.store != nullptr) {
+      line("lease_keys", std::to_string(s.leases.key_count()));
+      line("last_fence", std::to_string(s.leases.last_fence()));
+      line("fenced_registers", std::to_string(s.registers.size()));
+    } else {
+      // On a shared backend the leases live there: this server cannot count them (the local
+      // manager only holds its own waiters' bookkeeping).
+      line("lease_keys", "n/a");
+      line("last_fence", "n/a");
+      line("fenced_registers", "n/a");
+    }
     line("lock_delay_ms",
          std::to_string(
              std::chrono::duration_cast<std::chrono::milliseconds>(s.options.lock_delay).count()));

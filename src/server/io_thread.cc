@@ -434,8 +434,15 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
                             std::optional<LeaseGrant> grant) {
   Conn* c = Find(conn_id);
   if (c == nullptr || !c->blocked || c->block_generation != generation) {
-    // Nobody is waiting for this answer any more: hand the key on instead of leaking the lease.
-    if (grant) (void)services_.leases.Release(key, grant->lock_id);
+    // Nobody is waiting for this answer any more: hand the key on instead of leaking the lease
+    // (on the shared backend when there is one; the local manager never saw that lease).
+    if (grant) {
+      if (backend_ != nullptr) {
+        (void)backend_->Release(key, grant->lock_id);
+      } else {
+        (void)services_.leases.Release(key, grant->lock_id);
+      }
+    }
     return;
   }
   c->blocked = false;
