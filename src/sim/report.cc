@@ -133,6 +133,7 @@ std::string Pct(double rate) {
 // A short time: 310 ms, 4.2 s, 612 s.
 std::string Secs(double s) {
   if (!std::isfinite(s)) return "n/a";
+  if (s == 0) return "0 s";
   if (std::fabs(s) < 1) return Trim(Fmt("%.1f", s * 1000)) + " ms";
   if (std::fabs(s) < 100) return Trim(Fmt("%.2f", s)) + " s";
   return Grouped(std::round(s), 0) + " s";
@@ -865,7 +866,22 @@ std::string TokensChart(const json& root, Reader& r) {
                                   })->tokens);
   const double t0 = pts.front().t, t1 = pts.back().t;
   Plot p;
-  p.xa = NiceAxis(std::min(0.0, t0), std::max(t1, t0 + 1e-3), 10);
+  // The time axis spans the run (as the load chart's does) when its duration is known.
+  Reader quiet;  // duration_s is reported by the header
+  double t_end = std::max(t1, t0 + 1e-3);
+  std::string coverage;
+  if (auto d = quiet.Number(root, "", "duration_s"); d && *d >= t_end) {
+    if (t_end >= 0.8 * *d) {
+      t_end = *d;
+    } else {
+      coverage = "; the sample covers t = " + Secs(t0) + " to " + Secs(t1) + " of " + Span(*d);
+    }
+  }
+  p.xa = NiceAxis(std::min(0.0, t0), t_end, 10);
+  if (t_end > t1 + 1e-9) {
+    p.xa.hi = t_end;
+    while (!p.xa.ticks.empty() && p.xa.ticks.back() > t_end + 1e-9) p.xa.ticks.pop_back();
+  }
   p.ya = NiceAxis(tmin_tok, std::max(tmax_tok * 1.1, 1.0), 5);
 
   // Line: raw, or a min/max envelope per pixel-wide time bucket when there are too many points.
@@ -972,7 +988,7 @@ std::string TokensChart(const json& root, Reader& r) {
       LegendItem("denied", "denied request (" + Count(static_cast<double>(denied)) + ")") +
       "<span class=\"key dim\">" + Count(static_cast<double>(pts.size())) + " requests, " +
       Pct(static_cast<double>(denied) / pts.size()) + " denied" +
-      (reduced ? "; min/max envelope shown" : "") + "</span></div>";
+      (reduced ? "; min/max envelope shown" : "") + Esc(coverage) + "</span></div>";
   (void)markers;
   return Section("tokens", "A sample user's tokens over time",
                  "User " + who + ". " + std::string(subtitle), s + legend);

@@ -183,7 +183,21 @@ TEST(SimulationReportTest, CapacityNullDrawsNoCapacityLine) {
   EXPECT_THAT(html, HasSubstr("No shadow layers."));
   // Few points: both denials are marked.
   EXPECT_THAT(OpeningTag(html, "chart-tokens"), HasSubstr("data-denied=\"2\""));
-  EXPECT_EQ(Count(html, "<g class=\"x\" data-count=\"1\""), 2u);
+  EXPECT_EQ(Count(html, "<g class=\"x\" data-count=\"1\"><title>denied at t = 1."), 2u);
+  // The sample ends at 15.2 s of a 20 s run: the axis ends with the sample, and says so.
+  EXPECT_THAT(html, HasSubstr("the sample covers t = 500 ms to 15.2 s of 20 s"));
+}
+
+TEST(SimulationReportTest, CloseDenialsShareAMarker) {
+  json result = LoadFixture("result_capacity_null.json");
+  json points = json::array();
+  for (int i = 0; i < 200; ++i) points.push_back(json::array({i * 0.1, i % 10, 1}));
+  for (int i = 0; i < 5; ++i) points.push_back(json::array({10.001 + i * 0.001, 0, 0}));
+  result["sample_user"]["points"] = points;
+  std::string html = RenderSimulationReport(result);
+  EXPECT_THAT(OpeningTag(html, "chart-tokens"), HasSubstr("data-denied=\"5\""));
+  EXPECT_EQ(Count(html, "<g class=\"x\" data-count="), 1u);
+  EXPECT_THAT(html, HasSubstr("<g class=\"x\" data-count=\"5\"><title>5 denied from t = 10 s"));
 }
 
 TEST(SimulationReportTest, CapacityFallsBackToBackendCapacity) {
