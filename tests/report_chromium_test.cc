@@ -260,16 +260,33 @@ class ReportChromiumTest : public ::testing::Test {
            "installs Debian's chromium package)";
   }
 
-  // Renders, dumps the DOM, checks charts and script errors; returns the page path.
-  fs::path CheckReport(const nlohmann::json& result, const std::string& name) {
-    fs::path html = OutDir() / (name + ".html");
-    WriteFile(html, RenderSimulationReport(result));
+  // Dumps the DOM of the report `html` of `result`; checks the charts and script errors.
+  void CheckPage(const fs::path& html, const nlohmann::json& result) {
     ChromiumRun run = RunChromium(html, "--dump-dom", "dom");
     EXPECT_EQ(run.exit_code, 0) << "chromium --dump-dom failed; its log:\n" << run.err;
     EXPECT_THAT(run.out, HasSubstr("</html>")) << "no DOM dumped; chromium's log:\n" << run.err;
     ExpectChartsInLiveDom(run.out, result);
     EXPECT_THAT(DomProblems(run.out), IsEmpty());
     EXPECT_THAT(ConsoleProblems(run.err), IsEmpty());
+  }
+
+  // A full-page screenshot of `html` next to it (<stem>.png), 1280 px wide.
+  void CheckScreenshot(const fs::path& html) {
+    fs::path png = html.parent_path() / (html.stem().string() + ".png");
+    fs::remove(png);
+    ChromiumRun shot = RunChromium(
+        html, "--hide-scrollbars --window-size=1280,2000 --screenshot=" + Quote(png.string()),
+        "png");
+    EXPECT_EQ(shot.exit_code, 0) << shot.err;
+    ExpectPng(png, 1280, 2000);
+    EXPECT_THAT(ConsoleProblems(shot.err), IsEmpty());
+  }
+
+  // Renders `result` to <name>.html in the output directory and checks it.
+  fs::path CheckReport(const nlohmann::json& result, const std::string& name) {
+    fs::path html = OutDir() / (name + ".html");
+    WriteFile(html, RenderSimulationReport(result));
+    CheckPage(html, result);
     return html;
   }
 };
@@ -278,20 +295,38 @@ TEST_F(ReportChromiumTest, FixtureReportRendersWithoutScriptErrors) {
   nlohmann::json result = LoadFixture("result_full.json");
   ASSERT_TRUE(result.is_object());
   fs::path html = CheckReport(result, "fixture_full");
-
-  fs::path png = OutDir() / "fixture_full.png";
-  fs::remove(png);
-  ChromiumRun shot = RunChromium(
-      html, "--hide-scrollbars --window-size=1280,2000 --screenshot=" + Quote(png), "png");
-  EXPECT_EQ(shot.exit_code, 0) << shot.err;
-  ExpectPng(png, 1280, 2000);
-  EXPECT_THAT(ConsoleProblems(shot.err), IsEmpty());
+  CheckScreenshot(html);
 }
 
 TEST_F(ReportChromiumTest, CapacityNullReportRendersWithoutScriptErrors) {
   nlohmann::json result = LoadFixture("result_capacity_null.json");
   ASSERT_TRUE(result.is_object());
   CheckReport(result, "fixture_capacity_null");
+}
+
+// The real `tollgate simulate --report` on a short run of a built-in scenario: the page it writes
+// passes the same checks against the result it prints with --json.
+TEST_F(ReportChromiumTest, SimulatorReportRendersWithoutScriptErrors) {
+  fs::path html = OutDir() / "simulate_attack_window.html";
+  fs::path json_out = OutDir() / "simulate_attack_window.json";
+  fs::path err = OutDir() / "simulate_attack_window.stderr";
+  fs::remove(html);
+  std::string cmd =
+      "timeout -k 10 300 " + Quote(TOLLGATE_BIN) + " simulate " +
+      Quote(std::string(TOLLGATE_EXAMPLES_DIR) + "/policies/failures/attack-window.yaml") +
+      " --scenario attack-window --duration 90s --users 400 --json --report " +
+      Quote(html.string()) + " >" + Quote(json_out.string()) + " 2>" + Quote(err.string()) +
+      " </dev/null";
+  int status = std::system(cmd.c_str());
+  ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd << "\n"
+                                                                             << ReadFile(err);
+  nlohmann::json result = nlohmann::json::parse(ReadFile(json_out), nullptr, false);
+  ASSERT_TRUE(result.is_object()) << "tollgate simulate --json printed no JSON object";
+  ASSERT_TRUE(fs::exists(html)) << "tollgate simulate --report wrote no " << html;
+  // The simulator's result matches the report's schema: the page has no "missing field" notes.
+  EXPECT_THAT(ReadFile(html), ::testing::Not(HasSubstr("id=\"report-notes\"")));
+  CheckPage(html, result);
+  CheckScreenshot(html);
 }
 
 // The detectors themselves: a runtime error, a syntax error and a failed load show up in the DOM
