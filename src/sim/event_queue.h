@@ -1,7 +1,9 @@
-// The simulator's event queue: a binary min-heap of (time, sequence) keyed entries, one per
+// The simulator's event queue: a 4-ary min-heap of (time, sequence) keyed entries, one per
 // connection with a message in flight. Sequence numbers make ties deterministic: of two events at
-// the same nanosecond, the one scheduled first runs first. ReplaceTop reschedules the connection
-// just served with one sift-down instead of a pop and a push.
+// the same nanosecond, the one scheduled first runs first. Entries are 16 bytes (the sequence
+// number and the connection share one word) and a node's four children are adjacent, so a sift
+// touches about half as many cache lines as a binary heap of 24-byte entries. ReplaceTop
+// reschedules the connection just served with one sift-down instead of a pop and a push.
 #ifndef TOLLGATE_SIM_EVENT_QUEUE_H_
 #define TOLLGATE_SIM_EVENT_QUEUE_H_
 
@@ -13,19 +15,32 @@ namespace tollgate::sim {
 
 class EventQueue {
  public:
+  static constexpr uint32_t kMaxConns = 1u << 24;  // connection ids fit in 24 bits
+
   struct Event {
     int64_t time;
-    uint64_t seq;
-    uint32_t conn;
+    uint64_t key;  // sequence << 24 | connection
+    uint32_t conn() const { return static_cast<uint32_t>(key & (kMaxConns - 1)); }
   };
 
   void Reserve(size_t n) { heap_.reserve(n); }
   bool empty() const { return heap_.empty(); }
   size_t size() const { return heap_.size(); }
   const Event& top() const { return heap_.front(); }
+  // The top's child that would become the top if the top were removed (nullptr if none).
+  const Event* runner_up() const {
+    const size_t n = heap_.size();
+    if (n < 2) return nullptr;
+    size_t best = 1;
+    for (size_t c = 2; c <= 4 && c < n; ++c) {
+      if (Less(heap_[c], heap_[best])) best = c;
+    }
+    return &heap_[best];
+  }
 
+  // `conn` < kMaxConns.
   void Push(int64_t time, uint32_t conn) {
-    heap_.push_back({time, seq_++, conn});
+    heap_.push_back({time, Key(conn)});
     SiftUp(heap_.size() - 1);
   }
   void Pop() {
@@ -35,18 +50,19 @@ class EventQueue {
   }
   // Replaces the top entry with (time, conn) scheduled now.
   void ReplaceTop(int64_t time, uint32_t conn) {
-    heap_.front() = {time, seq_++, conn};
+    heap_.front() = {time, Key(conn)};
     SiftDown(0);
   }
 
  private:
+  uint64_t Key(uint32_t conn) { return (seq_++ << 24) | conn; }
   static bool Less(const Event& a, const Event& b) {
-    return a.time != b.time ? a.time < b.time : a.seq < b.seq;
+    return a.time != b.time ? a.time < b.time : a.key < b.key;
   }
   void SiftUp(size_t i) {
-    Event e = heap_[i];
+    const Event e = heap_[i];
     while (i > 0) {
-      const size_t parent = (i - 1) / 2;
+      const size_t parent = (i - 1) / 4;
       if (!Less(e, heap_[parent])) break;
       heap_[i] = heap_[parent];
       i = parent;
@@ -55,14 +71,18 @@ class EventQueue {
   }
   void SiftDown(size_t i) {
     const size_t n = heap_.size();
-    Event e = heap_[i];
+    const Event e = heap_[i];
     while (true) {
-      size_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && Less(heap_[child + 1], heap_[child])) ++child;
-      if (!Less(heap_[child], e)) break;
-      heap_[i] = heap_[child];
-      i = child;
+      const size_t first = 4 * i + 1;
+      if (first >= n) break;
+      size_t best = first;
+      const size_t last = first + 4 < n ? first + 4 : n;
+      for (size_t c = first + 1; c < last; ++c) {
+        if (Less(heap_[c], heap_[best])) best = c;
+      }
+      if (!Less(heap_[best], e)) break;
+      heap_[i] = heap_[best];
+      i = best;
     }
     heap_[i] = e;
   }
