@@ -350,5 +350,26 @@ TEST(PolicyCheckExamples, WorkedExamplesAreClean) {
   }
 }
 
+// Each classic failure is flagged by its rule; each repaired version passes clean.
+TEST(PolicyCheckExamples, FailuresAreFlaggedAndRepairsAreClean) {
+  const struct {
+    const char* name;
+    const char* rule;
+    int exit_code;
+  } cases[] = {{"attack-window.yaml", "attack-window", 1},
+               {"aggregate-flood.yaml", "aggregate-flood", 2},
+               {"no-headroom.yaml", "jitter-headroom", 1}};
+  for (const auto& c : cases) {
+    const fs::path broken = fs::path(TOLLGATE_EXAMPLES_DIR) / "failures" / c.name;
+    auto doc = LoadPolicyDocument(broken.string(), /*validate=*/false);
+    ASSERT_TRUE(doc.ok()) << doc.status();
+    CheckReport r = CheckPolicies(*doc);
+    EXPECT_EQ(r.exit_code(), c.exit_code) << FormatCheckText(r);
+    EXPECT_FALSE(Rule(r, c.rule).empty()) << FormatCheckText(r);
+    std::string text;
+    EXPECT_EQ(CheckFile(fs::path(TOLLGATE_EXAMPLES_DIR) / "repaired" / c.name, &text), 0) << text;
+  }
+}
+
 }  // namespace
 }  // namespace tollgate
