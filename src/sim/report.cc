@@ -1032,7 +1032,11 @@ std::string DenyChart(const std::vector<DenyRow>& rows, std::vector<std::string>
     double gx = cx - bw * nets.size() / 2;
     std::string label = types[g];
     size_t max_chars = static_cast<size_t>(std::max(4.0, gw / 7.5));
-    if (label.size() > max_chars) label = label.substr(0, max_chars - 1) + "\xe2\x80\xa6";
+    if (label.size() > max_chars) {
+      size_t cut = max_chars - 1;  // back up to a UTF-8 character boundary
+      while (cut > 0 && (static_cast<unsigned char>(label[cut]) & 0xC0) == 0x80) --cut;
+      label = label.substr(0, cut) + "\xe2\x80\xa6";
+    }
     s += "<text class=\"group-label\" x=\"" + C(cx) + "\" y=\"" + C(p.y1 + 20) +
          "\" text-anchor=\"middle\">" + Esc(label) + "</text>";
     if (g > 0) {

@@ -200,6 +200,24 @@ TEST(SimulationReportTest, CloseDenialsShareAMarker) {
   EXPECT_THAT(html, HasSubstr("<g class=\"x\" data-count=\"5\"><title>5 denied from t = 10 s"));
 }
 
+TEST(SimulationReportTest, LongTypeNamesAreShortenedOnCharacterBoundaries) {
+  json result = LoadFixture("result_capacity_null.json");
+  // "x", then two-byte characters (é) at odd offsets.
+  std::string name = "x";
+  for (int i = 0; i < 400; ++i) name += "\xc3\xa9";
+  result["legit"]["by_type_network"][0]["type"] = name;
+  std::string html = RenderSimulationReport(result);
+  size_t at = html.find("<text class=\"group-label\"");
+  ASSERT_NE(at, std::string::npos);
+  std::string label = html.substr(html.find('>', at) + 1);
+  label = label.substr(0, label.find("</text>"));
+  EXPECT_LT(label.size(), name.size());
+  EXPECT_EQ(label.substr(label.size() - 3), "\xe2\x80\xa6");
+  EXPECT_EQ((label.size() - 4) % 2, 0u) << "cut inside a two-byte character";
+  // The full name is still in the bar's data attribute and tooltip.
+  EXPECT_THAT(html, HasSubstr("data-type=\"" + name + "\""));
+}
+
 TEST(SimulationReportTest, CapacityFallsBackToBackendCapacity) {
   json result = LoadFixture("result_capacity_null.json");
   result["aggregate"].erase("capacity");
