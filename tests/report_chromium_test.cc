@@ -5,7 +5,7 @@
 //    on <html> and <body>) recorded nothing, and the hover script ran to its end;
 //  - Chromium's own console log (--enable-logging=stderr) has no uncaught errors, console errors
 //    or failed resource loads;
-//  - `--screenshot` produces a PNG of the requested size.
+//  - `--screenshot` produces a PNG of the requested size, `--print-to-pdf` a PDF.
 // A page with injected errors checks that both detectors see them. Outputs (HTML, DOM dumps,
 // Chromium logs, screenshots) stay in the build directory under report_chromium/.
 #include <gmock/gmock.h>
@@ -282,6 +282,19 @@ class ReportChromiumTest : public ::testing::Test {
     EXPECT_THAT(ConsoleProblems(shot.err), IsEmpty());
   }
 
+  // Prints `html` to <stem>.pdf next to it (the page has print styles): a non-trivial PDF.
+  void CheckPrint(const fs::path& html) {
+    fs::path pdf = html.parent_path() / (html.stem().string() + ".pdf");
+    fs::remove(pdf);
+    ChromiumRun print =
+        RunChromium(html, "--no-pdf-header-footer --print-to-pdf=" + Quote(pdf.string()), "pdf");
+    EXPECT_EQ(print.exit_code, 0) << print.err;
+    std::string bytes = ReadFile(pdf);
+    EXPECT_EQ(bytes.rfind("%PDF-", 0), 0u) << pdf << " is not a PDF";
+    EXPECT_GT(bytes.size(), 20'000u) << pdf << " is (nearly) empty";
+    EXPECT_THAT(ConsoleProblems(print.err), IsEmpty());
+  }
+
   // Renders `result` to <name>.html in the output directory and checks it.
   fs::path CheckReport(const nlohmann::json& result, const std::string& name) {
     fs::path html = OutDir() / (name + ".html");
@@ -296,6 +309,7 @@ TEST_F(ReportChromiumTest, FixtureReportRendersWithoutScriptErrors) {
   ASSERT_TRUE(result.is_object());
   fs::path html = CheckReport(result, "fixture_full");
   CheckScreenshot(html);
+  CheckPrint(html);
 }
 
 TEST_F(ReportChromiumTest, CapacityNullReportRendersWithoutScriptErrors) {
