@@ -318,6 +318,38 @@ TEST_F(ReportChromiumTest, CapacityNullReportRendersWithoutScriptErrors) {
   CheckReport(result, "fixture_capacity_null");
 }
 
+// The hover tooltips: synthetic mouse moves over the load chart and over a bar show the value
+// under the pointer (the injected script only moves the mouse and reads the tooltip back).
+TEST_F(ReportChromiumTest, HoverShowsValues) {
+  std::string page = RenderSimulationReport(LoadFixture("result_full.json"));
+  size_t end = page.rfind("</body>");
+  ASSERT_NE(end, std::string::npos);
+  page.insert(end, R"(<script>(function(){
+function move(el,fx,fy){var r=el.getBoundingClientRect();el.dispatchEvent(new MouseEvent('mousemove',
+{clientX:r.left+r.width*fx,clientY:r.top+r.height*fy,bubbles:true}));
+return document.getElementById('tip').textContent;}
+var b=document.body;
+b.setAttribute('data-hover-load',move(document.getElementById('chart-aggregate'),0.5,0.5));
+b.setAttribute('data-hover-tokens',move(document.getElementById('chart-tokens'),0.3,0.5));
+b.setAttribute('data-hover-bar',move(document.querySelector('#chart-deny rect.bar'),0.5,0.5));
+})();</script>)");
+  fs::path html = OutDir() / "hover.html";
+  WriteFile(html, page);
+  ChromiumRun run = RunChromium(html, "--window-size=1280,2000 --dump-dom", "dom");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(DomProblems(run.out), IsEmpty());
+  EXPECT_THAT(ConsoleProblems(run.err), IsEmpty());
+  size_t b = run.out.find("<body");
+  ASSERT_NE(b, std::string::npos);
+  std::string body = run.out.substr(b, run.out.find('>', b) - b + 1);
+  // About the middle of the 600 s run, in cost/s.
+  EXPECT_THAT(Attr(body, "data-hover-load"),
+              ::testing::MatchesRegex("t = 2[6-9][0-9] s: [0-9,]+ cost/s"));
+  EXPECT_THAT(Attr(body, "data-hover-tokens"),
+              ::testing::MatchesRegex("t = [0-9,.]+ s: [0-9,.]+ tokens.*"));
+  EXPECT_EQ(Attr(body, "data-hover-bar"), "input on wifi: 0.4% (1,320 of 330,000 denied)");
+}
+
 // The real `tollgate simulate --report` on a short run of a built-in scenario: the page it writes
 // passes the same checks against the result it prints with --json.
 TEST_F(ReportChromiumTest, SimulatorReportRendersWithoutScriptErrors) {
