@@ -942,7 +942,7 @@ std::string TokensChart(const json& root, Reader& r) {
   }
   // Denied requests: an x per group of denials less than 3 px apart.
   s += "<g id=\"denied-markers\" class=\"denied\">";
-  size_t i = 0, markers = 0;
+  size_t i = 0;
   while (i < pts.size()) {
     if (pts[i].allowed) {
       ++i;
@@ -959,7 +959,6 @@ std::string TokensChart(const json& root, Reader& r) {
                                : std::to_string(cnt) + " denied from t = " + Secs(pts[i].t);
     s += "<g class=\"x\" data-count=\"" + std::to_string(cnt) + "\">" + Title(tip) + "<path d=\"M" +
          C(x - 4.5) + "," + C(y - 4.5) + "l9,9m0,-9l-9,9\"/></g>";
-    ++markers;
     i = j;
   }
   s += "</g>";
@@ -989,7 +988,6 @@ std::string TokensChart(const json& root, Reader& r) {
       "<span class=\"key dim\">" + Count(static_cast<double>(pts.size())) + " requests, " +
       Pct(static_cast<double>(denied) / pts.size()) + " denied" +
       (reduced ? "; min/max envelope shown" : "") + Esc(coverage) + "</span></div>";
-  (void)markers;
   return Section("tokens", "A sample user's tokens over time",
                  "User " + who + ". " + std::string(subtitle), s + legend);
 }
