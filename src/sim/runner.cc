@@ -80,6 +80,7 @@ struct Conn {
   uint32_t owner = 0;          // user index, attacker index, or replay user index
   uint32_t net = 0;            // network id
   uint32_t traffic_index = 0;  // legit: which entry of the scenario's traffic mix
+  bool sample = false;         // the sample user: its decisions are recorded
   NetworkLink link;
   std::optional<TrafficSource> traffic;  // legit
   const std::vector<int32_t>* kind_types =
@@ -102,6 +103,9 @@ struct Conn {
 struct AttackerRun {
   AttackerSpec spec;
   uint32_t type = 0;
+  // Spread attackers build their fields per request from these.
+  std::string user_prefix, ip_prefix;
+  std::vector<std::string> derived_prefix;
 };
 
 int64_t ToNs(double s) { return static_cast<int64_t>(std::llround(s * 1e9)); }
@@ -243,16 +247,20 @@ class Runner {
     }
     if (users_ > 0) {
       if (sample < 0) sample = 0;
-      sample_conn_ = static_cast<size_t>(sample);
-      m_.sample_user = conns_[sample_conn_].user;
-      m_.sample_network = m_.networks[conns_[sample_conn_].net];
-      m_.sample_traffic = sc_.traffic_mix[conns_[sample_conn_].traffic_index].first;
+      Conn& s = conns_[static_cast<size_t>(sample)];
+      s.sample = true;
+      m_.sample_user = s.user;
+      m_.sample_network = m_.networks[s.net];
+      m_.sample_traffic = sc_.traffic_mix[s.traffic_index].first;
     }
 
     // Attackers.
     for (size_t a = 0; a < sc_.attackers.size(); ++a) {
       const AttackerSpec& spec = sc_.attackers[a];
-      AttackerRun run{spec, TypeId(spec.type)};
+      AttackerRun run{spec, TypeId(spec.type), spec.name + "-", spec.name + "-ip", {}};
+      for (const DerivedField& d : sc_.derived_fields) {
+        run.derived_prefix.push_back(absl::StrCat(d.prefix, spec.name, "-"));
+      }
       if (run.spec.rate == 0) {  // a botnet at exactly its own limit
         std::optional<double> rate;
         for (const LayerSpec& l : spec_.layers) {
@@ -325,9 +333,15 @@ class Runner {
         auto [it, inserted] = by_user.try_emplace(user, static_cast<uint32_t>(conns_.size()));
         if (inserted) {
           const uint32_t idx = static_cast<uint32_t>(replay_users_++);
-          conns_.emplace_back(Role::kReplay, idx, *net, models_[*net].get(),
-                              StreamSeed(seed_, kReplayNet, idx));
+          Conn& c = conns_.emplace_back(Role::kReplay, idx, *net, models_[*net].get(),
+                                        StreamSeed(seed_, kReplayNet, idx));
           m_.user_denied.push_back(0);
+          if (m_.sample_user.empty()) {  // no generated users: sample the first replayed one
+            c.sample = true;
+            m_.sample_user = user;
+            m_.sample_network = sc_.replay->network;
+            m_.sample_traffic = "replay";
+          }
         }
         conns_[it->second].rows.push_back(r);
       }
@@ -415,18 +429,27 @@ class Runner {
     } else {
       const std::string* user = &c.user;
       const std::string* ip = &c.ip;
+      const std::vector<std::string>* derived = &c.derived;
       if (c.role == Role::kAttacker && attackers_[c.owner].spec.kind == AttackerKind::kSpread) {
-        const AttackerSpec& a = attackers_[c.owner].spec;
-        SetNumbered(&spread_user_, a.name + "-", msg.ident % a.identities);
-        SetNumbered(&spread_ip_, a.name + "-ip", msg.ident % a.ips);
+        // Request n uses account n mod identities and IP n mod ips.
+        const AttackerRun& a = attackers_[c.owner];
+        const uint64_t account = msg.ident % a.spec.identities;
+        SetNumbered(&spread_user_, a.user_prefix, account);
+        SetNumbered(&spread_ip_, a.ip_prefix, msg.ident % a.spec.ips);
+        spread_derived_.resize(sc_.derived_fields.size());
+        for (size_t i = 0; i < spread_derived_.size(); ++i) {
+          SetNumbered(&spread_derived_[i], a.derived_prefix[i],
+                      account / sc_.derived_fields[i].users_per_value);
+        }
         user = &spread_user_;
         ip = &spread_ip_;
+        derived = &spread_derived_;
       }
       fields_[n++] = {sc_.user_field, *user};
       fields_[n++] = {sc_.ip_field, *ip};
       fields_[n++] = {sc_.type_field, m_.types[type]};
-      for (size_t i = 0; i < c.derived.size() && n < fields_.size(); ++i) {
-        fields_[n++] = {sc_.derived_fields[i].name, c.derived[i]};
+      for (size_t i = 0; i < derived->size() && n < fields_.size(); ++i) {
+        fields_[n++] = {sc_.derived_fields[i].name, (*derived)[i]};
       }
     }
     const std::span<const Field> fields(fields_.data(), n);
@@ -464,8 +487,7 @@ class Runner {
           const size_t u = c.role == Role::kLegit ? c.owner : users_ + c.owner;
           m_.user_denied[u] = 1;
         }
-        if (c.role == Role::kLegit && c.owner == sample_conn_ &&
-            m_.sample.size() < opt_.sample_points) {
+        if (c.sample && m_.sample.size() < opt_.sample_points) {
           m_.sample.push_back({now, d->remaining, d->allowed});
         }
         break;
@@ -534,9 +556,9 @@ class Runner {
   std::vector<AttackerRun> attackers_;
   std::vector<uint32_t> replay_types_;
   std::vector<Conn> conns_;
-  size_t sample_conn_ = static_cast<size_t>(-1);
   std::array<Field, 16> fields_;
   std::string spread_user_, spread_ip_;
+  std::vector<std::string> spread_derived_;
   Metrics m_;
 };
 
