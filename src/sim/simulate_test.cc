@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -222,6 +223,27 @@ TEST(SimulateTest, CommandPrintsSummaryOrJsonAndRejectsBadArguments) {
   a.json = true;
   ASSERT_EQ(Cli(a, &out, &err), 0) << err;
   EXPECT_EQ(json::parse(out)["duration_s"], 35.0);
+
+  // --report writes the HTML page (when the renderer is built in).
+  SimulateArgs rep = a;
+  rep.json = false;
+  rep.report = testing::TempDir() + "/sim_report.html";
+  const int rc = Cli(rep, &out, &err);
+  if (rc == 2) {
+    EXPECT_THAT(err, HasSubstr("--report: this build of tollgate has no HTML report renderer"));
+  } else {
+    ASSERT_EQ(rc, 0) << err;
+    std::ifstream f(rep.report);
+    std::stringstream html;
+    html << f.rdbuf();
+    EXPECT_THAT(html.str(), HasSubstr("<html"));
+    EXPECT_THAT(out, HasSubstr("Report written to"));
+  }
+  rep.report = "/nonexistent-dir/r.html";
+  if (rc == 0) {
+    EXPECT_EQ(Cli(rep, &out, &err), 1);
+    EXPECT_THAT(err, HasSubstr("--report: cannot write"));
+  }
 
   SimulateArgs bad = a;
   bad.duration = "forever";
