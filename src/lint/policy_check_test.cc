@@ -101,7 +101,7 @@ TEST(PolicyCheck, AggregateFloodWithoutGlobalLayerIsAnErrorWithTheCapThatHolds) 
   EXPECT_EQ(f[0]->severity, Severity::kError);
   EXPECT_THAT(f[0]->message, HasSubstr("1000000/s"));
   EXPECT_EQ(Number(*f[0], "ratio"), "6.667");
-  EXPECT_THAT(f[0]->fix, HasSubstr("capacity: 135000, rate: 135000"));
+  EXPECT_THAT(f[0]->fix, HasSubstr("capacity: 15000, rate: 135000"));
   EXPECT_EQ(r.exit_code(), 2);
 }
 
@@ -116,7 +116,7 @@ TEST(PolicyCheck, AggregateFloodGlobalAboveBackend) {
   auto f = Rule(r, "aggregate-flood");
   ASSERT_EQ(f.size(), 1u) << FormatCheckText(r);
   EXPECT_EQ(f[0]->severity, Severity::kError);
-  EXPECT_THAT(f[0]->fix, HasSubstr("global layer 'global': rate: 135000"));
+  EXPECT_THAT(f[0]->fix, HasSubstr("global layer 'global': rate: 135000 and capacity: 15000"));
 }
 
 TEST(PolicyCheck, NoGlobalLayerIsAWarningEvenWhenTheNumbersFit) {

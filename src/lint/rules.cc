@@ -405,9 +405,13 @@ class PolicyLinter {
     }
     const double backend = ToDouble(*backend_d);
     const double g = RoundDownNice(backend * 0.9);
+    // Sustained 90% of the backend and a burst of 10%: no single second admits more than the
+    // backend takes (capacity + rate x 1 s = 100%), which is what the simulator measures.
+    const double gc = RoundDownNice(backend * 0.1);
     const std::string add_global =
-        absl::StrCat("add a first layer { name: global, key: \"global\", capacity: ", Num(g),
-                     ", rate: ", Num(g), " } (90% of the backend, 1 s of burst)");
+        absl::StrCat("add a first layer { name: global, key: \"global\", capacity: ", Num(gc),
+                     ", rate: ", Num(g), " } (90% of the backend sustained, 10% burst: no second ",
+                     "admits more than it takes)");
     if (sustained && *sustained > backend) {
       Finding& f =
           Add(Severity::kError, "aggregate-flood", -1,
@@ -418,10 +422,10 @@ class PolicyLinter {
                    {"backend", Num(backend) + "/s"},
                    {"ratio", Num(*sustained / backend)}};
       if (burst) f.numbers.emplace_back("burst_1s", Num(*burst));
-      f.fix = global
-                  ? absl::StrCat("global layer '", spec_.layers[*global].name, "': rate: ", Num(g),
-                                 " and capacity: ", Num(g), " (90% of the backend)")
-                  : add_global;
+      f.fix = global ? absl::StrCat("global layer '", spec_.layers[*global].name,
+                                    "': rate: ", Num(g), " and capacity: ", Num(gc),
+                                    " (90% of the backend sustained, 10% burst)")
+                     : add_global;
       return;
     }
     if (burst && *burst > backend * 2) {
@@ -432,7 +436,7 @@ class PolicyLinter {
                                     Num(*burst), " (", burst_by, "), over 2 s of backend work"));
       f.numbers = {{"burst_1s", Num(*burst)}, {"backend", Num(backend) + "/s"}};
       f.fix = global ? absl::StrCat("global layer '", spec_.layers[*global].name,
-                                    "': capacity at most ", Num(g))
+                                    "': capacity at most ", Num(gc))
                      : add_global;
       return;
     }
