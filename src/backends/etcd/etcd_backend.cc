@@ -203,6 +203,30 @@ size_t OnWatchData(char* data, size_t size, size_t n, void* user) {
   return w->done() ? 0 : size * n;
 }
 
+// Sets `c` up for one POST of `payload` (which must outlive the request) to `url`, the response
+// body going to write_fn(write_data); connecting is bounded by connect_timeout and the whole
+// request by total_timeout (each at least 1 ms).
+void PreparePost(CURL* c, const std::string& url, const std::string& payload,
+                 curl_write_callback write_fn, void* write_data, Duration connect_timeout,
+                 Duration total_timeout) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  curl_easy_reset(c);
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_fn);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, write_data);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(
+      c, CURLOPT_CONNECTTIMEOUT_MS,
+      std::max(static_cast<long>(duration_cast<milliseconds>(connect_timeout).count()), 1L));
+  curl_easy_setopt(
+      c, CURLOPT_TIMEOUT_MS,
+      std::max(static_cast<long>(duration_cast<milliseconds>(total_timeout).count()), 1L));
+}
+
 class EtcdBackend final : public Backend {
  public:
   EtcdBackend(EtcdUrl url, Duration timeout)
@@ -367,18 +391,7 @@ class EtcdBackend final : public Backend {
                                     .dump();
     WatchStream stream;
     CURL* c = watch_curl_;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWatchData);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &stream);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    const long connect_ms =
-        static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count());
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::max(connect_ms, 1L));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, std::max(static_cast<long>(remaining.count()), 1L));
+    PreparePost(c, url, payload, &OnWatchData, &stream, timeout_, remaining);
     const CURLcode rc = curl_easy_perform(c);
     if (stream.deleted || stream.canceled) return true;
     const std::string where = absl::StrCat("etcd ", base_, "/v3/watch: ");
@@ -523,18 +536,7 @@ class EtcdBackend final : public Backend {
     const std::string url = absl::StrCat(base_, AV(path));
     const std::string payload = body.dump();
     std::string reply;
-    curl_easy_reset(curl_);
-    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, payload.data());
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &WriteBody);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    const long ms =
-        static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count());
-    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, std::max(ms, 1L));
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, std::max(ms, 1L));
+    PreparePost(curl_, url, payload, &WriteBody, &reply, timeout_, timeout_);
     const CURLcode rc = curl_easy_perform(curl_);
     if (rc != CURLE_OK) {
       return absl::UnavailableError(
