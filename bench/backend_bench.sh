@@ -4,7 +4,7 @@
 #     versus the npm packages redlock (locks) and rate-limiter-flexible's RateLimiterRedis (rate
 #     limiting) on node (bench/node_redis/bench.mjs, THREADS concurrent async loops, one ioredis
 #     connection each), against one redis-server (no persistence), FLUSHALL between the two;
-#     and the same workloads through the server: `tollgate serve --backend redis://... --io-threads 1`
+#     and the same workloads through the server: `tollgate serve --backend redis://...` (default I/O threads: 4 per core)
 #     on that redis-server, driven by backend_bench --server (THREADS threads, one hiredis
 #     connection each, one command at a time: LOCK.ACQUIRE + LOCK.RELEASE, THROTTLE key 100 10);
 #   - PostgreSQL: tollgate's PostgreSQL backend on a throwaway PostgreSQL 15 cluster (fsync off).
@@ -81,9 +81,9 @@ run_bg "$WORK/tollgate-redis.out" "$BIN" --redis "redis://127.0.0.1:$RD_PORT" --
 check_evalsha_calls "$RD_PORT" 1
 [[ $(cli "$RD_PORT" FLUSHALL) == OK ]] || die "FLUSHALL failed"
 [[ $(cli "$RD_PORT" CONFIG RESETSTAT) == OK ]] || die "CONFIG RESETSTAT failed"
-TOLLGATE_EXTRA_ARGS=(--backend "redis://127.0.0.1:$RD_PORT" --io-threads 1)
+TOLLGATE_EXTRA_ARGS=(--backend "redis://127.0.0.1:$RD_PORT")
 start_tollgate "$WORK/tollgate"
-log "tollgate serve (pid $TG_PID) on port $TG_PORT, --backend redis://127.0.0.1:$RD_PORT --io-threads 1;" \
+log "tollgate serve (pid $TG_PID) on port $TG_PORT, --backend redis://127.0.0.1:$RD_PORT (default I/O threads: 4 per core);" \
   "$THREADS client threads, one connection each"
 run_bg "$WORK/tollgate-serve.out" "$BIN" --server "127.0.0.1:$TG_PORT" --threads "$THREADS" \
   --seconds "$SECONDS_PER"
@@ -131,7 +131,7 @@ echo "- ratio = tollgate / node. tollgate: one Backend (one connection) per thre
   "node: one process, one ioredis connection per async loop. redlock uses retryCount 0 (a held key is" \
   "\"busy\", not a pair); RateLimiterRedis is a fixed window (points 100 / 10 s), tollgate a token" \
   "bucket (capacity 100, 10/s). Client and server share the machine's cores."
-echo "- through tollgate serve: \`tollgate serve --backend redis://127.0.0.1:<port> --io-threads 1\` on the" \
+echo "- through tollgate serve: \`tollgate serve --backend redis://127.0.0.1:<port>\` (default I/O threads, 4 per core) on the" \
   "same redis-server (FLUSHALL before and after), $THREADS client threads (backend_bench --server), one" \
   "hiredis connection each, one command at a time (no pipelining): LOCK.ACQUIRE key 10000 then" \
   "LOCK.RELEASE key lock_id per pair; THROTTLE key 100 10 (cost 1) per decision. Its ratio is also" \

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--io-threads", opts.io_threads,
-                   "I/O threads (0 = one per core but one, at least 1)")
+                   "I/O threads (0 = one per core but one, at least 1; with --backend 4 per core)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   serve->add_option("--max-clients", opts.max_clients, "Maximum concurrent connections")

@@ -18,8 +18,8 @@ struct ServerOptions {
   std::string data_dir = "tollgate-data";  // the embedded store's directory
   std::string requirepass;                 // empty = no authentication
   Duration lock_delay{0};                  // see LeaseManager::Options::lock_delay
-  int io_threads = 0;                      // 0 = one per core but one (at least 1)
-  int max_clients = 10000;                 // connections beyond this are refused with an error
+  int io_threads = 0;  // 0 = one per core but one (at least 1); with a backend, 4 per core (4..64)
+  int max_clients = 10000;  // connections beyond this are refused with an error
   // A shared backend URL (redis://..., postgres://...): lease, fence and bucket state then live
   // there, several servers can share it, and data_dir is not used. Empty = the embedded store.
   std::string backend_url;
