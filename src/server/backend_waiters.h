@@ -25,14 +25,11 @@
 // reply). A staged grant that nobody took (the waiter was cancelled or timed out first) is released
 // on the backend at once, so a disconnected waiter never keeps the lock.
 //
-// Known limits (they need changes to io_thread.cc, which this component does not own):
-//  - A backend error while waiting cannot be sent as an error reply (a waiter's reply is a grant or
-//    null): the worker logs it, backs off (50 ms doubling to 1 s) and retries until the waiter's
-//    deadline, when the waiter gets the null reply. Errors of the first, immediate attempt are
-//    replied as usual (-UNAVAILABLE ...).
-//  - If a client disconnects in the instant after its grant was handed to its I/O thread, the I/O
-//    thread drops the grant without releasing it on the backend; the lease then expires after its
-//    ttl, exactly as if the client had crashed right after receiving it.
+// Known limit: a backend error while waiting cannot be sent as an error reply (a waiter's reply is
+// a grant or null): the worker logs it, backs off (50 ms doubling to 1 s) and retries until the
+// waiter's deadline, when the waiter gets the null reply. Errors of the first, immediate attempt
+// are replied as usual (-UNAVAILABLE ...). A grant that reaches an I/O thread after its client
+// disconnected is released on the backend there (IoThread::OnWaiterDone).
 #ifndef TOLLGATE_SERVER_BACKEND_WAITERS_H_
 #define TOLLGATE_SERVER_BACKEND_WAITERS_H_
 
