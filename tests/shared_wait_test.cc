@@ -339,10 +339,10 @@ TEST_P(SharedWaitTest, SigtermWithWaitersPendingAnswersThemAndExitsPromptly) {
 }
 
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
-// The backend goes away while a client waits: the waiter gets the null reply at its deadline (a
-// waiter's reply is a grant or null), the server keeps running, and once the backend is back
-// waiting works again.
-TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInNullAndWaitingRecovers) {
+// The backend goes away while a client waits: at its deadline the waiter gets -UNAVAILABLE (not the
+// null "not acquired", so clients can tell an outage from contention), the server keeps running,
+// and once the backend is back waiting works again.
+TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInUnavailableAndWaitingRecovers) {
   RedisServer redis;
   ASSERT_TRUE(redis.Start());
   TempDir dir;
@@ -360,9 +360,11 @@ TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInNullAndWaitingRecovers
       std::this_thread::sleep_for(milliseconds(20));
     }
     redis.Stop();
+    // The backend stayed down until the deadline: an error naming the outage, not "not acquired".
     Reply& r = b.reply();
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->type, REDIS_REPLY_NIL) << Str(r.get());
+    ASSERT_EQ(r->type, REDIS_REPLY_ERROR) << Str(r.get());
+    EXPECT_EQ(std::string(r->str).rfind("UNAVAILABLE", 0), 0u) << r->str;
   }
   ASSERT_TRUE(redis.Restart());  // persistent: A still holds k
   Async c(s.port(), {"LOCK.ACQUIRE", "k", "30000", "WAIT", "20000"});

@@ -41,6 +41,9 @@ struct BackendWaiters::Waiter {
   // A backend grant for this waiter, put here just before the gate is released; taken by whoever
   // answers the waiter (then it is the reply), or taken back by the worker (then it is released).
   std::optional<LeaseGrant> staged ABSL_GUARDED_BY(mu);
+  // The backend's error while it could not be reached for this waiter, cleared by the next good
+  // backend call: a waiter whose deadline passes while it is set gets this error, not null.
+  absl::Status trouble ABSL_GUARDED_BY(mu);
   bool answered ABSL_GUARDED_BY(mu) = false;
 };
 
@@ -98,16 +101,21 @@ absl::StatusOr<bool> BackendWaiters::Enqueue(const AcquireRequest& req, ClientCo
   // Whoever answers the local waiter (a gate release, its deadline, the manager's shutdown) answers
   // the client with the staged backend grant, if any, else null.
   GrantCallback reply = client.WaiterCallback(req.key);
+  std::function<void(absl::Status)> reply_error = client.WaiterErrorCallback();
   LeaseManager* leases = &leases_;
-  GrantCallback on_local = [w, leases, reply = std::move(reply)](std::optional<LeaseGrant> local) {
+  GrantCallback on_local = [w, leases, reply = std::move(reply),
+                            reply_error = std::move(reply_error)](std::optional<LeaseGrant> local) {
     std::optional<LeaseGrant> out;
+    absl::Status trouble;
     {
       absl::MutexLock l(&w->mu);
       out = std::move(w->staged);
       w->staged.reset();
+      trouble = w->trouble;
       w->answered = true;
     }
     if (local) (void)leases->Release(w->gate_key, local->lock_id);  // the stand-in lease
+    if (!out && !trouble.ok()) return reply_error(std::move(trouble));
     reply(std::move(out));
   };
   absl::StatusOr<LeaseManager::AsyncStart> start =
@@ -213,6 +221,7 @@ void BackendWaiters::Serve(const std::string& key, std::unique_ptr<Backend>& bac
     if (backend == nullptr) {
       absl::StatusOr<std::unique_ptr<Backend>> b = connect_();
       if (!b.ok()) {
+        MarkTrouble(key, b.status());
         Trouble(b.status(), backoff, last_log);
         continue;
       }
@@ -226,9 +235,11 @@ void BackendWaiters::Serve(const std::string& key, std::unique_ptr<Backend>& bac
     }
     absl::StatusOr<std::optional<LeaseGrant>> g = backend->Acquire(key, head->ttl, head->owner);
     if (!g.ok()) {
+      MarkTrouble(key, g.status());
       Trouble(g.status(), backoff, last_log);
       continue;
     }
+    MarkTrouble(key, absl::OkStatus());
     if (g->has_value()) {
       backoff = kFirstBackoff;
       Deliver(key, head, std::move(**g), *backend);
@@ -237,6 +248,7 @@ void BackendWaiters::Serve(const std::string& key, std::unique_ptr<Backend>& bac
     const Duration wait =
         std::clamp<Duration>(head->deadline - now, milliseconds(1), options_.wait_slice);
     if (absl::Status st = backend->WaitForRelease(key, wait); !st.ok()) {
+      MarkTrouble(key, st);
       Trouble(st, backoff, last_log);
       continue;
     }
@@ -274,6 +286,16 @@ void BackendWaiters::Deliver(const std::string& key, const std::shared_ptr<Waite
                    std::chrono::duration_cast<milliseconds>(grant.ttl).count(),
                    std::string(st.message()));
     }
+  }
+}
+
+void BackendWaiters::MarkTrouble(const std::string& key, const absl::Status& st) {
+  absl::MutexLock l(&mu_);
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  for (const std::shared_ptr<Waiter>& w : it->second.waiters) {
+    absl::MutexLock wl(&w->mu);
+    w->trouble = st;
   }
 }
 

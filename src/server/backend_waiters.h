@@ -25,11 +25,12 @@
 // reply). A staged grant that nobody took (the waiter was cancelled or timed out first) is released
 // on the backend at once, so a disconnected waiter never keeps the lock.
 //
-// Known limit: a backend error while waiting cannot be sent as an error reply (a waiter's reply is
-// a grant or null): the worker logs it, backs off (50 ms doubling to 1 s) and retries until the
-// waiter's deadline, when the waiter gets the null reply. Errors of the first, immediate attempt
-// are replied as usual (-UNAVAILABLE ...). A grant that reaches an I/O thread after its client
-// disconnected is released on the backend there (IoThread::OnWaiterDone).
+// Backend errors while waiting: the worker logs them, backs off (50 ms doubling to 1 s) and retries
+// until the waiter's deadline. A waiter whose deadline passes while the backend is failing (no good
+// call since the last error) is answered with that error (-UNAVAILABLE ...), not with null, so a
+// client can tell an outage from contention. Errors of the first, immediate attempt are replied at
+// once. A grant that reaches an I/O thread after its client disconnected is released on the
+// backend there (IoThread::OnWaiterDone).
 #ifndef TOLLGATE_SERVER_BACKEND_WAITERS_H_
 #define TOLLGATE_SERVER_BACKEND_WAITERS_H_
 
@@ -118,6 +119,9 @@ class BackendWaiters {
   // Drops answered and cancelled waiters, releasing their gates.
   void PruneLocked(KeyQueue& q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseGateLocked(Waiter& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the outcome of a backend call made for `key`'s waiters: an error is what they are
+  // answered with if their deadline passes before a good call clears it (OK).
+  void MarkTrouble(const std::string& key, const absl::Status& st);
   // Logs (at most every 10 s per worker) and sleeps the backoff, or less if stopping.
   void Trouble(const absl::Status& st, Duration& backoff, SteadyTime& last_log);
   // Sleeps up to d; returns early when stopping.

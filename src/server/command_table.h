@@ -34,6 +34,10 @@ class ClientControl {
   // A callback that delivers a queued waiter's outcome to this connection (on its own thread) as
   // the reply to the command being executed.
   virtual GrantCallback WaiterCallback(std::string key) = 0;
+  // Like WaiterCallback, but delivers an error reply (ReplyStatus) instead: for a waiter that
+  // cannot be answered with a grant or null (its backend failed while it waited). For the same
+  // Block as the WaiterCallback made before it; at most one of the two may be called.
+  virtual std::function<void(absl::Status)> WaiterErrorCallback() = 0;
   // The command's reply will come later through the WaiterCallback; stop processing this
   // connection's further requests until then.
   virtual void Block(std::string key, uint64_t waiter_id) = 0;

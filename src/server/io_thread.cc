@@ -48,6 +48,14 @@ struct IoThread::Conn final : public ClientControl {
     };
   }
 
+  std::function<void(absl::Status)> WaiterErrorCallback() override {
+    IoThread* t = thread;
+    const uint64_t conn_id = id, gen = block_generation + 1;
+    return [t, conn_id, gen](absl::Status st) {
+      t->Post([t, conn_id, gen, st = std::move(st)]() { t->OnWaiterError(conn_id, gen, st); });
+    };
+  }
+
   void Block(std::string key, uint64_t waiter) override {
     blocked = true;
     ++block_generation;
@@ -455,6 +463,17 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   } else {
     c->reply.NullArray();
   }
+  Process(*c);
+  Seal(*c);
+  MarkDirty(*c);
+}
+
+void IoThread::OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status) {
+  Conn* c = Find(conn_id);
+  if (c == nullptr || !c->blocked || c->block_generation != generation) return;
+  c->blocked = false;
+  services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+  ReplyStatus(c->reply, status);
   Process(*c);
   Seal(*c);
   MarkDirty(*c);

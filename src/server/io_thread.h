@@ -75,6 +75,8 @@ class IoThread {
   void Close(Conn& c);
   void OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                     std::optional<LeaseGrant> grant);
+  // Answers a blocked connection's waiter with an error reply instead (WaiterErrorCallback).
+  void OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status);
   // Called by the thread about to sync (with the commit claimed): waits, briefly, until every other
   // I/O thread is idle or has finished the pass it was in, so their journaled requests ride along.
   void SettlePeers();
