@@ -278,5 +278,61 @@ TEST(PolicyEngineResolveTest, RendersLayersAndCostWithoutCharging) {
   for (const auto& c : e.counters()) EXPECT_EQ(c.live_buckets, 0u);
 }
 
+// A decision made on another backend is counted exactly as the engine counts its own, from the
+// per-layer verdicts; the layered answer carries one verdict per layer.
+TEST(PolicyEngineRecordTest, CountsPerLayerVerdictsLikeCheck) {
+  FakeClock clock;
+  PolicyEngine local({.clock = &clock}), remote({.clock = &clock});
+  ASSERT_TRUE(local.Install({Chat()}).ok());
+  ASSERT_TRUE(remote.Install({Chat()}).ok());
+  Throttler backend({.clock = &clock});  // stands in for a shared backend's CheckLayers
+  std::vector<Field> f = {{"ip", "1.2.3.4"}, {"user", "ann"}, {"type", "code_paste"}};
+  for (int i = 0; i < 8; ++i) {  // cost 5 each: user_type (30) denies from the 7th on
+    auto mine = local.Check("chat", f);
+    ASSERT_TRUE(mine.ok());
+    ASSERT_EQ(mine->layer_allowed.size(), 4u);
+    auto rc = remote.Resolve("chat", f);
+    ASSERT_TRUE(rc.ok());
+    auto theirs = backend.CheckLayers(rc->layers, rc->cost);
+    ASSERT_TRUE(theirs.ok());
+    EXPECT_EQ(theirs->allowed, mine->allowed);
+    EXPECT_EQ(std::vector<bool>(theirs->layer_allowed.begin(), theirs->layer_allowed.end()),
+              std::vector<bool>(mine->layer_allowed.begin(), mine->layer_allowed.end()));
+    remote.Record("chat", rc->layers, *theirs, milliseconds(2));
+  }
+  auto want = local.counters(), got = remote.counters();
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(want[i].layer);
+    EXPECT_EQ(got[i].allowed, want[i].allowed);
+    EXPECT_EQ(got[i].denied, want[i].denied);
+    EXPECT_EQ(got[i].shadow_denied, want[i].shadow_denied);
+  }
+  // The shadow candidate (20) denies from the 5th on; user_type from the 7th.
+  for (const auto& c : got) {
+    if (c.layer == "candidate") {
+      EXPECT_EQ(c.shadow_denied, 4u);
+    }
+    if (c.layer == "user_type") {
+      EXPECT_EQ(c.denied, 2u);
+    }
+  }
+  ASSERT_EQ(remote.latencies().size(), 1u);
+  EXPECT_EQ(remote.latencies()[0].count, 8u);
+  // An unknown policy is ignored; a decision without per-layer verdicts counts what it implies.
+  remote.Record("nope", {}, PolicyDecision{}, milliseconds(1));
+  PolicyDecision bare;
+  bare.allowed = false;
+  bare.denied_layer = "ip";
+  auto rc = remote.Resolve("chat", f);
+  ASSERT_TRUE(rc.ok());
+  remote.Record("chat", rc->layers, bare, milliseconds(1));
+  for (const auto& c : remote.counters()) {
+    if (c.layer == "ip") {
+      EXPECT_EQ(c.denied, 1u);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tollgate
