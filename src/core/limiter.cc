@@ -284,35 +284,45 @@ using LayerVector = absl::InlinedVector<T, 8>;
 LayerVector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> refs, Decimal cost,
                                                     SteadyTime raw, bool* allowed) {
   const size_t n = refs.size();
-  LayerVector<BucketTable::Shard*> shards(n);
-  LayerVector<size_t> hashes(n);
+  // Raw pointers into the inline storage: InlinedVector's operator[] tests "inline or heap?" on
+  // every access, which showed up in profiles of this loop.
+  LayerVector<BucketTable::Shard*> shard_store(n), order_store(n);
+  LayerVector<size_t> hash_store(n);
+  BucketTable::Shard** shards = shard_store.data();
+  BucketTable::Shard** order = order_store.data();
+  size_t* hashes = hash_store.data();
+  const BucketRef* r = refs.data();
+  size_t locks = 0;
   for (size_t i = 0; i < n; ++i) {
-    hashes[i] = BucketTable::Hash(refs[i].key);
-    shards[i] = &refs[i].table->ShardFor(hashes[i]);
+    hashes[i] = BucketTable::Hash(r[i].key);
+    shards[i] = &r[i].table->ShardFor(hashes[i]);
+    // Insertion into the sorted, duplicate-free lock order (n is a handful of layers).
+    size_t j = locks;
+    while (j > 0 && order[j - 1] > shards[i]) --j;
+    if (j > 0 && order[j - 1] == shards[i]) continue;
+    for (size_t k = locks; k > j; --k) order[k] = order[k - 1];
+    order[j] = shards[i];
+    ++locks;
   }
-  LayerVector<BucketTable::Shard*> order = shards;
-  std::sort(order.begin(), order.end());
-  order.erase(std::unique(order.begin(), order.end()), order.end());
-  for (BucketTable::Shard* s : order) s->mu.Lock();
-  LayerVector<BucketTable::Eval> evals(n);
+  for (size_t k = 0; k < locks; ++k) order[k]->mu.Lock();
+  LayerVector<BucketTable::Eval> eval_store(n);
+  BucketTable::Eval* evals = eval_store.data();
   *allowed = true;
   for (size_t i = 0; i < n; ++i) {
     // Each shard keeps its own monotonic time; a shard shared by two buckets of this check
     // advances once and returns the same time to both. A layered answer reports no reset time,
     // and a shadow layer's remaining tokens are never reported: skip those divisions.
     const int64_t now = BucketTable::Now(*shards[i], raw);
-    evals[i] = refs[i].table->Evaluate(
-        *shards[i], refs[i].key, hashes[i], *refs[i].params, cost, now,
-        refs[i].shadow ? BucketTable::kVerdictOnly : BucketTable::kNoResetTime);
-    if (!refs[i].shadow && !evals[i].decision.allowed) *allowed = false;
+    evals[i] =
+        r[i].table->Evaluate(*shards[i], r[i].key, hashes[i], *r[i].params, cost, now,
+                             r[i].shadow ? BucketTable::kVerdictOnly : BucketTable::kNoResetTime);
+    if (!r[i].shadow && !evals[i].decision.allowed) *allowed = false;
   }
   if (*allowed) {
-    for (size_t i = 0; i < n; ++i) {
-      refs[i].table->Commit(*shards[i], refs[i].key, evals[i], *refs[i].params);
-    }
+    for (size_t i = 0; i < n; ++i) r[i].table->Commit(*shards[i], r[i].key, evals[i], *r[i].params);
   }
-  for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->mu.Unlock();
-  return evals;
+  for (size_t k = locks; k > 0; --k) order[k - 1]->mu.Unlock();
+  return eval_store;
 }
 
 // The combined answer over n layers, whatever holds them: layer(i) gives {name, shadow,
@@ -408,16 +418,20 @@ class PolicyEngine::Impl {
     return absl::OkStatus();
   }
 
-  // Finds the policy and renders the request's cost and every layer's key: a missing field fails
-  // before anything is locked. *pol points into `set`.
+  // Finds the policy (unless `known`, the policy `name` names in `set`, is given) and renders the
+  // request's cost and every layer's key: a missing field fails before anything is locked. *pol
+  // points into `set`.
   absl::Status Render(const PolicySet& set, std::string_view name, std::span<const Field> fields,
                       std::optional<Decimal> cost_override, const Policy** pol_out, Decimal* cost,
-                      std::vector<std::string>* keys) {
-    auto pit = set.policies.find(AV(name));
-    if (pit == set.policies.end()) {
-      return absl::NotFoundError(absl::StrCat("unknown policy '", AV(name.substr(0, 64)), "'"));
+                      std::vector<std::string>* keys, const Policy* known = nullptr) {
+    if (known == nullptr) {
+      auto pit = set.policies.find(AV(name));
+      if (pit == set.policies.end()) {
+        return absl::NotFoundError(absl::StrCat("unknown policy '", AV(name.substr(0, 64)), "'"));
+      }
+      known = &pit->second;
     }
-    const Policy& pol = pit->second;
+    const Policy& pol = *known;
     *pol_out = &pol;
     auto field = [&](std::string_view f) -> const std::string_view* {
       for (const Field& x : fields) {
@@ -481,12 +495,14 @@ class PolicyEngine::Impl {
   absl::StatusOr<PolicyDecision> Check(std::string_view name, std::span<const Field> fields,
                                        std::optional<Decimal> cost_override) {
     const SteadyTime started = opt_.clock->SteadyNow();
-    const PolicySet& set = CurrentSet();
+    const Policy* known = nullptr;
+    const PolicySet& set = CurrentSet(name, &known);
     const Policy* polp = nullptr;
     Decimal cost;
     // Rendered keys, reused across checks on this thread (their capacity stays allocated).
     thread_local std::vector<std::string> keys;
-    if (absl::Status st = Render(set, name, fields, cost_override, &polp, &cost, &keys); !st.ok()) {
+    if (absl::Status st = Render(set, name, fields, cost_override, &polp, &cost, &keys, known);
+        !st.ok()) {
       return st;
     }
     const Policy& pol = *polp;
@@ -546,11 +562,17 @@ class PolicyEngine::Impl {
   // one: the hot path costs one atomic load instead of std::atomic_load's lock and two reference
   // count updates. The reference stays valid until this thread's next call (the thread-local
   // cache owns it); a check racing an Install sees the old set or the new one, as before.
-  const PolicySet& CurrentSet() {
+  //
+  // The cache also remembers the policy this thread looked up last in that set (requests name the
+  // same policy over and over), so a repeat skips the name's hash lookup; *policy is that policy
+  // if `name` matches it, else null.
+  const PolicySet& CurrentSet(std::string_view name, const Policy** policy) {
     struct Cache {
       uint64_t engine = 0;
       uint64_t generation = 0;
       std::shared_ptr<const PolicySet> set;
+      std::string last_name;
+      const Policy* last_policy = nullptr;  // points into *set
     };
     thread_local Cache cache;
     const uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -558,7 +580,14 @@ class PolicyEngine::Impl {
       cache.set = Load();
       cache.engine = id_;
       cache.generation = gen;
+      cache.last_policy = nullptr;
     }
+    if (cache.last_policy == nullptr || cache.last_name != name) {
+      auto it = cache.set->policies.find(AV(name));
+      cache.last_policy = it == cache.set->policies.end() ? nullptr : &it->second;
+      cache.last_name.assign(name);
+    }
+    *policy = cache.last_policy;
     return *cache.set;
   }
 
