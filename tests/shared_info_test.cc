@@ -1,7 +1,6 @@
 // INFO ratelimit on a shared backend (Redis, PostgreSQL): the backend decides, each server counts
 // the decisions it answered, with exactly the fields and counts the embedded store reports for the
 // same requests; live bucket counts read "n/a".
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <string>
@@ -198,9 +197,7 @@ TEST_F(SharedInfoTest, Redis) {
 TEST_F(SharedInfoTest, Postgres) {
   PostgresServer pg;
   ASSERT_TRUE(pg.Start()) << pg.error();
-  const std::string migrate =
-      std::string(TOLLGATE_BIN) + " migrate --backend '" + pg.conninfo() + "' >/dev/null";
-  ASSERT_EQ(std::system(migrate.c_str()), 0);
+  ASSERT_TRUE(RunMigrate(pg.conninfo()));
   Check(pg.conninfo());
 }
 #endif

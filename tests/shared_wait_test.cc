@@ -7,7 +7,6 @@
 // ordering is established through LOCK.INFO's waiters count, never through sleeps.
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,9 +60,7 @@ class Backends : public ::testing::Environment {
     if (kind == "postgres") {
       self->pg_ = std::make_unique<PostgresServer>();
       if (self->pg_->Start()) {
-        const std::string migrate = std::string(TOLLGATE_BIN) + " migrate --backend '" +
-                                    self->pg_->conninfo() + "' >/dev/null";
-        if (std::system(migrate.c_str()) == 0) url = self->pg_->conninfo();
+        if (RunMigrate(self->pg_->conninfo())) url = self->pg_->conninfo();
       }
     }
 #endif

@@ -1,11 +1,13 @@
 #include "tests/support/server_process.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -52,6 +54,23 @@ ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::strin
     }
   }
   close(out[0]);  // the server's later stdout writes are ignored (SIGPIPE is ignored there)
+}
+
+bool RunMigrate(const std::string& conninfo) {
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO);
+    execl(TOLLGATE_BIN, TOLLGATE_BIN, "migrate", "--backend", conninfo.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 ServerProcess::~ServerProcess() {

@@ -33,6 +33,10 @@ class ServerProcess {
   int port_ = 0;
 };
 
+// Runs `tollgate migrate --backend conninfo` (stdout discarded) and waits for it; true if it exited
+// 0. conninfo is passed as one argument, so it needs no shell quoting.
+bool RunMigrate(const std::string& conninfo);
+
 // A fresh, empty temporary directory removed on destruction.
 class TempDir {
  public:
