@@ -440,8 +440,8 @@ void IoThread::Close(Conn& c) {
 
 void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                             std::optional<LeaseGrant> grant) {
-  Conn* c = Find(conn_id);
-  if (c == nullptr || !c->blocked || c->block_generation != generation) {
+  Conn* c = Unblock(conn_id, generation);
+  if (c == nullptr) {
     // Nobody is waiting for this answer any more: hand the key on instead of leaking the lease
     // (on the shared backend when there is one; the local manager never saw that lease).
     if (grant) {
@@ -453,8 +453,6 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
     }
     return;
   }
-  c->blocked = false;
-  services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
   if (services_.store != nullptr) {
     c->session.needs_seq = std::max(c->session.needs_seq, services_.store->LastAppended());
   }
@@ -463,20 +461,28 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   } else {
     c->reply.NullArray();
   }
-  Process(*c);
-  Seal(*c);
-  MarkDirty(*c);
+  Resume(*c);
 }
 
 void IoThread::OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status) {
+  Conn* c = Unblock(conn_id, generation);
+  if (c == nullptr) return;
+  ReplyStatus(c->reply, status);
+  Resume(*c);
+}
+
+IoThread::Conn* IoThread::Unblock(uint64_t conn_id, uint64_t generation) {
   Conn* c = Find(conn_id);
-  if (c == nullptr || !c->blocked || c->block_generation != generation) return;
+  if (c == nullptr || !c->blocked || c->block_generation != generation) return nullptr;
   c->blocked = false;
   services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-  ReplyStatus(c->reply, status);
-  Process(*c);
-  Seal(*c);
-  MarkDirty(*c);
+  return c;
+}
+
+void IoThread::Resume(Conn& c) {
+  Process(c);
+  Seal(c);
+  MarkDirty(c);
 }
 
 void IoThread::BeginStop() {

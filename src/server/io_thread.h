@@ -77,6 +77,11 @@ class IoThread {
                     std::optional<LeaseGrant> grant);
   // Answers a blocked connection's waiter with an error reply instead (WaiterErrorCallback).
   void OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status);
+  // The connection still blocked by the Block call `generation`, now unblocked; null if it went
+  // away or is no longer waiting for that answer.
+  Conn* Unblock(uint64_t conn_id, uint64_t generation);
+  // After a blocked connection's reply: runs its further buffered requests and flushes.
+  void Resume(Conn& c);
   // Called by the thread about to sync (with the commit claimed): waits, briefly, until every other
   // I/O thread is idle or has finished the pass it was in, so their journaled requests ride along.
   void SettlePeers();
