@@ -2,7 +2,7 @@
 # Installs dependencies, builds, and runs the whole test suite:
 #   1. every test (unit, end-to-end against the real server, the kill -9 crash loop);
 #   2. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
-#   3. a short libFuzzer run of the RESP parser (clang-14).
+#   3. a short libFuzzer run of every parser (clang-14): TOLLGATE_FUZZ_SECONDS each (default 12).
 # TOLLGATE_SKIP_SANITIZERS=1 skips 2, TOLLGATE_FUZZ_SECONDS=0 skips 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,16 +22,34 @@ if [ "${TOLLGATE_SKIP_SANITIZERS:-0}" != "1" ]; then
      ctest --output-on-failure -j2 --timeout 600)
 fi
 
-FUZZ_SECONDS="${TOLLGATE_FUZZ_SECONDS:-20}"
+# Every fuzzer in fuzz/ (one per parser: its seeds are fuzz/corpus/<name>/, its dictionary
+# fuzz/dict/<name>.dict if there is one) runs for FUZZ_SECONDS on a copy of its seeds.
+FUZZ_SECONDS="${TOLLGATE_FUZZ_SECONDS:-12}"
 if [ "$FUZZ_SECONDS" != "0" ]; then
-  echo "== fuzz the RESP parser for ${FUZZ_SECONDS}s"
+  echo "== fuzz every parser for ${FUZZ_SECONDS}s each"
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTOLLGATE_BUILD_FUZZ=ON \
     -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
-  cmake --build build-fuzz -j2 --target resp_parser_fuzz
-  corpus=$(mktemp -d)
-  cp fuzz/corpus/resp_parser/* "$corpus"/
-  ./build-fuzz/fuzz/resp_parser_fuzz -max_total_time="$FUZZ_SECONDS" -dict=fuzz/dict/resp.dict \
-    "$corpus" 2>&1 | tail -n 3
-  rm -rf "$corpus"
+  cmake --build build-fuzz -j2 --target fuzzers
+  artifacts=build-fuzz/fuzz/artifacts
+  mkdir -p "$artifacts"
+  for seeds in fuzz/corpus/*/; do
+    name=$(basename "$seeds")
+    corpus=$(mktemp -d)
+    log=$(mktemp)
+    cp "$seeds"* "$corpus"/
+    dict=()
+    if [ -f "fuzz/dict/$name.dict" ]; then dict=(-dict="fuzz/dict/$name.dict"); fi
+    echo "-- $name"
+    if ./build-fuzz/fuzz/"${name}_fuzz" -max_total_time="$FUZZ_SECONDS" -timeout=10 "${dict[@]}" \
+        -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1; then
+      grep -E '^#[0-9]+[[:space:]]+DONE|^Done ' "$log" || tail -n 3 "$log"
+      rm -rf "$corpus" "$log"
+    else
+      tail -n 40 "$log"
+      echo "== the $name fuzzer failed; its input is in $artifacts/ (fix the parser, then add the"
+      echo "   input to fuzz/corpus/$name/ so that the corpus test replays it)"
+      exit 1
+    fi
+  done
 fi
 echo "== all tests passed"

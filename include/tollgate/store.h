@@ -52,7 +52,8 @@ class DurableStore final : public Journal {
   };
 
   // Opens (or creates) the store and reads its contents into *recovered. Unavailable if the
-  // directory cannot be opened (for example, another process holds its lock).
+  // directory cannot be opened (for example, another process holds its lock). DataLoss naming the
+  // directory and the key if a record is corrupt (storage/recovery.h); nothing is opened then.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DurableStore>> Open(
       Options options, RecoveredState* recovered);
   // Commits and syncs everything appended, then closes the database.

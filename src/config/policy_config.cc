@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "config/yaml_document.h"
 #include "core/absl_compat.h"
 #include "spdlog/spdlog.h"
 #include "yaml-cpp/yaml.h"
@@ -36,15 +37,15 @@ class Parser {
   explicit Parser(std::string_view source) : source_(source) {}
 
   absl::StatusOr<PolicyDocument> Parse(std::string_view text, bool validate) {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.empty() || docs[0].IsNull()) {
+    const config::YamlDocument loaded = config::LoadFirstYamlDocument(text);
+    if (loaded.root.IsNull()) {
       return Error(YAML::Mark::null_mark(), "",
                    "the file is empty; expected a top-level 'policies' map");
     }
-    if (docs.size() > 1) {
-      return Error(docs[1].Mark(), "", "only one YAML document is allowed (found a second '---')");
+    if (loaded.next) {
+      return Error(*loaded.next, "", "only one YAML document is allowed (found a second '---')");
     }
-    const YAML::Node& root = docs[0];
+    const YAML::Node& root = loaded.root;
     auto top = Entries(root, "", {"policies"});
     if (!top.ok()) return top.status();
     const Entry* policies = Require(*top, root, "", "policies");

@@ -329,6 +329,19 @@ TEST(ParsePolicyYaml, UnknownAliasIsAnErrorNotAnException) {
   EXPECT_THAT(std::string(specs.status().message()), StartsWith("f.yaml:1:"));
 }
 
+// YAML::LoadAll never returned on these (it allocated empty documents until the process ran out
+// of memory): a policy file with a stray comma took the server down on reload.
+TEST(ParsePolicyYaml, StrayTokenAtTopLevelIsASyntaxError) {
+  for (const std::string text : {",", "{policies: {}},", "policies: {}\n,\n"}) {
+    auto specs = ParsePolicyYaml(text, "f.yaml");
+    ASSERT_FALSE(specs.ok()) << text;
+    EXPECT_EQ(specs.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(specs.status().message()),
+                testing::MatchesRegex("f\\.yaml:[12]:[0-9]+: YAML syntax error: .*"))
+        << text;
+  }
+}
+
 TEST(ParsePolicyYaml, EmptyFileAndMultipleDocuments) {
   for (const char* empty : {"", "# nothing here\n", "---\n"}) {
     auto specs = ParsePolicyYaml(empty, "f.yaml");

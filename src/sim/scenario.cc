@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "config/yaml_document.h"
 #include "core/absl_compat.h"
 #include "sim/builtin_scenarios.h"
 #include "sim/network.h"
@@ -48,14 +49,14 @@ class Parser {
   }
 
   Scenario Parse(std::string_view text) {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.empty() || docs[0].IsNull()) Fail(YAML::Mark::null_mark(), "", "the file is empty");
-    if (docs.size() > 1) Fail(docs[1].Mark(), "", "only one YAML document is allowed");
+    const config::YamlDocument doc = config::LoadFirstYamlDocument(text);
+    if (doc.root.IsNull()) Fail(YAML::Mark::null_mark(), "", "the file is empty");
+    if (doc.next) Fail(*doc.next, "", "only one YAML document is allowed");
     Scenario sc;
     sc.source = std::string(source_);
     for (const std::string& n : BuiltinNetworkNames()) sc.network_models[n] = *BuiltinNetwork(n);
     for (const char* n : {"chat", "gaming", "streaming"}) sc.traffic_models[n] = *BuiltinTraffic(n);
-    const YAML::Node root = docs[0];
+    const YAML::Node root = doc.root;
     std::vector<Entry> users_section;
     const YAML::Node* attackers = nullptr;
     YAML::Node attackers_node, replay_node, users_node, derived_node;

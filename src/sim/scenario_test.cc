@@ -135,6 +135,14 @@ TEST(ScenarioTest, ErrorsNameFileLineColumnAndPath) {
   EXPECT_THAT(Err(""), HasSubstr("s.yaml: the file is empty"));
 }
 
+// YAML::LoadAll never returned on these (it allocated empty documents until the process ran out
+// of memory).
+TEST(ScenarioTest, StrayTokenAtTopLevelIsASyntaxError) {
+  EXPECT_THAT(Err(","), HasSubstr("s.yaml:1:1: YAML syntax error: unexpected ','"));
+  EXPECT_THAT(Err("{users: {count: 1, traffic: chat}},"),
+              HasSubstr("s.yaml:1:35: YAML syntax error: unexpected ','"));
+}
+
 TEST(ScenarioTest, ReplayRowErrorsNameTheLogFile) {
   auto s = ParseScenarioYaml("replay: { file: replay-sample.jsonl, format: csv }\n", "builtin:x",
                              "builtin:");

@@ -10,6 +10,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 #include "storage/record_codec.h"
+#include "storage/recovery.h"
 #include "tollgate/store.h"
 
 namespace tollgate {
@@ -260,43 +261,11 @@ absl::StatusOr<std::unique_ptr<DurableStore>> DurableStore::Open(Options options
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::string_view k(it->key().data(), it->key().size());
     std::string_view v(it->value().data(), it->value().size());
-    bool ok = true;
-    if (k == storage::kFenceKey) {
-      auto f = storage::DecodeU64(v);
-      ok = f.has_value();
-      if (ok) state.max_fence = std::max(state.max_fence, *f);
-    } else if (!k.empty() && k[0] == storage::kLeasePrefix) {
-      auto lease = storage::DecodeLease(v);
-      ok = lease.has_value();
-      if (ok) {
-        state.max_fence = std::max(state.max_fence, lease->fence);
-        state.leases.emplace_back(std::string(k.substr(1)), std::move(*lease));
-      }
-    } else if (!k.empty() && k[0] == storage::kBucketPrefix) {
-      auto b = storage::DecodeBucket(k.substr(1), v);
-      ok = b.has_value();
-      if (ok) {
-        BucketSnapshot& snap = b->first;
-        const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 options.clock->WallNow() - b->second)
-                                 .count();
-        __extension__ typedef unsigned __int128 u128;
-        u128 debt = (static_cast<u128>(snap.debt_hi) << 64) | snap.debt_lo;
-        const u128 refilled = elapsed > 0 ? static_cast<u128>(elapsed) * snap.rate : 0;
-        debt = debt > refilled ? debt - refilled : 0;
-        snap.debt_hi = static_cast<uint64_t>(debt >> 64);
-        snap.debt_lo = static_cast<uint64_t>(debt);
-        state.buckets.push_back(std::move(snap));
-      }
-    } else if (!k.empty() && k[0] == storage::kRegisterPrefix) {
-      auto reg = storage::DecodeRegister(v);
-      ok = reg.has_value();
-      if (ok) state.registers.push_back({std::string(k.substr(1)), reg->first, reg->second});
-    }
-    if (!ok) {
+    absl::Status rec = storage::RecoverRecord(k, v, options.clock->WallNow(), &state);
+    if (!rec.ok()) {
       it.reset();
       delete db;
-      return absl::DataLossError("store " + options.dir + " holds a corrupt record");
+      return absl::DataLossError("store " + options.dir + " holds a " + std::string(rec.message()));
     }
   }
   st = FromRocks(it->status(), "read store");

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
 #include "tollgate/store.h"
@@ -169,6 +170,35 @@ TEST_F(DurableStoreTest, BucketCheckpointsRecoverWithElapsedRefill) {
       EXPECT_EQ(s.debt_lo, 2'000'000'000'000'000'000ull);
     }
   }
+}
+
+}  // namespace
+}  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+// A record that does not decode stops recovery with DataLoss naming the store and the key, instead
+// of being skipped or crashing; the store is not opened.
+TEST_F(DurableStoreTest, CorruptRecordIsDataLossNamingTheKey) {
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.string(), &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "Lpayment:42", "\x01truncated").ok());
+    delete db;
+  }
+  auto s = DurableStore::Open({.dir = dir_.string()}, nullptr);
+  ASSERT_EQ(s.status().code(), absl::StatusCode::kDataLoss) << s.status();
+  EXPECT_NE(s.status().message().find(dir_.string()), absl::string_view::npos) << s.status();
+  EXPECT_NE(s.status().message().find("corrupt record at key \"Lpayment:42\""),
+            absl::string_view::npos)
+      << s.status();
+  // The database was closed: it can be opened again.
+  rocksdb::DB* db = nullptr;
+  EXPECT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.string(), &db).ok());
+  delete db;
 }
 
 }  // namespace

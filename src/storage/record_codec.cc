@@ -44,8 +44,10 @@ std::string EncodeLease(const StoredLease& lease) {
   const int64_t ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(lease.expiry.time_since_epoch()).count();
   PutFixed(&out, static_cast<uint64_t>(ns), 8);
-  PutFixed(&out, lease.lock_id.size(), 1);
-  out.append(lease.lock_id.substr(0, 255));
+  // The length byte and the bytes written must agree, or the record would not decode.
+  const std::string_view id = std::string_view(lease.lock_id).substr(0, 255);
+  PutFixed(&out, id.size(), 1);
+  out.append(id);
   out.push_back(lease.owner ? 1 : 0);
   if (lease.owner) {
     PutFixed(&out, lease.owner->size(), 4);

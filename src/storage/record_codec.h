@@ -29,6 +29,7 @@ inline constexpr char kBucketPrefix = 'B';
 std::string LeaseKey(std::string_view key);
 std::string RegisterKey(std::string_view resource);
 
+// Writes at most the first 255 bytes of lease.lock_id (tollgate's lock ids are 32 bytes).
 std::string EncodeLease(const StoredLease& lease);
 // nullopt if the bytes are not a valid lease record.
 std::optional<StoredLease> DecodeLease(std::string_view bytes);
@@ -37,6 +38,7 @@ std::string EncodeRegister(uint64_t fence, std::string_view value);
 // nullopt if the bytes are not a valid register record.
 std::optional<std::pair<uint64_t, std::string>> DecodeRegister(std::string_view bytes);
 
+// REQUIRES: table.size() <= 65535 (tables are "t" or "p:<policy>/<layer>/<key template>").
 std::string BucketKey(std::string_view table, std::string_view key);
 std::string EncodeBucket(const BucketSnapshot& s, WallTime at);
 // Decodes a bucket record (key without its prefix byte, and value). nullopt if malformed.

@@ -1,0 +1,25 @@
+// Runs every file of fuzz/corpus/record_codec through the same checks as the libFuzzer target
+// (fuzz/record_codec_check.h), so builds without clang/libFuzzer still exercise the corpus and any
+// crash reproducers in it.
+
+#include <cstdint>
+#include <string>
+
+#include "fuzz/corpus_files.h"
+#include "fuzz/record_codec_check.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+TEST(RecordCodecCorpusTest, EveryCorpusFilePassesFuzzChecks) {
+  const auto files = tollgate::fuzz::ReadCorpusFiles(TOLLGATE_RECORD_CODEC_CORPUS_DIR);
+  ASSERT_FALSE(files.empty()) << "no corpus in " << TOLLGATE_RECORD_CODEC_CORPUS_DIR;
+  for (const tollgate::fuzz::CorpusFile& f : files) {
+    EXPECT_EQ(tollgate::fuzz::CheckRecordCodec(reinterpret_cast<const uint8_t*>(f.bytes.data()),
+                                               f.bytes.size()),
+              "")
+        << f.name;
+  }
+}
+
+}  // namespace
