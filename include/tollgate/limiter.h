@@ -39,6 +39,19 @@ struct BucketParams {
 // InvalidArgument naming the field if a value is out of range.
 [[nodiscard]] absl::Status ValidateBucketParams(const BucketParams& p);
 
+// The longest an empty bucket may take to refill (capacity / rate) when its parameters come from
+// a client (THROTTLE). A bucket that refills over years is one a client can leave exhausted for
+// years: it is never swept (only full buckets are) and never evicted (a key being denied is not),
+// so a few thousand of them hold a table at max_buckets and every new key is denied. Limits set by
+// an operator (policy layers: weekly quotas and the like) are not held to it.
+inline constexpr Duration kMaxRefillHorizon = std::chrono::hours(24);
+// OK iff capacity / rate <= max_horizon (exactly: capacity x 1 s <= rate x max_horizon), else
+// InvalidArgument such as "capacity/rate = 10000000000 s to refill exceeds the maximum refill
+// horizon of 86400 s; raise rate_per_sec or lower capacity". Duration::max() means no horizon.
+// REQUIRES: p valid (ValidateBucketParams), max_horizon > 0.
+[[nodiscard]] absl::Status ValidateRefillHorizon(const BucketParams& p,
+                                                 Duration max_horizon = kMaxRefillHorizon);
+
 struct Decision {
   bool allowed = false;
   // Whole tokens left after this decision (floor).
@@ -51,8 +64,13 @@ struct Decision {
 };
 
 // What a layer does when a request needs a new bucket and the layer already holds max_buckets
-// live buckets (buckets that have refilled to full are dropped first, since they carry no
-// information).
+// live buckets. Before it applies, room is made (BucketTable::Evaluate in src/core/bucket_table.h
+// has the details): buckets that have refilled to full are dropped, since they carry no
+// information; if none is, one bucket is evicted: of 16 sampled from the new key's shard, among
+// those holding at least one whole token, the one closest to full. A bucket with less than a
+// whole token left (denying every request of cost 1 or more) is never evicted, so a key being
+// denied cannot burst by being evicted; an evicted key gains at most its debt (what it consumed
+// and has not refilled), once. Only when no sampled bucket qualifies does the policy apply.
 enum class OverflowPolicy {
   kDeny,      // the request is denied by that layer, retry_after = 1 s (memory stays bounded;
               // keys already tracked are unaffected)
@@ -93,8 +111,9 @@ struct LayerCheck {
 };
 
 // Validates an ad hoc layered check for any backend: the cost, every layer's name (1..64 bytes),
-// key and parameters, and that at least one layer is enforced. InvalidArgument naming what is
-// wrong.
+// key and parameters, that no two layers have the same name and key (they would be one bucket,
+// charged twice), and that at least one layer is enforced. InvalidArgument naming what is wrong.
+// The refill horizon is not checked: layered checks carry operator-configured policies.
 [[nodiscard]] absl::Status ValidateLayerChecks(std::span<const LayerCheck> layers, Decimal cost);
 
 struct PolicyDecision;
@@ -118,6 +137,9 @@ class Throttler {
     Clock* clock = RealClock();
     size_t max_buckets = 1'000'000;
     OverflowPolicy overflow = OverflowPolicy::kDeny;
+    // Check refuses parameters whose capacity / rate exceeds this (ValidateRefillHorizon); > 0.
+    // Duration::max() accepts any.
+    Duration max_refill_horizon = kMaxRefillHorizon;
   };
   explicit Throttler(Options options);
   ~Throttler();
@@ -125,13 +147,15 @@ class Throttler {
   // Takes `cost` tokens from key's bucket if it holds that many; a denied request takes nothing.
   // If a key is used with a new rate or capacity, its debt (tokens consumed and not yet refilled)
   // carries over to the new parameters. InvalidArgument for bad parameters, cost or key (1 to 512
-  // bytes).
+  // bytes), or parameters that take longer than options.max_refill_horizon to refill
+  // (ValidateRefillHorizon); nothing changes then.
   [[nodiscard]] absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& params,
                                                Decimal cost);
   // All-or-nothing over several buckets, with the rules of PolicyEngine::Check (which see).
   // Layered buckets live apart from Check's (a layer "a" key "b" never meets THROTTLE key "a...").
-  // InvalidArgument for any bad key, layer name (1..64 bytes), parameter or cost, or no enforced
-  // bucket; nothing is consumed then.
+  // InvalidArgument for any bad key, layer name (1..64 bytes), parameter or cost, two layers with
+  // the same name and key, or no enforced bucket (ValidateLayerChecks); nothing is consumed then.
+  // The refill horizon does not apply (the layers come from operator-configured policies).
   [[nodiscard]] absl::StatusOr<PolicyDecision> CheckLayers(std::span<const LayerCheck> layers,
                                                            Decimal cost);
 
@@ -142,13 +166,20 @@ class Throttler {
   uint64_t allowed_count() const;
   uint64_t denied_count() const;
   uint64_t overflow_count() const;  // decisions made without a bucket (table at max_buckets)
+  // Buckets evicted to make room for a new key (see OverflowPolicy), by Check and CheckLayers.
+  uint64_t evicted_count() const;
   // Counts a decision made elsewhere (Backend::Throttle on a shared backend) in allowed_count /
   // denied_count, as Check counts its own.
   void Record(const Decision& decision);
 
   // Reports every bucket changed since the last call, and every bucket dropped since.
   void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);
-  // Reinstates a checkpointed bucket (table "t"); returns false for another table.
+  // Reinstates a checkpointed bucket (table "t"); returns false for another table. A bucket whose
+  // debt would take longer than options.max_refill_horizon to refill (written before the horizon
+  // existed, or under a longer one) is not reinstated, and is reported as dropped by the next
+  // CollectChanges so the checkpoint forgets it. A reinstated bucket's capacity is not in the
+  // checkpoint: until it is used again, eviction takes its restored debt as its capacity (a lower
+  // bound), so it qualifies once it has refilled a whole token.
   bool Restore(const BucketSnapshot& snapshot);
 
   class Impl;
@@ -190,6 +221,7 @@ struct LayerCounters {
   bool shadow = false;
   uint64_t allowed = 0, denied = 0, shadow_denied = 0, overflow = 0;
   size_t live_buckets = 0;
+  uint64_t evicted = 0;  // buckets evicted to make room for a new key (see OverflowPolicy)
 };
 
 struct PolicyLatency {

@@ -1,5 +1,7 @@
 #include "core/bucket_table.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -37,6 +39,18 @@ Duration SpanToDuration(u128 span, uint64_t rate) {
   const u128 ns = (span + rate - 1) / rate;
   if (ns > static_cast<u128>(std::numeric_limits<int64_t>::max())) return Duration::max();
   return Duration(static_cast<int64_t>(ns));
+}
+
+uint64_t BucketEntry::capacity_floor() const {
+  const uint32_t code = (key_bits & kCapMask) >> kCapShift;
+  return static_cast<uint64_t>(code & 0x7fff) << (code >> 15);
+}
+
+void BucketEntry::set_capacity_floor(uint64_t c) {
+  // 15-bit mantissa, 6-bit shift: c >> shift keeps the top 15 bits; shifting back never exceeds c.
+  const int shift = std::max(0, static_cast<int>(std::bit_width(c)) - 15);
+  const uint32_t code = static_cast<uint32_t>((shift << 15) | (c >> shift));
+  key_bits = (key_bits & ~kCapMask) | (code << kCapShift);
 }
 
 BucketEntry* BucketEntry::New(std::string_view key, u128 tat, uint64_t rate) {
@@ -81,7 +95,7 @@ int64_t BucketTable::Now(Shard& s, SteadyTime raw) {
 
 BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, size_t hash,
                                         const BucketParams& p, Decimal cost, int64_t now_ns,
-                                        Detail detail) {
+                                        Detail detail, std::span<BucketEntry* const> pinned) {
   Eval ev;
   const uint64_t rate = p.rate.nanos;
   const u128 now = static_cast<u128>(now_ns) * rate;
@@ -96,9 +110,13 @@ BucketTable::Eval BucketTable::Evaluate(Shard& s, std::string_view key, size_t h
              max_buckets_.load(std::memory_order_relaxed)) {
     if (now_ns - s.last_overflow_sweep_ns >= kOverflowSweepGapNs) {
       s.last_overflow_sweep_ns = now_ns;
-      SweepShard(s, now_ns);
+      SweepShard(s, now_ns, pinned);
     }
-    if (live_.load(std::memory_order_relaxed) >= max_buckets_.load(std::memory_order_relaxed)) {
+    // Evict only for a request a fresh bucket allows: one costing more than the capacity is
+    // denied ("never") whatever happens, and needs no bucket.
+    const bool full =
+        live_.load(std::memory_order_relaxed) >= max_buckets_.load(std::memory_order_relaxed);
+    if (full && (inc > window || !EvictOne(s, now_ns, pinned))) {
       ev.overflow = true;
       Decision& d = ev.decision;
       if (overflow_.load(std::memory_order_relaxed) == OverflowPolicy::kFailOpen) {
@@ -140,20 +158,30 @@ void BucketTable::Commit(Shard& s, std::string_view key, const Eval& e, const Bu
   if (e.entry != nullptr) {
     e.entry->set_tat(e.new_tat);
     e.entry->rate = p.rate.nanos;
+    e.entry->set_capacity_floor(p.capacity.nanos);
     if (track_changes_) e.entry->key_bits |= BucketEntry::kDirty;
     return;
   }
   BucketEntry* n = BucketEntry::New(key, e.new_tat, p.rate.nanos);
+  n->set_capacity_floor(p.capacity.nanos);
   if (track_changes_) n->key_bits |= BucketEntry::kDirty;
   s.set.insert(n);
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
-size_t BucketTable::SweepShard(Shard& s, int64_t now_ns) {
+void BucketTable::Drop(Shard& s, BucketEntry* e) {
+  if (track_changes_) s.dropped.emplace_back(e->key());
+  s.set.erase(e);
+  BucketEntry::Delete(e);
+  live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+size_t BucketTable::SweepShard(Shard& s, int64_t now_ns, std::span<BucketEntry* const> pinned) {
   size_t n = 0;
   for (auto it = s.set.begin(); it != s.set.end();) {
     BucketEntry* e = *it;
-    if (e->tat() <= static_cast<u128>(now_ns) * e->rate) {
+    if (e->tat() <= static_cast<u128>(now_ns) * e->rate &&
+        std::find(pinned.begin(), pinned.end(), e) == pinned.end()) {
       if (track_changes_) s.dropped.emplace_back(e->key());
       s.set.erase(it++);
       BucketEntry::Delete(e);
@@ -164,6 +192,36 @@ size_t BucketTable::SweepShard(Shard& s, int64_t now_ns) {
     }
   }
   return n;
+}
+
+bool BucketTable::EvictOne(Shard& s, int64_t now_ns, std::span<BucketEntry* const> pinned) {
+  const size_t n = std::min(kEvictionSample, s.set.size());
+  auto it = s.evict_hand.empty() ? s.set.end() : s.set.find(s.evict_hand);
+  BucketEntry* victim = nullptr;
+  u128 victim_ns = 0;  // its time to full
+  for (size_t i = 0; i < n; ++i) {
+    if (it == s.set.end()) it = s.set.begin();
+    BucketEntry* e = *it++;
+    if (std::find(pinned.begin(), pinned.end(), e) != pinned.end()) continue;
+    const u128 now = static_cast<u128>(now_ns) * e->rate;
+    const u128 debt = e->tat() > now ? e->tat() - now : 0;
+    const u128 window = static_cast<u128>(e->capacity_floor()) * kNanosPerSecond;
+    if (debt + kTokenUnit > window) continue;  // less than a whole token left: being denied
+    const u128 to_full = debt / e->rate;
+    if (victim == nullptr || to_full < victim_ns) {
+      victim = e;
+      victim_ns = to_full;
+    }
+  }
+  if (it == s.set.end()) {
+    s.evict_hand.clear();
+  } else {
+    s.evict_hand.assign((*it)->key());
+  }
+  if (victim == nullptr) return false;
+  Drop(s, victim);
+  evicted_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 size_t BucketTable::Sweep(std::function<SteadyTime()> now) {
@@ -182,6 +240,7 @@ void BucketTable::Rescale(const BucketParams& p, std::function<SteadyTime()> now
     for (BucketEntry* e : s.set) {
       e->set_tat(TatAt(e, p.rate.nanos, t));
       e->rate = p.rate.nanos;
+      e->set_capacity_floor(p.capacity.nanos);
       if (track_changes_) e->key_bits |= BucketEntry::kDirty;
     }
   }
@@ -209,20 +268,34 @@ void BucketTable::CollectChanges(std::function<SteadyTime()> now,
   }
 }
 
-void BucketTable::Restore(std::string_view key, u128 debt, uint64_t rate, SteadyTime now) {
-  if (debt == 0 || rate == 0 || live_.load() >= max_buckets_.load()) return;
+void BucketTable::Restore(std::string_view key, u128 debt, uint64_t rate, uint64_t capacity_nanos,
+                          SteadyTime now) {
   Shard& s = ShardFor(key);
   absl::MutexLock l(&s.mu);
   const int64_t t = Now(s, now);
-  const u128 tat = static_cast<u128>(t) * rate + debt;
   auto it = s.set.find(key);
-  if (it != s.set.end()) {
-    (*it)->set_tat(tat);
-    (*it)->rate = rate;
+  if (debt == 0 || rate == 0 || key.size() > BucketEntry::kMaxKey ||
+      (it == s.set.end() && live_.load() >= max_buckets_.load())) {
+    if (it == s.set.end() && track_changes_) s.dropped.emplace_back(key);
     return;
   }
-  s.set.insert(BucketEntry::New(key, tat, rate));
-  live_.fetch_add(1, std::memory_order_relaxed);
+  const u128 tat = static_cast<u128>(t) * rate + debt;
+  BucketEntry* e = it != s.set.end() ? *it : nullptr;
+  if (e == nullptr) {
+    e = BucketEntry::New(key, tat, rate);
+    s.set.insert(e);
+    live_.fetch_add(1, std::memory_order_relaxed);
+  }
+  e->set_tat(tat);
+  e->rate = rate;
+  e->set_capacity_floor(capacity_nanos);
+}
+
+void BucketTable::ForgetCheckpointed(std::string_view key) {
+  if (!track_changes_) return;
+  Shard& s = ShardFor(key);
+  absl::MutexLock l(&s.mu);
+  s.dropped.emplace_back(key);
 }
 
 }  // namespace tollgate::core

@@ -32,6 +32,24 @@ absl::Status ValidateBucketParams(const BucketParams& p) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateRefillHorizon(const BucketParams& p, Duration max_horizon) {
+  if (max_horizon == Duration::max()) return absl::OkStatus();  // no horizon
+  // capacity / rate <= horizon, in integers: capacity (nano-tokens) x 1e9 <= rate (nano-tokens/s)
+  // x horizon (ns). Both sides stay below 2^127.
+  const u128 lhs = static_cast<u128>(p.capacity.nanos) * Decimal::kScale;
+  const u128 horizon_ns = static_cast<u128>(std::max<int64_t>(max_horizon.count(), 0));
+  if (lhs <= static_cast<u128>(p.rate.nanos) * horizon_ns) return absl::OkStatus();
+  // capacity / rate in seconds, rounded up to the nanosecond, as a decimal.
+  const u128 ns = (lhs + p.rate.nanos - 1) / p.rate.nanos;
+  const uint64_t frac = static_cast<uint64_t>(ns % Decimal::kScale);
+  const std::string frac_text = frac == 0 ? "" : Decimal{frac}.ToString().substr(1);  // ".5"
+  return absl::InvalidArgumentError(
+      absl::StrCat("capacity/rate = ", static_cast<uint64_t>(ns / Decimal::kScale), frac_text,
+                   " s to refill exceeds the maximum refill horizon of ",
+                   Decimal{static_cast<uint64_t>(horizon_ns)}.ToString(),
+                   " s; raise rate_per_sec or lower capacity"));
+}
+
 namespace {
 
 absl::Status ValidateCost(Decimal cost) {
@@ -68,6 +86,7 @@ class Throttler::Impl {
   absl::StatusOr<Decision> Check(std::string_view key, const BucketParams& p, Decimal cost) {
     if (absl::Status st = ValidateKey(key); !st.ok()) return st;
     if (absl::Status st = ValidateBucketParams(p); !st.ok()) return st;
+    if (absl::Status st = ValidateRefillHorizon(p, opt_.max_refill_horizon); !st.ok()) return st;
     if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
     const size_t hash = BucketTable::Hash(key);
     BucketTable::Shard& s = table_.ShardFor(hash);
@@ -82,7 +101,9 @@ class Throttler::Impl {
 
   Options opt_;
   BucketTable table_;
-  BucketTable layers_{opt_.max_buckets, opt_.overflow, /*track_changes=*/true};  // CheckLayers
+  // CheckLayers' buckets. Not checkpointed (CollectChanges reports table_ only), so no changes are
+  // tracked: tracked drops would pile up uncollected.
+  BucketTable layers_{opt_.max_buckets, opt_.overflow, /*track_changes=*/false};
   std::atomic<uint64_t> allowed_{0}, denied_{0}, overflow_{0};
 };
 
@@ -100,6 +121,9 @@ size_t Throttler::bucket_count() const { return impl_->table_.size() + impl_->la
 uint64_t Throttler::allowed_count() const { return impl_->allowed_.load(); }
 uint64_t Throttler::denied_count() const { return impl_->denied_.load(); }
 uint64_t Throttler::overflow_count() const { return impl_->overflow_.load(); }
+uint64_t Throttler::evicted_count() const {
+  return impl_->table_.evicted() + impl_->layers_.evicted();
+}
 void Throttler::Record(const Decision& d) {
   (d.allowed ? impl_->allowed_ : impl_->denied_).fetch_add(1, std::memory_order_relaxed);
 }
@@ -115,7 +139,21 @@ void Throttler::CollectChanges(const SnapshotSink& changed, const DropSink& drop
 }
 bool Throttler::Restore(const BucketSnapshot& s) {
   if (s.table != "t") return false;
-  impl_->table_.Restore(s.key, Debt(s), s.rate, impl_->opt_.clock->SteadyNow());
+  const u128 debt = Debt(s);
+  // debt / rate > horizon, in the units of Debt (1e-18 tokens) and rate (nano-tokens/s): the debt
+  // takes longer than the horizon to refill. A bucket Check charged since the horizon existed
+  // never owes that much (an allowed request leaves debt <= capacity <= rate x horizon).
+  const Duration horizon = impl_->opt_.max_refill_horizon;
+  const u128 horizon_ns = static_cast<u128>(std::max<int64_t>(horizon.count(), 0));
+  if (s.rate == 0 || (horizon != Duration::max() && debt / s.rate > horizon_ns)) {
+    impl_->table_.ForgetCheckpointed(s.key);
+    return true;
+  }
+  // The checkpoint has no capacity; the debt is a lower bound of it (see above), in nano-tokens.
+  const u128 capacity_floor = debt / core::kNanosPerSecond;
+  impl_->table_.Restore(s.key, debt, s.rate,
+                        static_cast<uint64_t>(std::min<u128>(capacity_floor, kMaxCapacity.nanos)),
+                        impl_->opt_.clock->SteadyNow());
   return true;
 }
 
@@ -307,15 +345,25 @@ LayerVector<BucketTable::Eval> EvaluateAllOrNothing(std::span<const BucketRef> r
   for (size_t k = 0; k < locks; ++k) order[k]->mu.Lock();
   LayerVector<BucketTable::Eval> eval_store(n);
   BucketTable::Eval* evals = eval_store.data();
+  // held[j]: the bucket evaluation j found, which the commit below writes. Evaluating a later
+  // bucket may make room in a full table (sweep, eviction) in a shard this check holds, and must
+  // not free any of these: each evaluation gets the ones before it as `pinned`. (Buckets it
+  // frees that later evaluations will look up are simply not found then, as if another request
+  // had dropped them first; nothing is freed after the last evaluation, and the commit frees
+  // nothing.) This matters when buckets share a table: Throttler::CheckLayers keeps every layer
+  // in one; PolicyEngine gives each layer its own table, where pinning never finds a match.
+  LayerVector<core::BucketEntry*> held_store(n);
+  core::BucketEntry** held = held_store.data();
   *allowed = true;
   for (size_t i = 0; i < n; ++i) {
     // Each shard keeps its own monotonic time; a shard shared by two buckets of this check
     // advances once and returns the same time to both. A layered answer reports no reset time,
     // and a shadow layer's remaining tokens are never reported: skip those divisions.
     const int64_t now = BucketTable::Now(*shards[i], raw);
-    evals[i] =
-        r[i].table->Evaluate(*shards[i], r[i].key, hashes[i], *r[i].params, cost, now,
-                             r[i].shadow ? BucketTable::kVerdictOnly : BucketTable::kNoResetTime);
+    evals[i] = r[i].table->Evaluate(
+        *shards[i], r[i].key, hashes[i], *r[i].params, cost, now,
+        r[i].shadow ? BucketTable::kVerdictOnly : BucketTable::kNoResetTime, {held, i});
+    held[i] = evals[i].entry;
     if (!r[i].shadow && !evals[i].decision.allowed) *allowed = false;
   }
   if (*allowed) {
@@ -649,7 +697,7 @@ std::vector<LayerCounters> PolicyEngine::counters() const {
     for (const Layer& l : p.layers) {
       out.push_back({name, l.spec.name, l.spec.shadow, l.state->allowed.load(),
                      l.state->denied.load(), l.state->shadow_denied.load(),
-                     l.state->overflow.load(), l.state->table.size()});
+                     l.state->overflow.load(), l.state->table.size(), l.state->table.evicted()});
     }
   }
   return out;
@@ -714,7 +762,9 @@ bool PolicyEngine::Restore(const BucketSnapshot& s) {
   for (const auto& [name, p] : set->policies) {
     for (const Layer& l : p.layers) {
       if (l.table_id == s.table) {
-        l.state->table.Restore(s.key, Debt(s), s.rate, impl_->opt_.clock->SteadyNow());
+        // The layer's capacity applies to every bucket of it.
+        l.state->table.Restore(s.key, Debt(s), s.rate, l.spec.params.capacity.nanos,
+                               impl_->opt_.clock->SteadyNow());
         return true;
       }
     }
@@ -725,13 +775,22 @@ bool PolicyEngine::Restore(const BucketSnapshot& s) {
 absl::Status ValidateLayerChecks(std::span<const LayerCheck> layers, Decimal cost) {
   if (absl::Status st = ValidateCost(cost); !st.ok()) return st;
   bool enforced = false;
-  for (const LayerCheck& l : layers) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerCheck& l = layers[i];
     if (l.name.empty() || l.name.size() > 64) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer name must be 1 to 64 bytes long, got ", l.name.size(), " bytes"));
     }
     if (absl::Status st = ValidateKey(l.key); !st.ok()) return st;
     if (absl::Status st = ValidateBucketParams(l.params); !st.ok()) return st;
+    // A check has a handful of layers: pairwise comparison beats building a set.
+    for (size_t j = 0; j < i; ++j) {
+      if (layers[j].name == l.name && layers[j].key == l.key) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer '", l.name, "' is given twice with the same key (layers ", j,
+                         " and ", i, "); each (layer, key) pair may appear once"));
+      }
+    }
     enforced |= !l.shadow;
   }
   if (!enforced) return absl::InvalidArgumentError("at least one layer must be enforced");
@@ -748,6 +807,7 @@ PolicyDecision CombineLayerDecisions(std::span<const LayerCheck> layers,
 absl::StatusOr<PolicyDecision> Throttler::CheckLayers(std::span<const LayerCheck> layers,
                                                       Decimal cost) {
   if (absl::Status st = ValidateLayerChecks(layers, cost); !st.ok()) return st;
+  static_assert(1 + 64 + kMaxKeyBytes <= core::BucketEntry::kMaxKey, "layered key too long");
   std::vector<std::string> keys;
   keys.reserve(layers.size());
   for (const LayerCheck& l : layers) {

@@ -1,6 +1,7 @@
 #include <atomic>
 #include <thread>
 
+#include "core/bucket_table.h"
 #include "gtest/gtest.h"
 #include "tollgate/limiter.h"
 #include "tollgate/testing/fake_clock.h"
@@ -332,6 +333,78 @@ TEST(PolicyEngineRecordTest, CountsPerLayerVerdictsLikeCheck) {
       EXPECT_EQ(c.denied, 1u);
     }
   }
+}
+
+// Issue 9. Operator-configured layers have no refill horizon (a weekly quota is fine), and a full
+// layer evicts a bucket that holds a whole token, closest to full, before it applies on_limit;
+// each layer counts its evictions.
+TEST(PolicyEngineEvictionTest, WeeklyQuotaAndEvictionPerLayer) {
+  FakeClock clock;
+  PolicyEngine e({.clock = &clock});
+  PolicySpec p;
+  p.name = "p";
+  p.layers = {Layer("week", "w:{user}", "1000", "0.001653439"),  // 1000 per 7 days
+              Layer("user", "u:{user}", "10", "0.001")};
+  p.layers[1].max_buckets = 2;
+  ASSERT_TRUE(e.Install({p}).ok());
+  // Three users whose "user" buckets share a shard (eviction looks in the new key's shard).
+  auto shard = [](const std::string& k) {
+    return (core::BucketTable::Hash(k) >> 52) % core::BucketTable::kShards;
+  };
+  std::vector<std::string> users;
+  for (int i = 0; users.size() < 3; ++i) {
+    std::string u = "n" + std::to_string(i);
+    if (users.empty() || shard("u:" + u) == shard("u:" + users[0])) users.push_back(u);
+  }
+  auto check = [&](const std::string& user, const char* cost) {
+    std::vector<Field> f = {{"user", user}};
+    auto d = e.Check("p", f, D(cost));
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() ? *d : PolicyDecision{};
+  };
+  EXPECT_TRUE(check(users[0], "10").allowed);  // exhausted: never evicted
+  EXPECT_TRUE(check(users[1], "3").allowed);   // 7 of 10 left
+  EXPECT_TRUE(check(users[2], "1").allowed);   // evicts users[1]
+  PolicyDecision again = check(users[0], "1");
+  EXPECT_FALSE(again.allowed);
+  EXPECT_EQ(again.denied_layer, "user");
+  for (const LayerCounters& c : e.counters()) {
+    EXPECT_EQ(c.evicted, c.layer == "user" ? 1u : 0u) << c.layer;
+    if (c.layer == "user") {
+      EXPECT_EQ(c.live_buckets, 2u);
+    }
+  }
+}
+
+// A reload that lowers a layer's capacity applies to eviction too: a bucket that held tokens under
+// the old capacity but less than one under the new is denying now, and stays.
+TEST(PolicyEngineEvictionTest, ReloadedCapacityDecidesEviction) {
+  FakeClock clock;
+  PolicyEngine e({.clock = &clock});
+  auto spec = [](const char* capacity) {
+    PolicySpec p;
+    p.name = "p";
+    p.layers = {Layer("user", "u:{user}", capacity, "0.001")};
+    p.layers[0].max_buckets = 1;
+    return p;
+  };
+  ASSERT_TRUE(e.Install({spec("10")}).ok());
+  auto shard = [](const std::string& k) {
+    return (core::BucketTable::Hash(k) >> 52) % core::BucketTable::kShards;
+  };
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    std::string u = "n" + std::to_string(i);
+    if (shard("u:" + u) == shard("u:a")) other = u;
+  }
+  std::vector<Field> a = {{"user", "a"}}, b = {{"user", other}};
+  ASSERT_TRUE(e.Check("p", a, D("4.5"))->allowed);  // 5.5 of 10 left
+  ASSERT_TRUE(e.Install({spec("5")}).ok());         // 0.5 of 5 left: denying
+  auto d = e.Check("p", b, D("1"));
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(e.counters()[0].evicted, 0u);
+  EXPECT_EQ(e.counters()[0].overflow, 1u);
 }
 
 }  // namespace

@@ -203,7 +203,8 @@ TEST(ThrottlerPropertyTest, RetryAfterIsExact) {
   std::mt19937_64 rng(7);
   for (int round = 0; round < 2000; ++round) {
     FakeClock clock;
-    Throttler t({.clock = &clock});
+    // Any parameters, however slow to refill: this checks the arithmetic.
+    Throttler t({.clock = &clock, .max_refill_horizon = Duration::max()});
     const BucketParams p{Decimal{1 + rng() % 20'000'000'000ull},  // up to 20 tokens
                          Decimal{1'000 + rng() % 50'000'000'000ull}};
     const Decimal cost{1 + rng() % p.capacity.nanos};
@@ -225,7 +226,7 @@ TEST(ThrottlerPropertyTest, WindowBound) {
   std::mt19937_64 rng(11);
   for (int round = 0; round < 30; ++round) {
     FakeClock clock;
-    Throttler t({.clock = &clock});
+    Throttler t({.clock = &clock, .max_refill_horizon = Duration::max()});
     const BucketParams p{Decimal{1'000'000'000ull * (1 + rng() % 10) + rng() % 1'000'000'000},
                          Decimal{1 + rng() % 5'000'000'000ull}};
     struct Admit {
@@ -312,6 +313,338 @@ TEST_F(ThrottlerTest, CheckpointRoundTrip) {
                       dropped.emplace_back(key);
                     });
   EXPECT_EQ(dropped.size(), 2u);
+}
+
+// ---- Issue 9: a client must not wedge the THROTTLE table ----
+
+// Parameters that take ~31 years to refill are refused: an exhausted bucket is neither swept nor
+// evicted, so a few thousand of them would deny every new key for decades.
+TEST(ThrottlerHorizonTest, RefillSlowerThanADayIsInvalidAndChangesNothing) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 3000});
+  auto d = t.Check("k", P("10", "0.000000001"), D("1"));
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(d.status().message(),
+            "capacity/rate = 10000000000 s to refill exceeds the maximum refill horizon of 86400 "
+            "s; raise rate_per_sec or lower capacity");
+  EXPECT_EQ(t.bucket_count(), 0u);
+  EXPECT_EQ(t.allowed_count() + t.denied_count(), 0u);  // bad input is not counted
+  // One nanosecond past the horizon is refused too; the message rounds up, never down.
+  auto over = t.Check("k", P("86400.000000001", "1"), D("1"));
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("= 86400.000000001 s"), std::string_view::npos)
+      << over.status();
+  EXPECT_EQ(ValidateRefillHorizon(P("1", "3")), absl::OkStatus());
+  EXPECT_NE(ValidateRefillHorizon(P("1", "0.00001")).message().find("= 100000 s"),
+            std::string_view::npos);
+  EXPECT_NE(ValidateRefillHorizon(P("100000", "1.1")).message().find("= 90909.090909091 s"),
+            std::string_view::npos);
+  EXPECT_EQ(t.bucket_count(), 0u);
+  // Exactly 24 h is accepted.
+  EXPECT_TRUE(t.Check("k", P("86400", "1"), D("1"))->allowed);
+  EXPECT_EQ(t.Check("j", P("1", "0.000011574"), D("1")).status().code(),
+            absl::StatusCode::kInvalidArgument);                                    // 86400.55 s
+  EXPECT_EQ(ValidateRefillHorizon(P("0.000864", "0.00000001")), absl::OkStatus());  // 86400 s
+  EXPECT_EQ(t.bucket_count(), 1u);
+}
+
+TEST(ThrottlerHorizonTest, HorizonIsAnOption) {
+  FakeClock clock;
+  Throttler hour({.clock = &clock, .max_refill_horizon = std::chrono::hours(1)});
+  EXPECT_TRUE(hour.Check("k", P("3600", "1"), D("1"))->allowed);
+  auto d = hour.Check("k", P("3601", "1"), D("1"));
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("horizon of 3600 s"), std::string_view::npos);
+  Throttler year({.clock = &clock, .max_refill_horizon = std::chrono::hours(24 * 366)});
+  EXPECT_TRUE(year.Check("k", P("10", "0.000001"), D("1"))->allowed);  // 115.7 days
+}
+
+// The horizon is for client-supplied parameters: layered checks carry operator policies (weekly
+// quotas and the like), which may refill as slowly as they like.
+TEST(ThrottlerHorizonTest, LayeredChecksHaveNoHorizon) {
+  FakeClock clock;
+  Throttler t({.clock = &clock});
+  std::vector<LayerCheck> weekly = {{"week", "u", P("1000", "0.001653439"), false}};  // 7 days
+  auto d = t.CheckLayers(weekly, D("1"));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->allowed);
+  EXPECT_EQ(ValidateLayerChecks(weekly, D("1")), absl::OkStatus());
+}
+
+// Checkpoints written before the horizon existed may owe decades: they are not reinstated (the
+// wedge must not survive a restart), and the checkpoint is told to forget them.
+TEST(ThrottlerHorizonTest, RestoreForgetsDebtsBeyondTheHorizon) {
+  FakeClock clock;
+  Throttler old({.clock = &clock, .max_refill_horizon = Duration::max()});
+  ASSERT_TRUE(old.Check("wedge", P("10", "0.000000001"), D("10"))->allowed);
+  ASSERT_TRUE(old.Check("fine", P("10", "1"), D("10"))->allowed);
+  std::vector<BucketSnapshot> snaps;
+  old.CollectChanges([&](const BucketSnapshot& s) { snaps.push_back(s); },
+                     [](std::string_view, std::string_view) {});
+  ASSERT_EQ(snaps.size(), 2u);
+  Throttler t({.clock = &clock});
+  for (const auto& s : snaps) EXPECT_TRUE(t.Restore(s));
+  EXPECT_EQ(t.bucket_count(), 1u);
+  EXPECT_FALSE(t.Check("fine", P("10", "1"), D("1"))->allowed);  // its debt was kept
+  std::vector<std::string> dropped;
+  t.CollectChanges([](const BucketSnapshot&) {},
+                   [&](std::string_view, std::string_view key) { dropped.emplace_back(key); });
+  EXPECT_EQ(dropped, std::vector<std::string>{"wedge"});
+}
+
+// Keys of the THROTTLE table that share one shard (eviction samples the new key's shard).
+std::vector<std::string> KeysInOneShard(size_t n, std::string_view prefix) {
+  auto shard = [](std::string_view k) {
+    return (core::BucketTable::Hash(k) >> 52) % core::BucketTable::kShards;
+  };
+  std::vector<std::string> out;
+  const std::string first = std::string(prefix) + "0";
+  for (int i = 0; out.size() < n; ++i) {
+    std::string k = std::string(prefix) + std::to_string(i);
+    if (shard(k) == shard(first)) out.push_back(std::move(k));
+  }
+  return out;
+}
+
+// The issue's scenario with parameters within the horizon: 3000 keys hold buckets with 7 of 10
+// tokens, filling the table. Fresh keys go on being served, each by evicting a bucket.
+TEST(ThrottlerEvictionTest, FreshKeyIsServedWhenTheTableIsFullOfBucketsWithTokens) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 3000});
+  const BucketParams p = P("10", "0.001");  // 10000 s to refill
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(t.Check("k" + std::to_string(i), p, D("3"))->allowed);
+  }
+  ASSERT_EQ(t.bucket_count(), 3000u);
+  ASSERT_EQ(t.Sweep(), 0u);  // nothing has refilled
+  for (int i = 0; i < 100; ++i) {
+    auto d = t.Check("fresh" + std::to_string(i), p, D("1"));
+    ASSERT_TRUE(d.ok());
+    EXPECT_TRUE(d->allowed) << i;
+    EXPECT_EQ(d->remaining, 9u);
+  }
+  EXPECT_EQ(t.evicted_count(), 100u);
+  EXPECT_EQ(t.overflow_count(), 0u);
+  EXPECT_EQ(t.bucket_count(), 3000u);
+  // The checkpoint records every evicted bucket as dropped, and the live new ones as changed.
+  // (A fresh bucket holding 9 of 10 tokens is closer to full than the old ones, so fresh keys
+  // mostly evict each other: a flood of new keys churns among itself.)
+  size_t changed_fresh = 0, dropped_old = 0, dropped_fresh = 0;
+  t.CollectChanges([&](const BucketSnapshot& s) { changed_fresh += s.key.rfind("fresh", 0) == 0; },
+                   [&](std::string_view, std::string_view key) {
+                     (key.rfind("fresh", 0) == 0 ? dropped_fresh : dropped_old)++;
+                   });
+  EXPECT_EQ(dropped_old + dropped_fresh, 100u);
+  EXPECT_EQ(changed_fresh + dropped_fresh, 100u);
+  EXPECT_GE(dropped_old, 1u);
+}
+
+// When every bucket is exhausted, no bucket is evicted and the fresh key is denied (on_limit
+// deny): eviction never lets a key that is being denied start over with a full bucket.
+TEST(ThrottlerEvictionTest, ExhaustedBucketsAreNeverEvicted) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 3000});
+  const BucketParams p = P("10", "0.001");
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(t.Check("k" + std::to_string(i), p, D("10"))->allowed);
+  }
+  for (int i = 0; i < 100; ++i) {
+    auto d = t.Check("fresh" + std::to_string(i), p, D("1"));
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->allowed);
+    EXPECT_EQ(d->retry_after, seconds(1));
+  }
+  EXPECT_EQ(t.evicted_count(), 0u);
+  EXPECT_EQ(t.overflow_count(), 100u);
+  for (int i = 0; i < 3000; ++i) {
+    EXPECT_FALSE(t.Check("k" + std::to_string(i), p, D("1"))->allowed) << i;  // still owes
+  }
+  // Less than one whole token left (0.9 refilled) still counts as exhausted.
+  clock.Advance(seconds(900));
+  EXPECT_FALSE(t.Check("fresh", p, D("1"))->allowed);
+  EXPECT_EQ(t.evicted_count(), 0u);
+  // A whole token refilled (and a little more: the capacity eviction judges by may be low by
+  // 2^-14 of it): now the buckets qualify and a fresh key is served.
+  clock.Advance(seconds(101));
+  EXPECT_TRUE(t.Check("fresh", p, D("1"))->allowed);
+  EXPECT_EQ(t.evicted_count(), 1u);
+}
+
+// Half the keys exhausted, half with tokens: fresh keys evict only the latter, whatever is
+// sampled.
+TEST(ThrottlerEvictionTest, MixedTableEvictsOnlyBucketsWithTokens) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 3000});
+  const BucketParams p = P("10", "0.001");
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(t.Check("k" + std::to_string(i), p, D(i % 2 == 0 ? "10" : "3"))->allowed);
+  }
+  int served = 0;
+  for (int i = 0; i < 1000; ++i) served += t.Check("fresh" + std::to_string(i), p, D("1"))->allowed;
+  EXPECT_GT(served, 900);
+  EXPECT_EQ(t.evicted_count(), static_cast<uint64_t>(served));
+  for (int i = 0; i < 3000; i += 2) {
+    EXPECT_FALSE(t.Check("k" + std::to_string(i), p, D("1"))->allowed) << i;
+  }
+}
+
+// Of the sampled buckets holding a whole token, the one closest to full (shortest time to full,
+// not smallest debt) goes; an exhausted one is passed over even when it is closest to full.
+TEST(ThrottlerEvictionTest, EvictsTheBucketClosestToFull) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 4});
+  const std::vector<std::string> k = KeysInOneShard(5, "s");
+  ASSERT_TRUE(t.Check(k[0], P("10", "1"), D("2"))->allowed);     // 2 s to full
+  ASSERT_TRUE(t.Check(k[1], P("10", "10"), D("4"))->allowed);    // 0.4 s to full
+  ASSERT_TRUE(t.Check(k[2], P("10", "100"), D("10"))->allowed);  // 0.1 s, but exhausted
+  ASSERT_TRUE(t.Check(k[3], P("10", "0.01"), D("1"))->allowed);  // 100 s
+  t.CollectChanges([](const BucketSnapshot&) {}, [](std::string_view, std::string_view) {});
+  EXPECT_TRUE(t.Check(k[4], P("10", "1"), D("1"))->allowed);
+  std::vector<std::string> dropped;
+  t.CollectChanges([](const BucketSnapshot&) {},
+                   [&](std::string_view, std::string_view key) { dropped.emplace_back(key); });
+  EXPECT_EQ(dropped, std::vector<std::string>{k[1]});
+  EXPECT_EQ(t.evicted_count(), 1u);
+}
+
+// Fail-open tables evict too (tracking the new key beats not limiting it), and only fall back to
+// untracked allowing when nothing qualifies.
+TEST(ThrottlerEvictionTest, FailOpenEvictsBeforeGoingUntracked) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 1, .overflow = OverflowPolicy::kFailOpen});
+  const BucketParams p = P("10", "1");
+  const std::vector<std::string> k = KeysInOneShard(3, "f");  // a, b, c
+  ASSERT_TRUE(t.Check(k[0], p, D("3"))->allowed);
+  EXPECT_TRUE(t.Check(k[1], p, D("10"))->allowed);  // evicts a
+  EXPECT_EQ(t.evicted_count(), 1u);
+  EXPECT_EQ(t.overflow_count(), 0u);
+  EXPECT_TRUE(t.Check(k[2], p, D("1"))->allowed);  // b is exhausted: c goes untracked
+  EXPECT_EQ(t.evicted_count(), 1u);
+  EXPECT_EQ(t.overflow_count(), 1u);
+  EXPECT_FALSE(t.Check(k[1], p, D("1"))->allowed);
+}
+
+// After a restart the checkpoint gives a bucket's debt but not its capacity: the debt stands in
+// for it (a lower bound), so a restored bucket can be evicted once it has refilled a whole token,
+// and a restored exhausted bucket is not evicted before.
+TEST(ThrottlerEvictionTest, RestoredBucketsQualifyOnceAWholeTokenRefilled) {
+  FakeClock clock;
+  Throttler before({.clock = &clock});
+  const BucketParams p = P("10", "0.001");
+  const std::vector<std::string> k = KeysInOneShard(3, "r");  // a, b, fresh
+  ASSERT_TRUE(before.Check(k[0], p, D("3"))->allowed);
+  ASSERT_TRUE(before.Check(k[1], p, D("10"))->allowed);
+  std::vector<BucketSnapshot> snaps;
+  before.CollectChanges([&](const BucketSnapshot& s) { snaps.push_back(s); },
+                        [](std::string_view, std::string_view) {});
+  Throttler t({.clock = &clock, .max_buckets = 2});
+  for (const auto& s : snaps) ASSERT_TRUE(t.Restore(s));
+  // a holds 7 tokens, but all the checkpoint proves is a capacity of at least its debt, 3.
+  EXPECT_FALSE(t.Check(k[2], p, D("1"))->allowed);
+  EXPECT_EQ(t.evicted_count(), 0u);
+  clock.Advance(seconds(1001));  // a whole token refilled in each (and a margin, as above)
+  EXPECT_TRUE(t.Check(k[2], p, D("1"))->allowed);
+  EXPECT_EQ(t.evicted_count(), 1u);
+  EXPECT_FALSE(t.Check(k[1], p, D("2"))->allowed);  // b (1 of 10 tokens) stayed; a went
+}
+
+// The capacity an entry keeps for eviction is a lower bound within 2^-14 of the real one.
+TEST(BucketEntryTest, CapacityFloorIsATightLowerBound) {
+  std::mt19937_64 rng(3);
+  core::BucketEntry* e = core::BucketEntry::New("key", 0, 1);
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t c = i < 64 ? (i == 0 ? 0 : uint64_t{1} << (i - 1)) + (i % 3)
+                              : (rng() >> (rng() % 64)) % (kMaxCapacity.nanos + 1);
+    e->set_capacity_floor(c);
+    ASSERT_LE(e->capacity_floor(), c);
+    ASSERT_LE(c - e->capacity_floor(), c >> 14) << c;
+    ASSERT_EQ(e->key(), "key");
+    ASSERT_EQ(e->key_bits & core::BucketEntry::kDirty, 0u);
+  }
+  e->key_bits |= core::BucketEntry::kDirty;
+  e->set_capacity_floor(kMaxCapacity.nanos);
+  EXPECT_NE(e->key_bits & core::BucketEntry::kDirty, 0u);
+  EXPECT_EQ(e->key(), "key");
+  core::BucketEntry::Delete(e);
+}
+
+// CheckLayers keeps every layer's bucket in one table, under the key (length of the layer name,
+// the name, the key). This finds a key for layer `name` whose bucket lands in the same shard as
+// layer `other_name`'s bucket `other_key`, so that evaluating it can touch that shard.
+std::string KeyInSameShard(std::string_view name, std::string_view other_name,
+                           std::string_view other_key) {
+  auto table_key = [](std::string_view n, std::string_view k) {
+    return std::string(1, static_cast<char>(n.size())).append(n).append(k);
+  };
+  const size_t target = core::BucketTable::Hash(table_key(other_name, other_key));
+  auto shard = [](size_t h) { return (h >> 52) % core::BucketTable::kShards; };
+  for (int i = 0;; ++i) {
+    std::string k = "y" + std::to_string(i);
+    if (shard(core::BucketTable::Hash(table_key(name, k))) == shard(target)) return k;
+  }
+}
+
+// Regression (issue 9): with the shared layer table at max_buckets, evaluating layer "b" ran the
+// overflow sweep on the shard holding layer "a"'s bucket, which had refilled to full: the sweep
+// freed it, and the commit then wrote to the freed entry (heap-use-after-free under ASan).
+TEST(ThrottlerLayersTest, LaterLayerNeverFreesAnEarlierLayersBucket) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 1});
+  const BucketParams p = P("10", "1");
+  std::vector<LayerCheck> first = {{"a", "x", p, false}};
+  ASSERT_TRUE(t.CheckLayers(first, D("1"))->allowed);
+  ASSERT_EQ(t.bucket_count(), 1u);
+  clock.Advance(seconds(1));  // a's bucket is full again: the sweep would drop it
+  std::vector<LayerCheck> both = {{"a", "x", p, false},
+                                  {"b", KeyInSameShard("b", "a", "x"), p, false}};
+  auto d = t.CheckLayers(both, D("1"));
+  ASSERT_TRUE(d.ok()) << d.status();
+  // a's bucket is held by this check, so b finds the table full and denies (on_limit deny).
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->denied_layer, "b");
+  EXPECT_EQ(t.bucket_count(), 1u);
+  EXPECT_EQ(t.evicted_count(), 0u);
+  // The bucket a's evaluation held is intact and still works.
+  EXPECT_TRUE(t.CheckLayers(first, D("1"))->allowed);
+}
+
+// The same hazard with eviction: a's bucket holds 7 of 10 tokens, so it is the one eviction would
+// pick for b's new bucket; it is held by this check, so it is not evicted.
+TEST(ThrottlerLayersTest, LaterLayerNeverEvictsAnEarlierLayersBucket) {
+  FakeClock clock;
+  Throttler t({.clock = &clock, .max_buckets = 1});
+  const BucketParams p = P("10", "1");
+  std::vector<LayerCheck> first = {{"a", "x", p, false}};
+  ASSERT_TRUE(t.CheckLayers(first, D("3"))->allowed);
+  std::vector<LayerCheck> both = {{"a", "x", p, false},
+                                  {"b", KeyInSameShard("b", "a", "x"), p, false}};
+  auto d = t.CheckLayers(both, D("1"));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->denied_layer, "b");
+  EXPECT_EQ(t.evicted_count(), 0u);
+  auto again = t.CheckLayers(first, D("7"));  // a still owes its 3 tokens: 7 are left
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->allowed);
+  EXPECT_EQ(again->remaining, 0u);
+}
+
+// Two layers with the same name and key would evaluate one bucket twice and commit it twice.
+TEST(ThrottlerLayersTest, DuplicateLayerIsInvalidAndChangesNothing) {
+  FakeClock clock;
+  Throttler t({.clock = &clock});
+  const BucketParams p = P("10", "1");
+  std::vector<LayerCheck> dup = {{"a", "x", p, false}, {"b", "x", p, false}, {"a", "x", p, true}};
+  auto d = t.CheckLayers(dup, D("1"));
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("layer 'a'"), std::string_view::npos) << d.status();
+  EXPECT_EQ(ValidateLayerChecks(dup, D("1")).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.bucket_count(), 0u);
+  // The same key under different layer names, or different keys under one name, are distinct.
+  std::vector<LayerCheck> distinct = {
+      {"a", "x", p, false}, {"b", "x", p, false}, {"a", "y", p, false}};
+  EXPECT_TRUE(t.CheckLayers(distinct, D("1"))->allowed);
+  EXPECT_EQ(t.bucket_count(), 3u);
 }
 
 // Memory bound: at most 64 bytes per live bucket plus its key bytes.

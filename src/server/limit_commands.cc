@@ -41,6 +41,11 @@ void Throttle(CommandContext& ctx, std::span<const std::string> args) {
     if (!c) return;
     cost = *c;
   }
+  // Client-supplied parameters may not take longer than a day to refill, on every backend: the
+  // embedded throttler checks it too, a shared backend would not.
+  if (absl::Status st = ValidateRefillHorizon({*cap, *rate}); !st.ok()) {
+    return ReplyError(ctx, st);
+  }
   absl::StatusOr<Decision> d;
   if (ctx.backend != nullptr) {
     // The shared backend decides; this server counts its own decisions for INFO.

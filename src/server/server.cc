@@ -17,6 +17,7 @@
 
 #include "server/backend_url.h"
 #include "server/backend_waiters.h"
+#include "server/checkpointer.h"
 #include "server/io_thread.h"
 #include "server/services.h"
 #include "spdlog/spdlog.h"
@@ -51,58 +52,6 @@ int Listen(const std::string& bind_addr, int port) {
   }
   return fd;
 }
-
-// Sweeps refilled buckets and writes changed ones to the store every second, so a restart does not
-// hand every key a full bucket.
-class Checkpointer {
- public:
-  Checkpointer(Throttler& t, PolicyEngine& p, DurableStore& s) : t_(t), p_(p), s_(s) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  // Stops the thread after one last checkpoint.
-  ~Checkpointer() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-    RunOnce();
-  }
-
-  void RunOnce() {
-    t_.Sweep();
-    p_.Sweep();
-    std::vector<BucketSnapshot> changed;
-    std::vector<std::pair<std::string, std::string>> dropped;
-    auto on_changed = [&](const BucketSnapshot& s) { changed.push_back(s); };
-    auto on_dropped = [&](std::string_view table, std::string_view key) {
-      dropped.emplace_back(std::string(table), std::string(key));
-    };
-    t_.CollectChanges(on_changed, on_dropped);
-    p_.CollectChanges(on_changed, on_dropped);
-    absl::Status st = s_.WriteBucketCheckpoint(changed, dropped);
-    if (!st.ok()) spdlog::warn("bucket checkpoint failed: {}", std::string(st.message()));
-  }
-
- private:
-  void Loop() {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!cv_.wait_for(l, std::chrono::seconds(1), [this] { return stop_; })) {
-      l.unlock();
-      RunOnce();
-      l.lock();
-    }
-  }
-
-  Throttler& t_;
-  PolicyEngine& p_;
-  DurableStore& s_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 int BoundPort(int fd) {
   sockaddr_in addr{};
@@ -199,7 +148,7 @@ int RunServer(const ServerOptions& options) {
       return 1;
     }
   }
-  std::unique_ptr<Checkpointer> checkpointer;
+  std::unique_ptr<server::Checkpointer> checkpointer;
   if (!shared) {
     size_t restored = 0, discarded = 0;
     for (const BucketSnapshot& b : recovered.buckets) {
@@ -211,7 +160,13 @@ int RunServer(const ServerOptions& options) {
       }
     }
     spdlog::info("restored {} token buckets ({} of removed layers discarded)", restored, discarded);
-    checkpointer = std::make_unique<Checkpointer>(throttler, policies, *store);
+    checkpointer = std::make_unique<server::Checkpointer>(
+        throttler, policies,
+        [s = store.get()](const std::vector<BucketSnapshot>& changed,
+                          const std::vector<std::pair<std::string, std::string>>& dropped) {
+          return s->WriteBucketCheckpoint(changed, dropped);
+        },
+        server::Checkpointer::Options{});
   }
 
   server::ServerStats stats;
