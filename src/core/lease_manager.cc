@@ -247,6 +247,10 @@ class LeaseManager::Impl {
         Entry& e = it->second;
         e.expiry = now + ttl;
         JournalLease(it->first, e);
+        // A shorter lease must expire (and hand the key to its waiters) at its new time: queue a
+        // timer for it. A longer one needs nothing: the earlier timer fires, finds the lease live
+        // and reschedules.
+        Schedule(s, it->first, e, NextTimerFor(e));
         extended = true;
       }
     }

@@ -124,6 +124,27 @@ TEST_F(LeaseManagerTest, ExtendSetsExpiryFromNowAndNeverRevives) {
   EXPECT_FALSE(m.Info("k")->has_value());
 }
 
+// Regression (issue 9, item 5): a shortening EXTEND must move the expiry timer, or a waiter sits
+// until its own deadline although the key was free long before.
+TEST_F(LeaseManagerTest, ShorteningExtendGrantsWaiterAtTheNewExpiry) {
+  LeaseManager m(Opts());
+  auto a = m.TryAcquire(Req("k", seconds(60)));
+  ASSERT_TRUE(a.ok() && a->has_value());
+  Outcome waiter;
+  auto start = m.AcquireAsync(Req("k", seconds(30), seconds(5)), Record(&waiter));
+  ASSERT_TRUE(start.ok());
+  ASSERT_TRUE(start->queued);
+  ASSERT_TRUE(m.Extend("k", (*a)->lock_id, milliseconds(100)).ok());
+  clock_.Advance(milliseconds(99));
+  m.Tick();
+  EXPECT_FALSE(waiter.called);
+  clock_.Advance(milliseconds(1));
+  m.Tick();  // only timers that are due run: the lease's new expiry must be one of them
+  ASSERT_TRUE(waiter.called);
+  ASSERT_TRUE(waiter.grant.has_value());
+  EXPECT_GT(waiter.grant->fence, (*a)->fence);
+}
+
 TEST_F(LeaseManagerTest, FencesStrictlyIncreaseAcrossKeysReleasesAndExpiries) {
   LeaseManager m(Opts());
   uint64_t last = 0;
