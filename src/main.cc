@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
   serve
       ->add_option("--io-threads", opts.io_threads,
                    "I/O threads (0 = one per core but one, at least 1; with --backend 4 per core)")
-      ->check(CLI::Range(0, 64))
+      ->check(CLI::Range(0, tollgate::kMaxIoThreads))
       ->capture_default_str();
   serve->add_option("--max-clients", opts.max_clients, "Maximum concurrent connections")
-      ->check(CLI::Range(1, 1'000'000))
+      ->check(CLI::Range(1, tollgate::kMaxClients))
       ->capture_default_str();
   serve->add_option("--backend", opts.backend_url,
                     "Keep state on a shared backend instead of --data-dir: redis://host:port[/db] "

@@ -86,6 +86,17 @@ class ServerTest : public ::testing::Test {
     return pos == std::string::npos ? -1 : std::atoll(s.c_str() + pos + 11);
   }
 
+  // Acquires and releases a scratch key until the server has issued at least `n` fences, so tests
+  // may write registers with fences up to n (FENCE.SET refuses fences never issued).
+  void IssueFences(long long n) {
+    Client c(port());
+    while (LastFence() < n) {
+      auto g = AsGrant(c.Run({"LOCK.ACQUIRE", "fence-source", "30000"}));
+      ASSERT_TRUE(g);
+      ASSERT_EQ(Str(c.Run({"LOCK.RELEASE", "fence-source", g->lock_id})), ":1");
+    }
+  }
+
   bool custom_start_ = false;
   TempDir dir_;
   std::unique_ptr<ServerProcess> server_;
@@ -158,6 +169,7 @@ TEST_F(ServerTest, ExpiryFreesKeyAndNewFenceIsHigher) {
 }
 
 TEST_F(ServerTest, FencedRegisterRejectsStaleWrites) {
+  IssueFences(9);
   Client c(port());
   EXPECT_EQ(Str(c.Run({"FENCE.GET", "acct"})), "<nil>");
   EXPECT_EQ(Str(c.Run({"FENCE.SET", "acct", "7", "charged"})), "OK");
@@ -168,6 +180,30 @@ TEST_F(ServerTest, FencedRegisterRejectsStaleWrites) {
   EXPECT_EQ(Str(c.Run({"FENCE.SET", "acct", "9", bin})), "OK");
   Reply r = c.Run({"FENCE.GET", "acct"});
   EXPECT_EQ(std::string(r->element[0]->str, r->element[0]->len), bin);
+}
+
+// Issue 9, item 6: a fence no lease carried is refused, so it cannot make every real holder's
+// write STALE forever; the register and the fence counter are unchanged.
+TEST_F(ServerTest, FenceNeverIssuedIsRefused) {
+  Client c(port());
+  auto g = AsGrant(c.Run({"LOCK.ACQUIRE", "k", "30000"}));
+  ASSERT_TRUE(g);
+  EXPECT_EQ(Str(c.Run({"FENCE.SET", "r", std::to_string(g->fence), "real"})), "OK");
+  EXPECT_EQ(Str(c.Run({"FENCE.SET", "r", "9223372036854775807", "poison"})),
+            "-ERR fence 9223372036854775807 was never issued; the highest fence issued so far is " +
+                std::to_string(g->fence) + " (use the fence of a lease you hold)");
+  const std::string next = std::to_string(g->fence + 1);
+  EXPECT_EQ(
+      Str(c.Run({"FENCE.SET", "fresh", next, "x"})).rfind("-ERR fence " + next + " was never", 0),
+      0u);
+  EXPECT_EQ(Str(c.Run({"FENCE.GET", "fresh"})), "<nil>");
+  EXPECT_EQ(Str(c.Run({"FENCE.GET", "r"})), "[real, :" + std::to_string(g->fence) + "]");
+  EXPECT_EQ(LastFence(), g->fence);
+  // The next real holder writes as usual.
+  ASSERT_EQ(Str(c.Run({"LOCK.RELEASE", "k", g->lock_id})), ":1");
+  auto g2 = AsGrant(c.Run({"LOCK.ACQUIRE", "k", "30000"}));
+  ASSERT_TRUE(g2);
+  EXPECT_EQ(Str(c.Run({"FENCE.SET", "r", std::to_string(g2->fence), "next"})), "OK");
 }
 
 // The payment story: a paused worker's lease expires, another worker acquires; the first worker's
@@ -347,6 +383,7 @@ TEST_F(ServerTest, PipelinedRepliesComeBackInOrder) {
 }
 
 TEST_F(ServerTest, Resp3AfterHello3) {
+  IssueFences(4);
   RawConn c(port());
   ASSERT_TRUE(c.ok());
   c.Send("HELLO 3\r\n");

@@ -101,12 +101,15 @@ void ExpectKnownCounts(const std::map<std::string, std::string>& info, const std
   EXPECT_EQ(Get(info, "throttle_allowed"), "2");
   EXPECT_EQ(Get(info, "throttle_denied"), "1");
   EXPECT_EQ(Get(info, "throttle_overflow"), "0");
-  EXPECT_EQ(layer("policy_api_layer_global"),
-            "allowed=6,denied=0,shadow_denied=0,overflow=0,buckets=" + buckets + ",shadow=0");
-  EXPECT_EQ(layer("policy_api_layer_user"),
-            "allowed=3,denied=3,shadow_denied=0,overflow=0,buckets=" + buckets + ",shadow=0");
-  EXPECT_EQ(layer("policy_api_layer_candidate"),
-            "allowed=2,denied=0,shadow_denied=4,overflow=0,buckets=" + buckets + ",shadow=1");
+  EXPECT_EQ(
+      layer("policy_api_layer_global"),
+      "allowed=6,denied=0,shadow_denied=0,overflow=0,evicted=0,buckets=" + buckets + ",shadow=0");
+  EXPECT_EQ(
+      layer("policy_api_layer_user"),
+      "allowed=3,denied=3,shadow_denied=0,overflow=0,evicted=0,buckets=" + buckets + ",shadow=0");
+  EXPECT_EQ(
+      layer("policy_api_layer_candidate"),
+      "allowed=2,denied=0,shadow_denied=4,overflow=0,evicted=0,buckets=" + buckets + ",shadow=1");
   EXPECT_EQ(Checks(Get(info, "policy_api_latency")), "checks=6");
 }
 
@@ -156,7 +159,7 @@ class SharedInfoTest : public ::testing::Test {
     std::map<std::string, std::string> other = RateLimitInfo(b.port());
     EXPECT_EQ(Get(other, "throttle_allowed"), "0");
     EXPECT_EQ(Get(other, "policy_api_layer_user"),
-              "allowed=0,denied=0,shadow_denied=0,overflow=0,buckets=n/a,shadow=0");
+              "allowed=0,denied=0,shadow_denied=0,overflow=0,evicted=0,buckets=n/a,shadow=0");
     EXPECT_EQ(Checks(Get(other, "policy_api_latency")), "checks=0");
     Client cb(b.port());
     Reply r = cb.Run({"RATE.CHECK", "api", "user", "ann"});  // ann's bucket is empty: denied
@@ -164,11 +167,11 @@ class SharedInfoTest : public ::testing::Test {
     EXPECT_EQ(r->element[0]->integer, 0);
     other = RateLimitInfo(b.port());
     EXPECT_EQ(Get(other, "policy_api_layer_global"),
-              "allowed=1,denied=0,shadow_denied=0,overflow=0,buckets=n/a,shadow=0");
+              "allowed=1,denied=0,shadow_denied=0,overflow=0,evicted=0,buckets=n/a,shadow=0");
     EXPECT_EQ(Get(other, "policy_api_layer_user"),
-              "allowed=0,denied=1,shadow_denied=0,overflow=0,buckets=n/a,shadow=0");
+              "allowed=0,denied=1,shadow_denied=0,overflow=0,evicted=0,buckets=n/a,shadow=0");
     EXPECT_EQ(Get(other, "policy_api_layer_candidate"),
-              "allowed=0,denied=0,shadow_denied=1,overflow=0,buckets=n/a,shadow=1");
+              "allowed=0,denied=0,shadow_denied=1,overflow=0,evicted=0,buckets=n/a,shadow=1");
     EXPECT_EQ(Checks(Get(other, "policy_api_latency")), "checks=1");
     ExpectKnownCounts(RateLimitInfo(a.port()), "n/a");  // unchanged by b's decision
 

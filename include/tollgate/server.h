@@ -6,11 +6,15 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "tollgate/clock.h"
 
 namespace tollgate {
 
 inline constexpr int kDefaultPort = 7379;
+inline constexpr int kMaxIoThreads = 64;
+inline constexpr int kMaxClients = 1'000'000;
+inline constexpr int64_t kMaxThrottleBuckets = 1'000'000'000;
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";
@@ -27,11 +31,17 @@ struct ServerOptions {
   size_t throttle_max_buckets = 1'000'000;  // live THROTTLE buckets before new keys are denied
 };
 
+// InvalidArgument naming the field and its accepted range for any option out of range
+// (io_threads [0, kMaxIoThreads], port [0, 65535], max_clients [1, kMaxClients], lock_delay
+// [0, 86400000] ms, throttle_max_buckets [1, kMaxThrottleBuckets]).
+[[nodiscard]] absl::Status ValidateServerOptions(const ServerOptions& options);
+
 // Opens the store, recovers, loads --config, listens, and serves until SIGTERM or SIGINT; then
 // stops accepting, answers what it already read, checkpoints buckets, syncs the store and returns
 // 0. SIGHUP reloads the policy file (so does a change to the file). Prints
 // "tollgate ready on ADDR:PORT" to stdout (and flushes) once it accepts connections. Returns a
-// non-zero exit code, after logging why, if it cannot start.
+// non-zero exit code, after logging why, if it cannot start (2 for options ValidateServerOptions
+// refuses).
 // REQUIRES: called once per process, from the main thread, before other threads exist.
 int RunServer(const ServerOptions& options);
 

@@ -26,6 +26,16 @@ class FencedRegisters::Impl {
   absl::Status Set(std::string_view resource, uint64_t fence, std::string_view value) {
     if (absl::Status st = ValidateKey(resource, "resource"); !st.ok()) return st;
     if (fence == 0) return absl::InvalidArgumentError("fence must be a positive integer");
+    if (opt_.highest_issued) {
+      // Read before taking the shard lock: the counter only grows, so a fence issued before this
+      // call started is never refused.
+      const uint64_t highest = opt_.highest_issued();
+      if (fence > highest) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("fence ", fence, " was never issued; the highest fence issued so far is ",
+                         highest, " (use the fence of a lease you hold)"));
+      }
+    }
     {
       Shard& s = ShardFor(resource);
       absl::MutexLock l(&s.mu);

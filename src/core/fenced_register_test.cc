@@ -1,5 +1,7 @@
 #include "tollgate/fenced_register.h"
 
+#include <atomic>
+
 #include "gtest/gtest.h"
 #include "tests/support/memory_journal.h"
 
@@ -49,6 +51,27 @@ TEST(FencedRegistersTest, BadInput) {
   EXPECT_EQ(regs.Set("r", 0, "v").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(regs.Get("").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(regs.size(), 1u);
+}
+
+// Issue 9, item 6: with the issuing counter known, a fence no lease carried is refused and
+// changes nothing; fences up to the counter are accepted as before.
+TEST(FencedRegistersTest, RefusesFencesNeverIssued) {
+  testing::MemoryJournal journal;
+  std::atomic<uint64_t> issued{3};
+  FencedRegisters regs({.journal = &journal, .highest_issued = [&] { return issued.load(); }});
+  EXPECT_TRUE(regs.Set("r", 3, "a").ok());
+  const uint64_t seq = journal.LastAppended();
+  absl::Status st = regs.Set("r", 9223372036854775807u, "poison");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(),
+            "fence 9223372036854775807 was never issued; the highest fence issued so far is 3 "
+            "(use the fence of a lease you hold)");
+  EXPECT_EQ(regs.Set("new", 4, "x").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(journal.LastAppended(), seq);
+  EXPECT_EQ((*regs.Get("r"))->value, "a");
+  EXPECT_FALSE(regs.Get("new")->has_value());
+  issued = 4;
+  EXPECT_TRUE(regs.Set("r", 4, "b").ok());
 }
 
 TEST(FencedRegistersTest, BinarySafeValuesAndRestore) {

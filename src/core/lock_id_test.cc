@@ -25,5 +25,15 @@ TEST(LockIdTest, ConstantTimeEquals) {
   EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
+TEST(LockIdTest, ConstantTimeEqualsSecret) {
+  EXPECT_TRUE(ConstantTimeEqualsSecret("hunter2", "hunter2"));
+  EXPECT_FALSE(ConstantTimeEqualsSecret("hunter", "hunter2"));          // a prefix of the secret
+  EXPECT_FALSE(ConstantTimeEqualsSecret("hunter2hunter2", "hunter2"));  // the secret repeated
+  EXPECT_FALSE(ConstantTimeEqualsSecret("hunter3", "hunter2"));
+  EXPECT_FALSE(ConstantTimeEqualsSecret("", "hunter2"));
+  EXPECT_FALSE(ConstantTimeEqualsSecret("x", ""));
+  EXPECT_TRUE(ConstantTimeEqualsSecret("", ""));
+}
+
 }  // namespace
 }  // namespace tollgate::core

@@ -56,6 +56,12 @@ class RequestParser {
   // Creates a parser that enforces `limits`.
   explicit RequestParser(ParserLimits limits = {});
 
+  // Replaces the limits (the server tightens them for clients that have not authenticated yet).
+  // REQUIRES: called between requests (before the first Parse, or right after a kOk); they apply
+  // from the next request on.
+  void set_limits(const ParserLimits& limits) { limits_ = limits; }
+  const ParserLimits& limits() const { return limits_; }
+
   // Feeds bytes. Consumes as much of `input` as it can and sets *consumed (<= input.size()).
   // `consumed` must not be null.
   // kOk: one complete request is in args(); *consumed counts the bytes up to the end of that

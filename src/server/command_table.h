@@ -23,6 +23,7 @@ struct Session {
   std::string name;  // CLIENT SETNAME
   int protocol = 2;  // 2 or 3 (HELLO); the connection keeps its ReplyBuilder in step
   bool close_after_reply = false;
+  int auth_failures = 0;  // failed AUTH attempts on this connection
   // Journal sequence that must be durable before this connection's pending replies go out.
   uint64_t needs_seq = 0;
 };
@@ -41,6 +42,11 @@ class ClientControl {
   // The command's reply will come later through the WaiterCallback; stop processing this
   // connection's further requests until then.
   virtual void Block(std::string key, uint64_t waiter_id) = 0;
+  // Replies with LOCK.ACQUIRE's grant for `key`, which the connection may still withdraw: if the
+  // client is gone before the reply could be handed to its socket (EOF read, or the connection
+  // closed, while the reply waits for its fsync), the lease is released at once and the reply
+  // becomes "not acquired". Every grant reply goes through here.
+  virtual void ReplyWithGrant(const std::string& key, const LeaseGrant& grant) = 0;
 };
 
 struct CommandContext {

@@ -32,13 +32,30 @@ void Select(CommandContext& ctx, std::span<const std::string> args) {
   ctx.reply.SimpleString("OK");
 }
 
-// Checks user/password against --requirepass. Only the "default" user exists.
-bool CheckPassword(const Services& s, std::string_view user, std::string_view pass) {
-  return user == "default" && core::ConstantTimeEquals(pass, s.options.requirepass);
-}
-
 constexpr std::string_view kWrongPass =
     "WRONGPASS invalid username-password pair or user is disabled.";
+
+// Checks user/password against --requirepass. Only the "default" user exists.
+bool CheckPassword(const Services& s, std::string_view user, std::string_view pass) {
+  const bool pass_ok = core::ConstantTimeEqualsSecret(pass, s.options.requirepass);
+  return (user == "default") & pass_ok;  // both evaluated: no early exit on the user name
+}
+
+// Failed AUTH/HELLO AUTH attempts one connection may make; the last one closes it, so guessing
+// costs a new TCP connection per kMaxAuthFailures tries (documented in README, Limits).
+constexpr int kMaxAuthFailures = 3;
+
+// Replies WRONGPASS and counts the failure; closes the connection after kMaxAuthFailures.
+void RejectAuth(CommandContext& ctx) {
+  ctx.services.stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
+  if (++ctx.session.auth_failures >= kMaxAuthFailures) {
+    ctx.session.close_after_reply = true;
+    return ctx.reply.Error(std::string(kWrongPass.substr(0, kWrongPass.size() - 1)) +
+                           "; closing the connection after " + std::to_string(kMaxAuthFailures) +
+                           " failed attempts.");
+  }
+  ctx.reply.Error(kWrongPass);
+}
 
 // AUTH [user] password
 void Auth(CommandContext& ctx, std::span<const std::string> args) {
@@ -49,7 +66,7 @@ void Auth(CommandContext& ctx, std::span<const std::string> args) {
         "you sure your configuration is correct?");
   }
   std::string_view user = args.size() == 3 ? std::string_view(args[1]) : "default";
-  if (!CheckPassword(ctx.services, user, args.back())) return ctx.reply.Error(kWrongPass);
+  if (!CheckPassword(ctx.services, user, args.back())) return RejectAuth(ctx);
   ctx.session.authenticated = true;
   ctx.reply.SimpleString("OK");
 }
@@ -70,10 +87,8 @@ void Hello(CommandContext& ctx, std::span<const std::string> args) {
   bool have_setname = false;
   for (; i < args.size(); ++i) {
     if (EqualsIgnoreCase(args[i], "AUTH") && i + 2 < args.size()) {
-      if (ctx.services.options.requirepass.empty() ||
-          !CheckPassword(ctx.services, args[i + 1], args[i + 2])) {
-        return ctx.reply.Error(kWrongPass);
-      }
+      if (ctx.services.options.requirepass.empty()) return ctx.reply.Error(kWrongPass);
+      if (!CheckPassword(ctx.services, args[i + 1], args[i + 2])) return RejectAuth(ctx);
       auth_ok = true;
       i += 2;
     } else if (EqualsIgnoreCase(args[i], "SETNAME") && i + 1 < args.size()) {
@@ -262,6 +277,8 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     line("rejected_connections", std::to_string(s.stats.connections_rejected.load()));
     line("total_commands_processed", std::to_string(s.stats.commands_processed.load()));
     line("protocol_errors", std::to_string(s.stats.protocol_errors.load()));
+    line("auth_failures", std::to_string(s.stats.auth_failures.load()));
+    line("grants_withdrawn", std::to_string(s.stats.grants_withdrawn.load()));
     out.append("\r\n");
   }
   if (want("persistence")) {
@@ -310,6 +327,7 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     line("throttle_allowed", std::to_string(s.throttler.allowed_count()));
     line("throttle_denied", std::to_string(s.throttler.denied_count()));
     line("throttle_overflow", std::to_string(s.throttler.overflow_count()));
+    line("throttle_evicted", std::to_string(s.throttler.evicted_count()));
     if (s.watcher != nullptr) {
       line("config_reloads_ok", std::to_string(s.watcher->reloads_ok()));
       line("config_reloads_failed", std::to_string(s.watcher->reloads_failed()));
@@ -318,8 +336,8 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
       line("policy_" + c.policy + "_layer_" + c.layer,
            "allowed=" + std::to_string(c.allowed) + ",denied=" + std::to_string(c.denied) +
                ",shadow_denied=" + std::to_string(c.shadow_denied) +
-               ",overflow=" + std::to_string(c.overflow) + ",buckets=" + buckets(c.live_buckets) +
-               ",shadow=" + (c.shadow ? "1" : "0"));
+               ",overflow=" + std::to_string(c.overflow) + ",evicted=" + std::to_string(c.evicted) +
+               ",buckets=" + buckets(c.live_buckets) + ",shadow=" + (c.shadow ? "1" : "0"));
     }
     for (const PolicyLatency& l : s.policies.latencies()) {
       auto us = [](Duration d) {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/container/inlined_vector.h"
 #include "protocol/reply_builder.h"
 #include "server/replies.h"
 #include "spdlog/spdlog.h"
@@ -22,9 +23,28 @@ constexpr uint64_t kWakeTag = 2;
 constexpr uint64_t kFirstConnId = 16;
 constexpr size_t kReadChunk = 64 * 1024;
 // Stop reading from a connection while this much of its input waits unprocessed (it is blocked on
-// a lock) or this much output waits for the client to read it.
+// a lock, or its output is full).
 constexpr size_t kMaxInputBacklog = 1 << 20;
-constexpr size_t kMaxOutputBacklog = 16 << 20;
+// Stop executing a connection's input while this much of its output waits (unsent, or held for
+// its fsync), and resume once it is below half of it. One reply may overshoot it (a FENCE.GET of
+// an 8 MiB value), so a slow reader holds at most about kMaxOutputBacklog + 8 MiB of replies plus
+// kMaxInputBacklog + 4 reads of input (README, Limits).
+constexpr size_t kMaxOutputBacklog = 4 << 20;
+constexpr size_t kResumeOutputBelow = kMaxOutputBacklog / 2;
+// Buffers above this size are freed, not just emptied, once they drain, so a connection that once
+// sent or received a lot does not keep that memory while idle.
+constexpr size_t kKeepBufferBytes = 2 * kReadChunk;
+// Before AUTH (with --requirepass) a connection may only send small requests, as Redis does since
+// CVE-2021-32675: enough for AUTH and HELLO 3 AUTH user pass SETNAME name. A larger request is a
+// protocol error: error reply, then close.
+constexpr protocol::ParserLimits kPreAuthLimits{.max_args = 10,
+                                                .max_bulk_len = 16 * 1024,
+                                                .max_inline_len = 16 * 1024,
+                                                .max_request_bytes = 64 * 1024};
+
+void ReleaseIfLarge(std::string& buf) {
+  if (buf.empty() && buf.capacity() > kKeepBufferBytes) std::string().swap(buf);
+}
 constexpr auto kStopGrace = std::chrono::seconds(10);
 // How long a thread about to sync waits for other I/O threads to finish their passes, so one sync
 // covers them all (see SettlePeers).
@@ -56,6 +76,12 @@ struct IoThread::Conn final : public ClientControl {
     };
   }
 
+  void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
+    const size_t start = building.size();
+    ReplyGrant(reply, g);
+    building_grants.push_back({key, g.lock_id, start, building.size() - start});
+  }
+
   void Block(std::string key, uint64_t waiter) override {
     blocked = true;
     ++block_generation;
@@ -70,17 +96,25 @@ struct IoThread::Conn final : public ClientControl {
   std::string in;
   size_t in_off = 0;
   protocol::RequestParser parser;
-  std::string building;  // replies produced since the last Seal
+  std::string building;                       // replies produced since the last Seal
+  std::vector<PendingGrant> building_grants;  // grant replies inside `building`
   protocol::ReplyBuilder reply;
   std::string out;  // replies released for writing
   size_t out_off = 0;
-  size_t held = 0;  // this connection's entries in held_
+  size_t held = 0;         // this connection's entries in held_
+  size_t held_bytes = 0;   // their bytes
+  size_t held_grants = 0;  // their withdrawable grants
   Session session;
   bool blocked = false;
   uint64_t block_generation = 0;
   std::string blocked_key;
   uint64_t waiter_id = 0;
-  bool closing = false;  // process no more input; close once everything is written
+  bool closing = false;        // process no more input; close once everything is written
+  bool peer_eof = false;       // the peer sent EOF: run what it sent, then close
+  bool output_paused = false;  // input waits because PendingOutput reached kMaxOutputBacklog
+  // The key and lock_id of the last reply handed to the socket, if that reply was a grant: a
+  // reset of the connection proves it was not read (see Close).
+  std::optional<std::pair<std::string, std::string>> tail_grant;
   bool dirty = false;
   uint32_t events = 0;
 };
@@ -150,7 +184,7 @@ void IoThread::OnDurable() {
 void IoThread::SettlePeers() {
   const int n = services_.io_threads;
   if (n <= 1) return;
-  uint64_t seen[64];
+  absl::InlinedVector<uint64_t, 16> seen(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) seen[i] = services_.pass_state[i].passes.load();
   const auto until = std::chrono::steady_clock::now() + kJoinPassWait;
   for (;;) {
@@ -192,7 +226,12 @@ void IoThread::Loop() {
         DrainWakeups();
         RunPosted();
       } else if (Conn* c = Find(tag)) {
-        if (c->closing && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+        if (events[i].events & EPOLLERR) {
+          // A reset: the peer discarded data we sent (or aborted).
+          Close(*c, /*peer_reset=*/true);
+          continue;
+        }
+        if (c->closing && (events[i].events & EPOLLHUP)) {
           Close(*c);  // the peer is gone and we read nothing more from it
           continue;
         }
@@ -260,9 +299,11 @@ void IoThread::Accept() {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const uint64_t id = next_conn_id_;
-    next_conn_id_ += 64;  // ids stay unique across threads (index < 64)
-    auto conn = std::make_unique<Conn>(this, id, fd, limits_);
-    if (services_.options.requirepass.empty()) conn->session.authenticated = true;
+    // Ids stay unique across threads: thread i hands out kFirstConnId + i + k * io_threads.
+    next_conn_id_ += static_cast<uint64_t>(services_.io_threads);
+    const bool open = services_.options.requirepass.empty();
+    auto conn = std::make_unique<Conn>(this, id, fd, open ? limits_ : kPreAuthLimits);
+    conn->session.authenticated = open;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = id;
@@ -291,70 +332,150 @@ void IoThread::OnReadable(Conn& c) {
     } else if (errno == EINTR) {
       continue;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return Close(c);
+      return Close(c, /*peer_reset=*/errno == ECONNRESET);
     }
     break;
   }
   if (eof && c.in_off == c.in.size() && !c.blocked && c.held == 0 && c.out.empty()) {
     return Close(c);
   }
+  // The peer sent everything it will send: run it and answer, then close. A grant made from here
+  // on, or still waiting for its fsync, is withdrawn (see ClientControl::ReplyWithGrant).
+  if (eof) c.peer_eof = true;
   Process(c);
-  if (eof) {
-    // The peer sent everything it will send; answer it, then close.
-    c.closing = true;
-    if (c.blocked && services_.leases.CancelWaiter(c.blocked_key, c.waiter_id)) {
+  if (eof && c.blocked) {
+    c.closing = true;  // the wait is abandoned: "not acquired"; the rest of the input is dropped
+    if (services_.leases.CancelWaiter(c.blocked_key, c.waiter_id)) {
       c.blocked = false;
       services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-      c.reply.NullArray();  // the wait is abandoned: "not acquired"
+      c.reply.NullArray();
     }
+    // Otherwise the grant is already on its way to OnWaiterDone, which releases it.
   }
   Seal(c);
+  if (eof) WithdrawHeldGrants(c);
   MarkDirty(c);
 }
 
 void IoThread::Process(Conn& c) {
   const CommandTable& table = AllCommands();
+  c.output_paused = false;
   while (!c.blocked && !c.closing && c.in_off < c.in.size()) {
+    if (PendingOutput(c) >= kMaxOutputBacklog) {
+      c.output_paused = true;  // Flush resumes once the client has read enough
+      break;
+    }
     size_t used = 0;
     auto r = c.parser.Parse(std::string_view(c.in).substr(c.in_off), &used);
     c.in_off += used;
     if (r == protocol::RequestParser::Result::kNeedMore) break;
     if (r == protocol::RequestParser::Result::kError) {
       services_.stats.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      c.reply.Error(c.parser.error());
+      if (c.session.authenticated) {
+        c.reply.Error(c.parser.error());
+      } else {
+        c.reply.Error(c.parser.error() +
+                      " (before AUTH: at most 10 arguments, 16384 bytes per argument, 65536 bytes "
+                      "per request)");
+      }
       c.closing = true;
       break;
     }
+    const bool was_authenticated = c.session.authenticated;
     CommandContext ctx{services_, c.session, c.reply, c, backend_.get()};
     table.Dispatch(ctx, c.parser.args());
+    if (!was_authenticated && c.session.authenticated) c.parser.set_limits(limits_);
     if (c.session.close_after_reply) c.closing = true;
   }
   if (c.in_off == c.in.size()) {
     c.in.clear();
     c.in_off = 0;
+    ReleaseIfLarge(c.in);
   } else if (c.in_off > kReadChunk) {
     c.in.erase(0, c.in_off);
     c.in_off = 0;
   }
+  AfterProcess(c);
+}
+
+size_t IoThread::PendingOutput(const Conn& c) {
+  return (c.out.size() - c.out_off) + c.building.size() + c.held_bytes;
+}
+
+void IoThread::AfterProcess(Conn& c) {
+  if (c.peer_eof && !c.blocked && !c.output_paused) c.closing = true;
 }
 
 void IoThread::Seal(Conn& c) {
   if (c.building.empty()) return;
+  // A grant made after the peer's EOF was read goes to nobody.
+  if (c.peer_eof && !c.building_grants.empty()) {
+    WithdrawGrants(c.building, c.building_grants, c.reply.protocol());
+  }
   const uint64_t seq = c.session.needs_seq;
   if (c.held == 0 && (services_.store == nullptr || seq <= services_.store->LastDurable())) {
-    if (c.out.empty()) {
-      c.out.swap(c.building);
-    } else {
-      c.out.append(c.building);
-    }
+    AppendOut(c, c.building, c.building_grants);
   } else {
     // Announce before checking durability again in ReleaseDurable, so that either this thread
     // sees the commit or the committer sees the flag (both sequentially consistent).
     holds_replies_.store(true);
-    held_.push_back({seq, c.id, std::move(c.building)});
+    c.held_bytes += c.building.size();
+    c.held_grants += c.building_grants.size();
+    held_.push_back({seq, c.id, std::move(c.building), std::move(c.building_grants)});
+    c.building_grants.clear();
     ++c.held;
   }
   c.building.clear();
+}
+
+void IoThread::AppendOut(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants) {
+  if (bytes.empty()) return;
+  if (!grants.empty() && grants.back().offset + grants.back().length == bytes.size()) {
+    c.tail_grant.emplace(std::move(grants.back().key), std::move(grants.back().lock_id));
+  } else {
+    c.tail_grant.reset();
+  }
+  grants.clear();
+  if (c.out.empty()) {
+    c.out.swap(bytes);
+  } else {
+    c.out.append(bytes);
+  }
+}
+
+size_t IoThread::WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& grants,
+                                int protocol) {
+  std::string not_acquired;
+  protocol::ReplyBuilder(&not_acquired, protocol).NullArray();
+  // Back to front, so the offsets of the grants not yet replaced stay valid.
+  for (auto g = grants.rbegin(); g != grants.rend(); ++g) {
+    ReleaseAbandoned(g->key, g->lock_id);
+    bytes.replace(g->offset, g->length, not_acquired);
+  }
+  const size_t n = grants.size();
+  grants.clear();
+  services_.stats.grants_withdrawn.fetch_add(n, std::memory_order_relaxed);
+  return n;
+}
+
+void IoThread::WithdrawHeldGrants(Conn& c) {
+  if (c.held_grants == 0) return;
+  for (HeldReply& h : held_) {
+    if (h.conn_id != c.id || h.grants.empty()) continue;
+    const size_t before = h.bytes.size();
+    c.held_grants -= WithdrawGrants(h.bytes, h.grants, c.reply.protocol());
+    c.held_bytes = c.held_bytes - before + h.bytes.size();
+  }
+}
+
+void IoThread::ReleaseAbandoned(const std::string& key, const std::string& lock_id) {
+  // On the shared backend when there is one; the local manager never saw that lease.
+  absl::Status st = backend_ != nullptr ? backend_->Release(key, lock_id)
+                                        : services_.leases.Release(key, lock_id);
+  if (!st.ok() && st.code() != absl::StatusCode::kFailedPrecondition) {
+    spdlog::warn("io thread {}: releasing an abandoned grant: {}", index_,
+                 std::string(st.message()));
+  }
 }
 
 void IoThread::ReleaseDurable() {
@@ -363,11 +484,9 @@ void IoThread::ReleaseDurable() {
   while (!held_.empty() && held_.front().seq <= durable) {
     HeldReply& h = held_.front();
     if (Conn* c = Find(h.conn_id)) {
-      if (c->out.empty()) {
-        c->out.swap(h.bytes);
-      } else {
-        c->out.append(h.bytes);
-      }
+      c->held_bytes -= h.bytes.size();
+      c->held_grants -= h.grants.size();
+      AppendOut(*c, h.bytes, h.grants);
       --c->held;
       MarkDirty(*c);
     }
@@ -394,19 +513,27 @@ void IoThread::FlushDirty() {
 }
 
 void IoThread::Flush(Conn& c) {
-  while (c.out_off < c.out.size()) {
-    ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out_off += static_cast<size_t>(n);
-      continue;
+  for (;;) {
+    while (c.out_off < c.out.size()) {
+      ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.out_off += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return Close(c, /*peer_reset=*/true);  // peer gone: what we sent last was not read
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    return Close(c);  // peer gone
-  }
-  if (c.out_off == c.out.size()) {
-    c.out.clear();
-    c.out_off = 0;
+    if (c.out_off == c.out.size()) {
+      c.out.clear();
+      c.out_off = 0;
+      ReleaseIfLarge(c.out);
+    }
+    // Input that waited behind a full output runs again once the client has read enough.
+    if (!c.output_paused || c.blocked || PendingOutput(c) >= kResumeOutputBelow) break;
+    Process(c);
+    Seal(c);
+    if (c.out_off == c.out.size()) break;  // nothing new to send yet (held for its fsync)
   }
   if (c.closing && c.out.empty() && c.held == 0 && !c.blocked) return Close(c);
   UpdateInterest(c);
@@ -414,8 +541,8 @@ void IoThread::Flush(Conn& c) {
 
 void IoThread::UpdateInterest(Conn& c) {
   uint32_t want = 0;
-  const bool backlog =
-      c.in.size() - c.in_off > kMaxInputBacklog || c.out.size() - c.out_off > kMaxOutputBacklog;
+  const bool backlog = c.in.size() - c.in_off > kMaxInputBacklog || c.output_paused ||
+                       PendingOutput(c) > kMaxOutputBacklog;
   if (!c.closing && !stopping_ && !backlog) want |= EPOLLIN;
   if (!c.out.empty()) want |= EPOLLOUT;
   if (want == c.events) return;
@@ -426,7 +553,14 @@ void IoThread::UpdateInterest(Conn& c) {
   c.events = want;
 }
 
-void IoThread::Close(Conn& c) {
+void IoThread::Close(Conn& c, bool peer_reset) {
+  WithdrawHeldGrants(c);  // their replies will never be sent
+  if (peer_reset && c.tail_grant) {
+    // The peer reset the connection, so the last reply we sent was not (completely) read: if it
+    // was a grant, its client never learned of the lease.
+    ReleaseAbandoned(c.tail_grant->first, c.tail_grant->second);
+    services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
+  }
   if (c.blocked) {
     // If the waiter already fired, its grant is on its way to OnWaiterDone, which releases it.
     services_.leases.CancelWaiter(c.blocked_key, c.waiter_id);
@@ -441,23 +575,20 @@ void IoThread::Close(Conn& c) {
 void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                             std::optional<LeaseGrant> grant) {
   Conn* c = Unblock(conn_id, generation);
-  if (c == nullptr) {
-    // Nobody is waiting for this answer any more: hand the key on instead of leaking the lease
-    // (on the shared backend when there is one; the local manager never saw that lease).
-    if (grant) {
-      if (backend_ != nullptr) {
-        (void)backend_->Release(key, grant->lock_id);
-      } else {
-        (void)services_.leases.Release(key, grant->lock_id);
-      }
-    }
-    return;
+  // Nobody can take this answer any more (the connection closed, or its peer sent EOF): hand the
+  // key on at once instead of leaving it held for the new ttl.
+  const bool gone = c == nullptr || c->closing || c->peer_eof;
+  if (gone && grant) {
+    ReleaseAbandoned(key, grant->lock_id);
+    services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
+    grant.reset();
   }
+  if (c == nullptr) return;
   if (services_.store != nullptr) {
     c->session.needs_seq = std::max(c->session.needs_seq, services_.store->LastAppended());
   }
   if (grant) {
-    ReplyGrant(c->reply, *grant);
+    c->ReplyWithGrant(key, *grant);
   } else {
     c->reply.NullArray();
   }

@@ -52,10 +52,18 @@ class IoThread {
 
  private:
   struct Conn;
+  // A grant reply inside a reply buffer that may still be withdrawn (ReplyWithGrant).
+  struct PendingGrant {
+    std::string key;
+    std::string lock_id;
+    size_t offset;  // of the grant reply in its buffer
+    size_t length;
+  };
   struct HeldReply {
     uint64_t seq;  // durable sequence the reply waits for
     uint64_t conn_id;
     std::string bytes;
+    std::vector<PendingGrant> grants;  // grant replies inside `bytes`, in order
   };
 
   void Loop();
@@ -72,7 +80,25 @@ class IoThread {
   void FlushDirty();
   void MarkDirty(Conn& c);
   void UpdateInterest(Conn& c);
-  void Close(Conn& c);
+  // Closes and forgets the connection: cancels its wait, withdraws its grants still waiting for
+  // their fsync and, if `peer_reset` (the peer reset the connection, so the last bytes sent to it
+  // were not read), the grant that was its last reply.
+  void Close(Conn& c, bool peer_reset = false);
+  // Moves replies (and their grants) to the connection's output, noting whether the last of them
+  // is a grant.
+  static void AppendOut(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants);
+  // Reply bytes this connection holds: unsent output, replies being built and replies waiting
+  // for their fsync. Input is not executed while this is at kMaxOutputBacklog or above.
+  static size_t PendingOutput(const Conn& c);
+  // After Process: a connection whose peer sent EOF closes once nothing more can run.
+  static void AfterProcess(Conn& c);
+  // The client is gone: releases the leases of the grant replies in `bytes` and turns each reply
+  // into "not acquired" (`protocol` 2 or 3). Returns how many grants were withdrawn.
+  size_t WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& grants, int protocol);
+  // Withdraws the grants of this connection's replies that still wait for their fsync.
+  void WithdrawHeldGrants(Conn& c);
+  // Releases a lease nobody will learn about (its client is gone).
+  void ReleaseAbandoned(const std::string& key, const std::string& lock_id);
   void OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                     std::optional<LeaseGrant> grant);
   // Answers a blocked connection's waiter with an error reply instead (WaiterErrorCallback).

@@ -70,7 +70,7 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
     if (waiters == nullptr || !waiters->HasWaiters(req.key)) {
       auto g = ctx.backend->Acquire(req.key, req.ttl, req.owner);
       if (!g.ok()) return ReplyStatus(ctx, g.status());
-      if (g->has_value()) return ReplyGrant(ctx.reply, **g);
+      if (g->has_value()) return ctx.client.ReplyWithGrant(req.key, **g);
     }
     if (req.wait == Duration(0)) return ctx.reply.NullArray();
     if (waiters == nullptr) {
@@ -88,7 +88,7 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
   if (!start.ok()) return ReplyStatus(ctx, start.status());
   if (start->queued) return ctx.client.Block(req.key, start->waiter_id);
   if (start->grant) {
-    ReplyGrant(ctx.reply, *start->grant);
+    ctx.client.ReplyWithGrant(req.key, *start->grant);
   } else {
     ctx.reply.NullArray();
   }

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "server/backend_url.h"
 #include "server/backend_waiters.h"
 #include "server/checkpointer.h"
@@ -62,7 +64,31 @@ int BoundPort(int fd) {
 
 }  // namespace
 
+absl::Status ValidateServerOptions(const ServerOptions& o) {
+  auto range = [](std::string_view what, int64_t v, int64_t lo, int64_t hi) -> absl::Status {
+    if (v >= lo && v <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), " must be in [", lo, ", ", hi, "], got ", v));
+  };
+  for (absl::Status st :
+       {range("port", o.port, 0, 65535), range("io_threads", o.io_threads, 0, kMaxIoThreads),
+        range("max_clients", o.max_clients, 1, kMaxClients),
+        range("lock_delay_ms",
+              std::chrono::duration_cast<std::chrono::milliseconds>(o.lock_delay).count(), 0,
+              86'400'000),
+        range("throttle_max_buckets",
+              static_cast<int64_t>(std::min<size_t>(o.throttle_max_buckets, size_t{1} << 62)), 1,
+              kMaxThrottleBuckets)}) {
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
 int RunServer(const ServerOptions& options) {
+  if (absl::Status st = ValidateServerOptions(options); !st.ok()) {
+    spdlog::error("{}", std::string(st.message()));
+    return 2;
+  }
   // Signals are taken synchronously by this thread; every thread started below inherits the mask.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -88,6 +114,11 @@ int RunServer(const ServerOptions& options) {
                       : shared               ? std::clamp(4 * cores, 4, 64)
                                              : std::max(1, cores - 1);
   std::vector<std::unique_ptr<server::IoThread>> io;
+  // What the store's commit callback wakes: the complete list of I/O threads, published once
+  // after every thread was created and before any runs, never changed while the store is open.
+  // The callback (on a committing thread) reads it with acquire and sees either nothing (no
+  // thread can hold a reply yet) or the whole list, never a vector being appended to.
+  std::atomic<const std::vector<std::unique_ptr<server::IoThread>>*> wake_list{nullptr};
 
   // With --backend the server keeps no state of its own: one connection per I/O thread below,
   // and no store is opened.
@@ -109,8 +140,10 @@ int RunServer(const ServerOptions& options) {
   if (!shared) {
     DurableStore::Options store_opts;
     store_opts.dir = options.data_dir;
-    store_opts.on_durable = [&io](uint64_t) {
-      for (auto& t : io) t->OnDurable();
+    store_opts.on_durable = [&wake_list](uint64_t) {
+      const auto* threads = wake_list.load(std::memory_order_acquire);
+      if (threads == nullptr) return;
+      for (const auto& t : *threads) t->OnDurable();
     };
     absl::StatusOr<std::unique_ptr<DurableStore>> opened =
         DurableStore::Open(store_opts, &recovered);
@@ -127,7 +160,10 @@ int RunServer(const ServerOptions& options) {
                                                            .lock_delay = options.lock_delay,
                                                            .timer_thread = true,
                                                            .wait_durable = false});
-  FencedRegisters registers({.journal = store.get(), .wait_durable = false});
+  // FENCE.SET accepts only fences this server's lease manager issued (see FencedRegisters).
+  FencedRegisters registers({.journal = store.get(),
+                             .wait_durable = false,
+                             .highest_issued = [&leases] { return leases->last_fence(); }});
   leases->RestoreFence(recovered.max_fence);
   for (const auto& [key, lease] : recovered.leases) leases->RestoreLease(key, lease);
   for (const auto& r : recovered.registers) registers.Restore(r.resource, r.fence, r.value);
@@ -173,6 +209,7 @@ int RunServer(const ServerOptions& options) {
   server::Services services{options,  *leases, registers, store.get(),       throttler,
                             policies, stats,   clock,     clock->SteadyNow()};
   services.io_threads = threads;
+  services.pass_state = std::vector<server::Services::PassState>(static_cast<size_t>(threads));
   services.watcher = watcher.get();
   // LOCK.ACQUIRE ... WAIT on a shared backend: waiters are served by their own threads and backend
   // connections (see backend_waiters.h); handlers find it through `services`.
@@ -199,6 +236,7 @@ int RunServer(const ServerOptions& options) {
                                                     protocol::ParserLimits{},
                                                     shared ? std::move(backends[i]) : nullptr));
   }
+  wake_list.store(&io, std::memory_order_release);
   for (auto& t : io) {
     if (absl::Status st = t->Start(); !st.ok()) {
       spdlog::error("{}", std::string(st.message()));
@@ -230,6 +268,7 @@ int RunServer(const ServerOptions& options) {
   watcher.reset();
   checkpointer.reset();  // writes the last checkpoint
   absl::Status st = store ? store->Close() : absl::OkStatus();
+  wake_list.store(nullptr, std::memory_order_release);
   io.clear();
   if (!st.ok()) {
     spdlog::error("{}", std::string(st.message()));

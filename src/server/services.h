@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
@@ -23,6 +24,10 @@ struct ServerStats {
   std::atomic<uint64_t> commands_processed{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> blocked_clients{0};
+  std::atomic<uint64_t> auth_failures{0};
+  // Grants released because their client was gone before it could get the reply (see
+  // ClientControl::ReplyWithGrant).
+  std::atomic<uint64_t> grants_withdrawn{0};
 };
 
 struct Services {
@@ -44,7 +49,8 @@ struct Services {
     std::atomic<uint64_t> passes{0};  // passes completed
     std::atomic<bool> idle{true};     // waiting in epoll_wait
   };
-  std::array<PassState, 64> pass_state;
+  // One per I/O thread (io_threads entries), sized before any thread starts and never resized.
+  std::vector<PassState> pass_state;
 };
 
 }  // namespace tollgate::server

@@ -201,17 +201,45 @@ TEST_P(ContractTest, FencedRegisterRejectsStaleWrites) {
   auto empty = b_->FencedGet(K("r"));
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_FALSE(empty->has_value());
-  EXPECT_TRUE(b_->FencedSet(K("r"), 5, "a").ok());
-  EXPECT_TRUE(b_->FencedSet(K("r"), 5, "b").ok());
-  absl::Status stale = b_->FencedSet(K("r"), 4, "stale");
+  // Real fences: three successive leases on one key.
+  std::vector<uint64_t> fences;
+  for (int i = 0; i < 3; ++i) {
+    auto g = Grant("fence-source", seconds(30));
+    ASSERT_TRUE(g.has_value());
+    fences.push_back(g->fence);
+    ASSERT_TRUE(b_->Release(K("fence-source"), g->lock_id).ok());
+  }
+  ASSERT_LT(fences[0], fences[1]);
+  ASSERT_LT(fences[1], fences[2]);
+  EXPECT_TRUE(b_->FencedSet(K("r"), fences[1], "a").ok());
+  EXPECT_TRUE(b_->FencedSet(K("r"), fences[1], "b").ok());  // the same holder writes again
+  absl::Status stale = b_->FencedSet(K("r"), fences[0], "stale");
   EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(stale.message(), "fence 4 is older than 5");
+  EXPECT_EQ(stale.message(),
+            "fence " + std::to_string(fences[0]) + " is older than " + std::to_string(fences[1]));
   const std::string bin("v\0\r\n", 4);
-  EXPECT_TRUE(b_->FencedSet(K("r"), 9, bin).ok());
+  EXPECT_TRUE(b_->FencedSet(K("r"), fences[2], bin).ok());
   auto got = b_->FencedGet(K("r"));
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->value, bin);
-  EXPECT_EQ((*got)->fence, 9u);
+  EXPECT_EQ((*got)->fence, fences[2]);
+}
+
+// Issue 9, item 6: a fence no lease ever carried would poison the register for every real holder.
+TEST_P(ContractTest, FenceNeverIssuedIsRefusedWhereTheBackendKnows) {
+  if (!harness_->checks_issued_fences()) GTEST_SKIP() << "not checked on this backend (README)";
+  auto g = Grant("k", seconds(30));
+  ASSERT_TRUE(g.has_value());
+  ASSERT_TRUE(b_->FencedSet(K("r"), g->fence, "real").ok());
+  absl::Status st = b_->FencedSet(K("r"), 9223372036854775807u, "poison");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("fence 9223372036854775807 was never issued"), std::string::npos)
+      << st.message();
+  auto got = b_->FencedGet(K("r"));
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->value, "real");
+  // The real holder can still write.
+  EXPECT_TRUE(b_->FencedSet(K("r"), g->fence, "real again").ok());
 }
 
 TEST_P(ContractTest, BadInputIsInvalidArgumentAndChangesNothing) {

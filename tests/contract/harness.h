@@ -21,6 +21,9 @@ class BackendHarness {
   // A new client of the running backend. Tests use unique key names, so clients may share state.
   virtual absl::StatusOr<std::unique_ptr<Backend>> Connect() = 0;
   virtual bool rate_limiting() const { return true; }
+  // Whether FencedSet refuses a fence above the highest one the backend issued (README, "Fence
+  // scope"): the in-process backends know that counter.
+  virtual bool checks_issued_fences() const { return false; }
   // Whether leases can be shorter than a second (etcd leases are whole seconds).
   virtual bool subsecond_ttl() const { return true; }
   // For the outage test: stop the server (clients must then fail with Unavailable, promptly) and

@@ -52,6 +52,7 @@ class LocalHarness final : public BackendHarness {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
   std::string name() const override { return embedded_ ? "embedded" : "memory"; }
+  bool checks_issued_fences() const override { return true; }
   bool Start() override {
     if (!embedded_) {
       backend_ = NewMemoryBackend();

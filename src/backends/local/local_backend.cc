@@ -15,7 +15,9 @@ class LocalBackend final : public Backend {
       : kind_(kind),
         store_(std::move(store)),
         leases_({.clock = clock, .journal = store_.get(), .timer_thread = false}),
-        registers_({.journal = store_.get()}),
+        // Fences these registers accept are the ones leases_ issued: a made-up fence is refused.
+        registers_(
+            {.journal = store_.get(), .highest_issued = [this] { return leases_.last_fence(); }}),
         throttler_({.clock = clock}) {}
 
   void Recover(const RecoveredState& r) {
