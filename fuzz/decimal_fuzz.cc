@@ -3,16 +3,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "fuzz/corpus_files.h"
 #include "fuzz/decimal_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string failure = tollgate::fuzz::CheckDecimal(data, size);
-  if (!failure.empty()) {
-    std::fprintf(stderr, "decimal invariant violated: %s\n", failure.c_str());
-    __builtin_trap();
-  }
+  tollgate::fuzz::RunCheckOrTrap("decimal", &tollgate::fuzz::CheckDecimal, data, size);
   return 0;
 }

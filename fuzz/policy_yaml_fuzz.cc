@@ -3,16 +3,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "fuzz/corpus_files.h"
 #include "fuzz/policy_yaml_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string failure = tollgate::fuzz::CheckPolicyYaml(data, size);
-  if (!failure.empty()) {
-    std::fprintf(stderr, "policy_yaml invariant violated: %s\n", failure.c_str());
-    __builtin_trap();
-  }
+  tollgate::fuzz::RunCheckOrTrap("policy_yaml", &tollgate::fuzz::CheckPolicyYaml, data, size);
   return 0;
 }

@@ -4,16 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "fuzz/corpus_files.h"
 #include "fuzz/replay_log_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string failure = tollgate::fuzz::CheckReplayLog(data, size);
-  if (!failure.empty()) {
-    std::fprintf(stderr, "replay_log invariant violated: %s\n", failure.c_str());
-    __builtin_trap();
-  }
+  tollgate::fuzz::RunCheckOrTrap("replay_log", &tollgate::fuzz::CheckReplayLog, data, size);
   return 0;
 }

@@ -5,10 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include "fuzz/corpus_files.h"
 #include "fuzz/resp_parser_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string failure = tollgate::fuzz::CheckRespParser(data, size);
-  if (!failure.empty()) __builtin_trap();
+  tollgate::fuzz::RunCheckOrTrap("resp_parser", &tollgate::fuzz::CheckRespParser, data, size);
   return 0;
 }

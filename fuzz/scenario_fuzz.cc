@@ -4,16 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "fuzz/corpus_files.h"
 #include "fuzz/scenario_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string failure = tollgate::fuzz::CheckScenario(data, size);
-  if (!failure.empty()) {
-    std::fprintf(stderr, "scenario invariant violated: %s\n", failure.c_str());
-    __builtin_trap();
-  }
+  tollgate::fuzz::RunCheckOrTrap("scenario", &tollgate::fuzz::CheckScenario, data, size);
   return 0;
 }
