@@ -20,7 +20,7 @@
 namespace tollgate {
 
 // The schema version this build installs and requires.
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;  // 2: FencedSet refuses fences never issued
 
 // Connects to the database named by `conninfo` (a postgres:// URL or a libpq "key=value" string)
 // and checks the installed schema. One connection per Backend, shared by its callers under a

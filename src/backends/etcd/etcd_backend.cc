@@ -419,8 +419,17 @@ class EtcdBackend final : public Backend {
     const std::string reg = RegKey(resource);
     const std::string encoded = json{{"fence", fence}, {"value", B64(value)}}.dump();
     for (int attempt = 0; attempt < kMaxTxnRetries; ++attempt) {
-      absl::StatusOr<std::optional<Kv>> kv = Get(reg);
+      int64_t revision = 0;
+      absl::StatusOr<std::optional<Kv>> kv = Get(reg, &revision);
       if (!kv.ok()) return kv.status();
+      // A fence is the create revision of a lock key, so every fence issued so far is at most the
+      // store's revision now: a higher one was never issued, and accepting it would make every
+      // real holder's later write stale.
+      if (fence > static_cast<uint64_t>(revision)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "fence ", fence, " was never issued; every fence issued so far is at most ", revision,
+            ", etcd's current revision (use the fence of a lease you hold)"));
+      }
       int64_t mod = 0;
       if (kv->has_value()) {
         absl::StatusOr<FencedValue> cur = DecodeReg((*kv)->value);
@@ -511,9 +520,14 @@ class EtcdBackend final : public Backend {
     (void)Call("/v3/lease/revoke", json{{"ID", std::to_string(lease)}});
   }
 
-  absl::StatusOr<std::optional<Kv>> Get(const std::string& key) {
+  // Reads one key; sets *revision (if given) to the store's revision at the read.
+  absl::StatusOr<std::optional<Kv>> Get(const std::string& key, int64_t* revision = nullptr) {
     absl::StatusOr<json> r = Call("/v3/kv/range", json{{"key", B64(key)}});
     if (!r.ok()) return r.status();
+    if (revision != nullptr) {
+      *revision = r->contains("header") ? Int((*r)["header"], "revision") : 0;
+      if (*revision <= 0) return Unexpected("range");
+    }
     auto kvs = r->find("kvs");
     if (kvs == r->end() || !kvs->is_array() || kvs->empty()) return std::optional<Kv>();
     const json& e = (*kvs)[0];

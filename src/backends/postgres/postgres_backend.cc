@@ -236,6 +236,12 @@ class Connection {
         Drop();
         return absl::UnavailableError(absl::StrCat("PostgreSQL: ", msg, " (", state, ")"));
       }
+      if (state == "TGF02") {
+        // tollgate_fenced_set: a fence no lease carried (InvalidArgument, as on the embedded
+        // store).
+        return absl::InvalidArgumentError(
+            absl::StrCat(msg, " (use the fence of a lease you hold)"));
+      }
       if (state == "42P01" || state == "42883") {
         return absl::NotFoundError(absl::StrCat("PostgreSQL: ", msg, " (", state, ")"));
       }

@@ -194,19 +194,31 @@ TEST_F(PostgresBackendTest, ExpiredLeaseIsNeverRevivedAndIsRegranted) {
 TEST_F(PostgresBackendTest, FencedRegisters) {
   const std::string res("reg\0ister", 9);
   const std::string value("va\0lue\xff", 7);
-  EXPECT_TRUE(b_->FencedSet(res, 5, value).ok());
-  EXPECT_TRUE(b_->FencedSet(res, 5, value).ok());  // equal fence: same holder writing again
-  absl::Status stale = b_->FencedSet(res, 4, "old");
+  auto a = b_->Acquire("fence-source-a", seconds(30), std::nullopt);
+  auto b = b_->Acquire("fence-source-b", seconds(30), std::nullopt);
+  ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
+  const uint64_t older = (*a)->fence, newer = (*b)->fence;
+  EXPECT_TRUE(b_->FencedSet(res, newer, value).ok());
+  EXPECT_TRUE(b_->FencedSet(res, newer, value).ok());  // equal fence: same holder writing again
+  absl::Status stale = b_->FencedSet(res, older, "old");
   EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(stale.message(), "fence 4 is older than 5");
+  EXPECT_EQ(stale.message(),
+            "fence " + std::to_string(older) + " is older than " + std::to_string(newer));
   auto got = b_->FencedGet(res);
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->value, value);
-  EXPECT_EQ((*got)->fence, 5u);
-  EXPECT_TRUE(b_->FencedSet(res, UINT64_MAX, "max").ok());
+  EXPECT_EQ((*got)->fence, newer);
+  // Fences the sequence never handed out are refused, up to 2^64-1 (numeric column), and change
+  // nothing.
+  for (uint64_t made_up : {newer + 1000, uint64_t{9223372036854775807u}, UINT64_MAX}) {
+    absl::Status st = b_->FencedSet(res, made_up, "poison");
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()),
+                ::testing::HasSubstr("fence " + std::to_string(made_up) + " was never issued"));
+  }
   got = b_->FencedGet(res);
   ASSERT_TRUE(got.ok() && got->has_value());
-  EXPECT_EQ((*got)->fence, UINT64_MAX);
+  EXPECT_EQ((*got)->fence, newer);
   auto none = b_->FencedGet("never-written");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());

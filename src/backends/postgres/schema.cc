@@ -126,11 +126,20 @@ LANGUAGE sql STABLE AS $$
 
 -- Stores v under r iff f >= the register's fence. Returns NULL when stored, else the stored
 -- (newer) fence, so the caller can name both.
+-- Refuses (SQLSTATE TGF02) a fence above the highest one the sequence has handed out: no lease
+-- ever carried it, and accepting it would make every real holder's later write stale. The
+-- sequence is not transactional, so its last value covers every fence a client can have seen.
 CREATE OR REPLACE FUNCTION tollgate_fenced_set(r bytea, f numeric, v bytea) RETURNS numeric
 LANGUAGE plpgsql AS $$
 DECLARE
   cur numeric;
+  issued bigint;
 BEGIN
+  SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO issued FROM tollgate_fence_seq s;
+  IF f > issued THEN
+    RAISE EXCEPTION 'fence % was never issued; the highest fence issued so far is %', f, issued
+      USING ERRCODE = 'TGF02', HINT = 'use the fence of a lease you hold';
+  END IF;
   INSERT INTO tollgate_registers AS t (resource, fence, value) VALUES (r, f, v)
   ON CONFLICT ON CONSTRAINT tollgate_registers_pkey
   DO UPDATE SET fence = excluded.fence, value = excluded.value WHERE t.fence <= excluded.fence;
