@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -330,6 +331,35 @@ TEST_F(AbuseTest, ShorteningExtendWakesWaiters) {
               static_cast<long long>(waited_ms.load()));
   ASSERT_GE(waited_ms.load(), 0) << "the waiter was not granted within its 5 s wait";
   EXPECT_LT(waited_ms.load(), 2500);
+}
+
+// Item 6: a made-up fence would make every real holder's write STALE forever; it is refused.
+TEST_F(AbuseTest, MadeUpFenceCannotPoisonARegister) {
+  Start();
+  Client attacker(port()), holder(port());
+  EXPECT_EQ(Str(attacker.Run({"FENCE.SET", "acct", "9223372036854775807", "poison"})).substr(0, 49),
+            "-ERR fence 9223372036854775807 was never issued; ");
+  Reply g = holder.Run({"LOCK.ACQUIRE", "acct-lock", "10000"});
+  ASSERT_TRUE(g && g->type == REDIS_REPLY_ARRAY);
+  EXPECT_EQ(Str(holder.Run({"FENCE.SET", "acct", std::to_string(g->element[1]->integer), "ok"})),
+            "OK");
+}
+
+// Item 9: more I/O threads than the per-thread state is built for are refused at start.
+TEST_F(AbuseTest, TooManyIoThreadsAreRefusedAtStart) {
+  const std::string cmd = std::string(std::getenv("TOLLGATE_TEST_BIN") != nullptr &&
+                                              *std::getenv("TOLLGATE_TEST_BIN") != '\0'
+                                          ? std::getenv("TOLLGATE_TEST_BIN")
+                                          : TOLLGATE_BIN) +
+                          " serve --port 0 --io-threads 65 --data-dir " + dir_.path() + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int status = ::pclose(p);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("--io-threads: Value 65 not in range 0 to 64"), std::string::npos) << out;
 }
 
 // Flood: many connections opened and closed, many held half-open with partial requests, huge
