@@ -33,7 +33,8 @@ struct ServerOptions {
 
 // InvalidArgument naming the field and its accepted range for any option out of range
 // (io_threads [0, kMaxIoThreads], port [0, 65535], max_clients [1, kMaxClients], lock_delay
-// [0, 86400000] ms, throttle_max_buckets [1, kMaxThrottleBuckets]).
+// [0, 86400000] ms, throttle_max_buckets [1, kMaxThrottleBuckets]), and for a lock_delay with a
+// backend_url (no shared backend honours lock-delay yet).
 [[nodiscard]] absl::Status ValidateServerOptions(const ServerOptions& options);
 
 // Opens the store, recovers, loads --config, listens, and serves until SIGTERM or SIGINT; then

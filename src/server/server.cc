@@ -81,6 +81,14 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
               kMaxThrottleBuckets)}) {
     if (!st.ok()) return st;
   }
+  if (!o.backend_url.empty() && o.lock_delay > Duration(0)) {
+    // No shared backend implements lock-delay yet; refusing beats silently granting a key the
+    // moment its lease expired while INFO reports a delay.
+    const std::string kind = o.backend_url.substr(0, o.backend_url.find(':'));
+    return absl::InvalidArgumentError(
+        "--lock-delay-ms is not honoured on the " + kind +
+        " backend (--backend): run without --lock-delay-ms, or on the embedded store");
+  }
   return absl::OkStatus();
 }
 

@@ -38,6 +38,21 @@ TEST(ServerOptionsTest, EveryNumericOptionIsRangeChecked) {
             "throttle_max_buckets must be in [1, 1000000000], got 0");
 }
 
+// Lock-delay is refused, never silently ignored, where it is not honoured (issue 10).
+TEST(ServerOptionsTest, LockDelayWithASharedBackendIsRefused) {
+  ServerOptions o;
+  o.backend_url = "redis://127.0.0.1:6379";
+  EXPECT_TRUE(ValidateServerOptions(o).ok());
+  o.lock_delay = std::chrono::milliseconds(100);
+  absl::Status st = ValidateServerOptions(o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(),
+            "--lock-delay-ms is not honoured on the redis backend (--backend): run without "
+            "--lock-delay-ms, or on the embedded store");
+  o.backend_url.clear();
+  EXPECT_TRUE(ValidateServerOptions(o).ok());
+}
+
 TEST(ServerOptionsTest, RunServerRefusesBadOptionsWithExitCode2) {
   ServerOptions o;
   o.io_threads = 1000;

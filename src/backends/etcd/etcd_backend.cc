@@ -571,7 +571,9 @@ class EtcdBackend final : public Backend {
       if (status >= 500 && (code == 0 || code == 4 || code == 14)) {
         return absl::UnavailableError(absl::StrCat("etcd ", base_, AV(path), ": ", msg));
       }
-      if (code == 4 || code == 14) {
+      // 4 deadline exceeded, 14 unavailable, 8 resource exhausted ("mvcc: database space
+      // exceeded", too many requests): outages and overload, not bad input.
+      if (code == 4 || code == 14 || code == 8) {
         return absl::UnavailableError(absl::StrCat("etcd ", base_, AV(path), ": ", msg));
       }
       return absl::InternalError(

@@ -47,9 +47,22 @@ std::string Trimmed(const char* msg) {
 
 // Errors that mean "the server is not there (now)": connection failures, shutdown, too many
 // connections, statement timeout / cancel.
+// SQLSTATEs that mean the connection is unusable or pointed at the wrong server: the request
+// fails Unavailable and the connection is dropped (the next request reconnects). 25006
+// (read-only transaction) is what a primary demoted by a failover answers: a new connection may
+// reach the new primary.
 bool IsUnavailableState(std::string_view state) {
   return state.substr(0, 2) == "08" || state == "57P01" || state == "57P02" || state == "57P03" ||
-         state == "53300" || state == "57014";
+         state == "53300" || state == "57014" || state == "25006";
+}
+
+// SQLSTATEs of a transient overload or conflict on a healthy connection: the request fails
+// Unavailable (retry later) and the connection is kept. Serialization failure, deadlock, lock
+// timeout, disk full, out of memory. Each operation is its own transaction, so nothing of it was
+// applied.
+bool IsTransientState(std::string_view state) {
+  return state == "40001" || state == "40P01" || state == "55P03" || state == "53100" ||
+         state == "53200";
 }
 
 absl::Status CheckConninfo(const std::string& conninfo) {
@@ -159,6 +172,14 @@ class Connection {
     // and must not end up on the application's stderr.
     PQsetNoticeProcessor(
         conn_, [](void*, const char*) {}, nullptr);
+    // Values are read back as hex (Unhex): make that the session's format whatever the server,
+    // database or role default says (bytea_output = escape would otherwise garble them).
+    absl::StatusOr<Result> set =
+        RoundTrip(deadline, [](PGconn* c) { return PQsendQuery(c, "SET bytea_output = hex"); });
+    if (!set.ok()) {
+      Drop();
+      return set.status();
+    }
     if (!check_schema_) return absl::OkStatus();
     absl::StatusOr<Result> r = RoundTrip(
         deadline, [](PGconn* c) { return PQsendQuery(c, "SELECT version FROM tollgate_schema"); });
@@ -234,6 +255,9 @@ class Connection {
           Trimmed(primary != nullptr ? primary : PQresultErrorMessage(error.get()));
       if (IsUnavailableState(state)) {
         Drop();
+        return absl::UnavailableError(absl::StrCat("PostgreSQL: ", msg, " (", state, ")"));
+      }
+      if (IsTransientState(state)) {
         return absl::UnavailableError(absl::StrCat("PostgreSQL: ", msg, " (", state, ")"));
       }
       if (state == "TGF02") {

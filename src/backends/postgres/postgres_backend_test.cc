@@ -224,6 +224,58 @@ TEST_F(PostgresBackendTest, FencedRegisters) {
   EXPECT_FALSE(none->has_value());
 }
 
+// Issue 10: values are read back correctly whatever the database's bytea_output.
+TEST_F(PostgresBackendTest, ValuesReadBackWithAnEscapeByteaOutputDefault) {
+  Session admin(server_->conninfo());
+  ASSERT_EQ(admin.Run("CREATE DATABASE escapedb"), "");
+  ASSERT_EQ(admin.Run("ALTER DATABASE escapedb SET bytea_output = 'escape'"), "");
+  const std::string conninfo =
+      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=escapedb";
+  ASSERT_TRUE(MigratePostgres(conninfo).ok());
+  auto b = NewPostgresBackend(conninfo);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto g = (*b)->Acquire("k", seconds(30), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  const std::string value("bin\0\\ary\xff\x01", 10);
+  ASSERT_TRUE((*b)->FencedSet("r", (*g)->fence, value).ok());
+  auto got = (*b)->FencedGet("r");
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_EQ((*got)->value, value);
+}
+
+// Issue 10: states of a demoted primary, a lock timeout (and the other transient conflicts) are
+// Unavailable (retry), never InvalidArgument/Internal (-ERR: bad input).
+TEST_F(PostgresBackendTest, ReadOnlyAndLockTimeoutAreUnavailable) {
+  Session admin(server_->conninfo());
+  ASSERT_EQ(admin.Run("CREATE DATABASE readonlydb"), "");
+  const std::string base =
+      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=";
+  ASSERT_TRUE(MigratePostgres(base + "readonlydb").ok());
+  ASSERT_EQ(admin.Run("ALTER DATABASE readonlydb SET default_transaction_read_only = on"), "");
+  auto ro = NewPostgresBackend(base + "readonlydb");
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  auto g = (*ro)->Acquire("k", seconds(30), std::nullopt);
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kUnavailable) << g.status();
+  EXPECT_THAT(std::string(g.status().message()), HasSubstr("25006"));
+
+  ASSERT_EQ(admin.Run("CREATE DATABASE lockdb"), "");
+  ASSERT_TRUE(MigratePostgres(base + "lockdb").ok());
+  ASSERT_EQ(admin.Run("ALTER DATABASE lockdb SET lock_timeout = '100ms'"), "");
+  Session locker(base + "lockdb");
+  ASSERT_EQ(locker.Run("BEGIN"), "");
+  ASSERT_EQ(locker.Run("LOCK TABLE tollgate_leases IN ACCESS EXCLUSIVE MODE"), "");
+  auto lb = NewPostgresBackend(base + "lockdb");
+  ASSERT_TRUE(lb.ok()) << lb.status();
+  auto lg = (*lb)->Acquire("k", seconds(30), std::nullopt);
+  EXPECT_EQ(lg.status().code(), absl::StatusCode::kUnavailable) << lg.status();
+  EXPECT_THAT(std::string(lg.status().message()), HasSubstr("55P03"));
+  ASSERT_EQ(locker.Run("ROLLBACK"), "");
+  // The connection was kept and works once the lock is gone.
+  auto after = (*lb)->Acquire("k", seconds(30), std::nullopt);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(after->has_value());
+}
+
 TEST_F(PostgresBackendTest, FenceCheckGuardsTheUsersOwnTable) {
   Session app(server_->conninfo());
   ASSERT_TRUE(app.ok());

@@ -714,11 +714,14 @@ class RedisBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  // Maps an error reply to a status.
+  // Maps an error reply to a status: Aborted for a stale fence; Unavailable for every state of the
+  // server (loading, busy, failing over, out of memory, refusing writes after a failed save
+  // (MISCONF), wanting a password or permission we do not have); Internal otherwise.
   static absl::Status ErrorReply(std::string_view msg) {
     if (msg.substr(0, 6) == "STALE ") return absl::AbortedError(AV(msg.substr(6)));
-    for (std::string_view p : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
-                               "READONLY", "NOREPLICAS", "OOM"}) {
+    for (std::string_view p :
+         {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "NOREPLICAS",
+          "OOM", "MISCONF", "NOAUTH", "WRONGPASS", "NOPERM"}) {
       if (msg.substr(0, p.size()) == p) {
         return absl::UnavailableError(absl::StrCat("Redis: ", AV(msg)));
       }

@@ -119,6 +119,17 @@ class RedisBackendTest : public ::testing::Test {
   std::unique_ptr<Backend> b_;
 };
 
+// Issue 10: a Redis that wants a password we lack is an outage (-UNAVAILABLE), not bad input.
+TEST_F(RedisBackendTest, NoAuthIsUnavailable) {
+  Raw raw(server_.port());
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "requirepass", "s3cret"}), "OK");
+  auto b = NewRedisBackend(server_.url(), seconds(1));
+  absl::Status st = b.ok() ? (*b)->Acquire("k", seconds(1), std::nullopt).status() : b.status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(std::string(st.message()).find("NOAUTH"), std::string::npos) << st;
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "requirepass", ""}), "OK");
+}
+
 TEST_F(RedisBackendTest, LeaseOnBinaryKeyAndKeyLayout) {
   const std::string key("k\0{x}\r\n", 7);
   auto g = b_->Acquire(key, seconds(30), "me");
