@@ -36,6 +36,10 @@
 // Writes go to masters only; replicas are never read from. A cluster has only database 0: a url
 // with /db other than 0 is InvalidArgument there.
 //
+// Eviction: NewRedisBackend refuses (FailedPrecondition) a server whose maxmemory-policy is not
+// noeviction (checked with INFO memory on the seed node), since an evicted fence counter would
+// restart its key's fences at 1.
+//
 // Durability: fences are safe only if the fence counters survive a Redis restart. Run Redis with
 // AOF (appendonly yes, appendfsync always) or accept that a restart may reissue fences. On a
 // Cluster with replicas, a failover may also lose the last writes the old master acknowledged

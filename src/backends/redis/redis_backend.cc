@@ -363,6 +363,7 @@ class RedisBackend final : public Backend {
     absl::MutexLock l(&mu_);
     nodes_.push_back(Node{url_.host, url_.port, nullptr});
     if (absl::Status st = Connect(0, /*select=*/false); !st.ok()) return st;
+    if (absl::Status st = CheckNoEviction(); !st.ok()) return st;
     // One round trip per backend, none per call: a cluster answers CLUSTER SLOTS with its map, a
     // standalone server with "ERR This instance has cluster support disabled".
     const char* argv[] = {"CLUSTER", "SLOTS"};
@@ -698,6 +699,37 @@ class RedisBackend final : public Backend {
       if (nodes_[i].ctx) return i;
     }
     return 0;
+  }
+
+  // Refuses a seed server that may evict keys (maxmemory-policy other than noeviction): evicting a
+  // fence counter restarts that key's fences at 1, so a stale holder's write would be accepted.
+  // FailedPrecondition naming the policy (or saying INFO is not allowed, so it cannot be checked).
+  absl::Status CheckNoEviction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const char* argv[] = {"INFO", "memory"};
+    const size_t lens[] = {4, 6};
+    Reply r(static_cast<redisReply*>(redisCommandArgv(nodes_[0].ctx.get(), 2, argv, lens)));
+    if (!r) return IoError(0, "INFO memory");
+    const std::string where = absl::StrCat("Redis at ", url_.host, ":", url_.port);
+    if (r->type == REDIS_REPLY_ERROR) {
+      absl::Status st = ErrorReply(Str(r.get()));
+      if (st.code() == absl::StatusCode::kUnavailable) return st;
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " refuses INFO (", AV(Str(r.get())),
+                       "), so its maxmemory-policy cannot be checked: allow INFO for this user"));
+    }
+    const std::string_view info = r->type == REDIS_REPLY_STRING ? Str(r.get()) : std::string_view();
+    constexpr std::string_view kField = "maxmemory_policy:";
+    const size_t at = info.find(kField);
+    if (at == std::string_view::npos) return absl::OkStatus();  // too old to evict by policy
+    std::string_view policy = info.substr(at + kField.size());
+    policy = policy.substr(0, policy.find_first_of("\r\n"));
+    if (policy == "noeviction") return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, " has maxmemory-policy ", AV(policy),
+        ": it may evict tollgate's fence counters, and a key whose counter was evicted would be "
+        "granted fences from 1 again (a stale holder's writes would then be accepted); set "
+        "maxmemory-policy noeviction (Redis then refuses writes when full, which tollgate "
+        "reports as -UNAVAILABLE)"));
   }
 
   // SCRIPT LOAD on nodes_[node] (connected). The SHA1 is the same on every node.

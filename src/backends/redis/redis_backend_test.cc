@@ -130,6 +130,19 @@ TEST_F(RedisBackendTest, NoAuthIsUnavailable) {
   ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "requirepass", ""}), "OK");
 }
 
+// Issue 10: a Redis that may evict keys could evict fence counters (fences restart at 1).
+TEST_F(RedisBackendTest, EvictingRedisIsRefused) {
+  Raw raw(server_.port());
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}), "OK");
+  auto b = NewRedisBackend(server_.url(), seconds(1));
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition) << b.status();
+  EXPECT_NE(std::string(b.status().message()).find("has maxmemory-policy allkeys-lru"),
+            std::string::npos)
+      << b.status();
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "maxmemory-policy", "noeviction"}), "OK");
+  EXPECT_TRUE(NewRedisBackend(server_.url(), seconds(1)).ok());
+}
+
 TEST_F(RedisBackendTest, LeaseOnBinaryKeyAndKeyLayout) {
   const std::string key("k\0{x}\r\n", 7);
   auto g = b_->Acquire(key, seconds(30), "me");
