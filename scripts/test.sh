@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 
 echo "== build and test (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_BUILD_BENCH=ON
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_BUILD_BENCH=ON -DTOLLGATE_WERROR=ON
 cmake --build build -j2
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
 if [ "${TOLLGATE_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== build and test under ASan + UBSan"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON -DTOLLGATE_BUILD_BENCH=OFF
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON -DTOLLGATE_BUILD_BENCH=OFF \
+    -DTOLLGATE_WERROR=ON
   cmake --build build-asan -j2
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -28,7 +29,7 @@ FUZZ_SECONDS="${TOLLGATE_FUZZ_SECONDS:-12}"
 if [ "$FUZZ_SECONDS" != "0" ]; then
   echo "== fuzz every parser for ${FUZZ_SECONDS}s each"
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTOLLGATE_BUILD_FUZZ=ON \
-    -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
+    -DTOLLGATE_BUILD_BENCH=OFF -DTOLLGATE_WERROR=ON >/dev/null
   cmake --build build-fuzz -j2 --target fuzzers
   artifacts=build-fuzz/fuzz/artifacts
   mkdir -p "$artifacts"
