@@ -347,11 +347,8 @@ TEST_F(AbuseTest, MadeUpFenceCannotPoisonARegister) {
 
 // Item 9: more I/O threads than the per-thread state is built for are refused at start.
 TEST_F(AbuseTest, TooManyIoThreadsAreRefusedAtStart) {
-  const std::string cmd = std::string(std::getenv("TOLLGATE_TEST_BIN") != nullptr &&
-                                              *std::getenv("TOLLGATE_TEST_BIN") != '\0'
-                                          ? std::getenv("TOLLGATE_TEST_BIN")
-                                          : TOLLGATE_BIN) +
-                          " serve --port 0 --io-threads 65 --data-dir " + dir_.path() + " 2>&1";
+  const std::string cmd =
+      TollgateBinary() + " serve --port 0 --io-threads 65 --data-dir " + dir_.path() + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
 #include "protocol/reply_builder.h"
 #include "server/replies.h"
 #include "spdlog/spdlog.h"
@@ -374,9 +375,10 @@ void IoThread::Process(Conn& c) {
       if (c.session.authenticated) {
         c.reply.Error(c.parser.error());
       } else {
-        c.reply.Error(c.parser.error() +
-                      " (before AUTH: at most 10 arguments, 16384 bytes per argument, 65536 bytes "
-                      "per request)");
+        c.reply.Error(absl::StrCat(c.parser.error(), " (before AUTH: at most ",
+                                   kPreAuthLimits.max_args, " arguments, ",
+                                   kPreAuthLimits.max_bulk_len, " bytes per argument, ",
+                                   kPreAuthLimits.max_request_bytes, " bytes per request)"));
       }
       c.closing = true;
       break;
@@ -454,7 +456,6 @@ size_t IoThread::WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& g
   }
   const size_t n = grants.size();
   grants.clear();
-  services_.stats.grants_withdrawn.fetch_add(n, std::memory_order_relaxed);
   return n;
 }
 
@@ -469,6 +470,7 @@ void IoThread::WithdrawHeldGrants(Conn& c) {
 }
 
 void IoThread::ReleaseAbandoned(const std::string& key, const std::string& lock_id) {
+  services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
   // On the shared backend when there is one; the local manager never saw that lease.
   absl::Status st = backend_ != nullptr ? backend_->Release(key, lock_id)
                                         : services_.leases.Release(key, lock_id);
@@ -559,7 +561,6 @@ void IoThread::Close(Conn& c, bool peer_reset) {
     // The peer reset the connection, so the last reply we sent was not (completely) read: if it
     // was a grant, its client never learned of the lease.
     ReleaseAbandoned(c.tail_grant->first, c.tail_grant->second);
-    services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
   }
   if (c.blocked) {
     // If the waiter already fired, its grant is on its way to OnWaiterDone, which releases it.
@@ -580,7 +581,6 @@ void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::st
   const bool gone = c == nullptr || c->closing || c->peer_eof;
   if (gone && grant) {
     ReleaseAbandoned(key, grant->lock_id);
-    services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
     grant.reset();
   }
   if (c == nullptr) return;

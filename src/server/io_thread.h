@@ -97,7 +97,8 @@ class IoThread {
   size_t WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& grants, int protocol);
   // Withdraws the grants of this connection's replies that still wait for their fsync.
   void WithdrawHeldGrants(Conn& c);
-  // Releases a lease nobody will learn about (its client is gone).
+  // Releases a lease nobody will learn about (its client is gone) and counts it in
+  // grants_withdrawn.
   void ReleaseAbandoned(const std::string& key, const std::string& lock_id);
   void OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
                     std::optional<LeaseGrant> grant);

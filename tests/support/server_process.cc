@@ -18,21 +18,16 @@
 #endif
 
 namespace tollgate::testing {
-namespace {
-
-// The binary under test: TOLLGATE_TEST_BIN if set (to run the same tests against another build,
-// e.g. an older one to show a regression test fails there), else the one this build made.
-std::string Binary() {
+std::string TollgateBinary() {
   const char* over = std::getenv("TOLLGATE_TEST_BIN");
   return over != nullptr && *over != '\0' ? over : TOLLGATE_BIN;
 }
 
-}  // namespace
-
 ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> extra_args) {
   int out[2];
   if (pipe(out) != 0) return;
-  std::vector<std::string> args = {Binary(), "serve", "--port", "0", "--data-dir", data_dir};
+  std::vector<std::string> args = {TollgateBinary(), "serve", "--port", "0",
+                                   "--data-dir",     data_dir};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ == 0) {
@@ -72,7 +67,7 @@ bool RunMigrate(const std::string& conninfo) {
   if (pid == 0) {
     const int null = open("/dev/null", O_WRONLY);
     if (null >= 0) dup2(null, STDOUT_FILENO);
-    const std::string bin = Binary();
+    const std::string bin = TollgateBinary();
     execl(bin.c_str(), bin.c_str(), "migrate", "--backend", conninfo.c_str(),
           static_cast<char*>(nullptr));
     _exit(127);

@@ -33,6 +33,11 @@ class ServerProcess {
   int port_ = 0;
 };
 
+// The binary under test: $TOLLGATE_TEST_BIN if set and non-empty (to run the end-to-end tests
+// against another build, e.g. an older one to show a regression test fails there), else the one
+// this build made.
+std::string TollgateBinary();
+
 // Runs `tollgate migrate --backend conninfo` (stdout discarded) and waits for it; true if it exited
 // 0. conninfo is passed as one argument, so it needs no shell quoting.
 bool RunMigrate(const std::string& conninfo);
