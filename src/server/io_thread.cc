@@ -113,9 +113,10 @@ struct IoThread::Conn final : public ClientControl {
   bool closing = false;        // process no more input; close once everything is written
   bool peer_eof = false;       // the peer sent EOF: run what it sent, then close
   bool output_paused = false;  // input waits because PendingOutput reached kMaxOutputBacklog
-  // The key and lock_id of the last reply handed to the socket, if that reply was a grant: a
-  // reset of the connection proves it was not read (see Close).
-  std::optional<std::pair<std::string, std::string>> tail_grant;
+  // The last reply moved to `out`, if it was a grant (offset and length in `out`): a reset of
+  // the connection proves it was not read (see Close), and an EOF read before it was sent means
+  // nobody will read it (see WithdrawUnsentTailGrant).
+  std::optional<PendingGrant> tail_grant;
   bool dirty = false;
   uint32_t events = 0;
 };
@@ -354,7 +355,10 @@ void IoThread::OnReadable(Conn& c) {
     // Otherwise the grant is already on its way to OnWaiterDone, which releases it.
   }
   Seal(c);
-  if (eof) WithdrawHeldGrants(c);
+  if (eof) {
+    WithdrawHeldGrants(c);
+    WithdrawUnsentTailGrant(c);
+  }
   MarkDirty(c);
 }
 
@@ -433,7 +437,9 @@ void IoThread::Seal(Conn& c) {
 void IoThread::AppendOut(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants) {
   if (bytes.empty()) return;
   if (!grants.empty() && grants.back().offset + grants.back().length == bytes.size()) {
-    c.tail_grant.emplace(std::move(grants.back().key), std::move(grants.back().lock_id));
+    PendingGrant g = std::move(grants.back());
+    g.offset += c.out.size();  // where it will stand in `out`
+    c.tail_grant = std::move(g);
   } else {
     c.tail_grant.reset();
   }
@@ -467,6 +473,18 @@ void IoThread::WithdrawHeldGrants(Conn& c) {
     c.held_grants -= WithdrawGrants(h.bytes, h.grants, c.reply.protocol());
     c.held_bytes = c.held_bytes - before + h.bytes.size();
   }
+}
+
+void IoThread::WithdrawUnsentTailGrant(Conn& c) {
+  // The grant is the end of `out`, so unsent bytes mean its last byte at least was not sent.
+  if (!c.tail_grant || c.out_off == c.out.size()) return;
+  const PendingGrant& g = *c.tail_grant;
+  ReleaseAbandoned(g.key, g.lock_id);
+  if (c.out_off <= g.offset) {  // nothing of it sent yet: answer "not acquired" instead
+    c.out.resize(g.offset);
+    protocol::ReplyBuilder(&c.out, c.reply.protocol()).NullArray();
+  }  // else partly sent: the client can never read it whole
+  c.tail_grant.reset();
 }
 
 void IoThread::ReleaseAbandoned(const std::string& key, const std::string& lock_id) {
@@ -560,7 +578,7 @@ void IoThread::Close(Conn& c, bool peer_reset) {
   if (peer_reset && c.tail_grant) {
     // The peer reset the connection, so the last reply we sent was not (completely) read: if it
     // was a grant, its client never learned of the lease.
-    ReleaseAbandoned(c.tail_grant->first, c.tail_grant->second);
+    ReleaseAbandoned(c.tail_grant->key, c.tail_grant->lock_id);
   }
   if (c.blocked) {
     // If the waiter already fired, its grant is on its way to OnWaiterDone, which releases it.

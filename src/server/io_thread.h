@@ -97,6 +97,9 @@ class IoThread {
   size_t WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& grants, int protocol);
   // Withdraws the grants of this connection's replies that still wait for their fsync.
   void WithdrawHeldGrants(Conn& c);
+  // At the peer's EOF: withdraws the grant that ends the connection's output if it has not been
+  // sent completely (the client hung up before it could read it).
+  void WithdrawUnsentTailGrant(Conn& c);
   // Releases a lease nobody will learn about (its client is gone) and counts it in
   // grants_withdrawn.
   void ReleaseAbandoned(const std::string& key, const std::string& lock_id);
