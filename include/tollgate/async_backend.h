@@ -1,0 +1,120 @@
+// The asynchronous state interface: the one seam between the server (or an application's own event
+// loop) and wherever state lives (the embedded store or a shared backend).
+//
+// An AsyncBackend is driven by one EventLoop: it registers its sockets and timers there, and every
+// completion callback runs on that loop's thread. Operations never block the caller: they validate,
+// queue or send, and return; the completion arrives later (or, for in-process state, before the
+// call returns). Several operations may be in flight at once; a backend that pipelines them on one
+// connection keeps their order, and any backend keeps the order of operations on the same key.
+//
+// Contracts, status codes and messages are exactly those of the synchronous Backend (backend.h)
+// for the same operation. Besides, every operation of a network backend has a deadline (the
+// backend's timeout): one not answered by then completes with Unavailable, and a connection that
+// fails completes all of its pending operations with Unavailable. Nothing is retried behind the
+// caller's back once it may have reached the backend, so no operation is applied twice.
+#ifndef TOLLGATE_ASYNC_BACKEND_H_
+#define TOLLGATE_ASYNC_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tollgate/backend.h"
+#include "tollgate/clock.h"
+#include "tollgate/fenced_register.h"
+#include "tollgate/lease_manager.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate {
+
+// What an AsyncBackend needs from the event loop that drives it. Every member except Post is called
+// on the loop's thread only.
+class EventLoop {
+ public:
+  virtual ~EventLoop() = default;
+  enum Events : uint32_t { kReadable = 1, kWritable = 2, kError = 4 };
+  // Watches `fd` for `interest` (kReadable | kWritable); `on_ready(events)` runs on the loop each
+  // time the fd is ready (kError included on errors and hang-ups). A second Watch of the same fd
+  // replaces interest and callback. REQUIRES: fd is open and non-blocking.
+  virtual void Watch(int fd, uint32_t interest, absl::AnyInvocable<void(uint32_t)> on_ready) = 0;
+  // Stops watching `fd` (before it is closed). No effect for an fd not watched.
+  virtual void Unwatch(int fd) = 0;
+  // Runs `fn` once, on the loop, at or soon after `at`. Returns an id for CancelTimer (never 0).
+  virtual uint64_t RunAt(SteadyTime at, absl::AnyInvocable<void()> fn) = 0;
+  // Cancels a timer that has not run yet; no effect otherwise.
+  virtual void CancelTimer(uint64_t id) = 0;
+  // Runs `fn` once at the end of the loop's current pass, after every request read in this pass
+  // was submitted: where a pipelining backend writes its batch. Runs in the next pass when called
+  // from such a callback.
+  virtual void AtEndOfPass(absl::AnyInvocable<void()> fn) = 0;
+  // Runs `fn` on the loop soon. Thread-safe: the only member other threads may call. Dropped if
+  // the loop has stopped.
+  virtual void Post(absl::AnyInvocable<void()> fn) = 0;
+  // The loop's clock (steady time for deadlines and timers).
+  virtual Clock* clock() = 0;
+};
+
+template <class T>
+using Completion = absl::AnyInvocable<void(absl::StatusOr<T>)>;
+using StatusCompletion = absl::AnyInvocable<void(absl::Status)>;
+
+class AsyncBackend {
+ public:
+  virtual ~AsyncBackend() = default;
+  // As Backend::kind().
+  virtual std::string_view kind() const = 0;
+
+  // LOCK.ACQUIRE: as Backend::Acquire when req.wait is 0. With req.wait > 0 and the key taken, the
+  // request waits up to req.wait (FIFO among the waiters of this object, and of the embedded
+  // store's whole server) and completes with the grant, or nullopt when the wait ran out or the
+  // backend shut down. Returns a ticket for CancelWait (0 if the request completed before
+  // returning or cannot wait).
+  virtual uint64_t Acquire(const AcquireRequest& req,
+                           Completion<std::optional<LeaseGrant>> done) = 0;
+  // Withdraws a waiting Acquire (its client is gone): its completion is never called, and a grant
+  // obtained for it meanwhile is released. No effect for a ticket already completed.
+  virtual void CancelWait(uint64_t ticket) = 0;
+  // Requests of this object waiting for `key` (LOCK.INFO's "waiters" for backends that do not
+  // count them themselves). 0 for the embedded store, whose Info counts its own.
+  virtual size_t LocalWaiters(std::string_view key) const = 0;
+
+  virtual void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) = 0;
+  virtual void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
+                      Completion<Duration> done) = 0;
+  virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  virtual void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
+                         StatusCompletion done) = 0;
+  virtual void FencedGet(std::string_view resource,
+                         Completion<std::optional<FencedValue>> done) = 0;
+  virtual void Throttle(std::string_view key, const BucketParams& params, Decimal cost,
+                        Completion<Decision> done) = 0;
+  virtual void CheckLayers(std::span<const LayerCheck> layers, Decimal cost,
+                           Completion<PolicyDecision> done) = 0;
+
+  // Stops accepting work: waiting Acquires complete with nullopt now; operations already sent
+  // complete normally (or at their deadline). Later calls complete with Unavailable.
+  virtual void Shutdown() = 0;
+};
+
+// Opens a synchronous backend from a URL, exactly as `tollgate serve --backend URL` does:
+// redis://host:port[/db] → Redis; postgres://..., postgresql://... or a libpq "key=value" string →
+// PostgreSQL; etcd://host:port → etcd; memory: → in process. InvalidArgument for anything else,
+// naming the URL and the accepted forms; Unimplemented for a backend this build lacks; the
+// backend's own errors (Unavailable, FailedPrecondition) when it cannot be used.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url);
+
+// Opens an asynchronous backend from a URL (as OpenBackend) driven by `loop`, which must outlive
+// it. Redis is pipelined on non-blocking connections owned by the loop; the other backends run
+// their synchronous clients on a few worker threads of their own (the loop never blocks on them).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
+                                                                             EventLoop& loop);
+
+}  // namespace tollgate
+
+#endif  // TOLLGATE_ASYNC_BACKEND_H_
