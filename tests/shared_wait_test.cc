@@ -335,6 +335,40 @@ TEST_P(SharedWaitTest, SigtermWithWaitersPendingAnswersThemAndExitsPromptly) {
   }
 }
 
+// More keys waiting at once than the old one-thread-per-key design allowed (32): each waiter is
+// granted once its key is released, none starves.
+TEST_P(SharedWaitTest, ManyKeysWaitingAtOnceAreAllServed) {
+  constexpr int kKeys = 80;
+  auto s = Serve();
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  std::vector<Reply> held;
+  for (int i = 0; i < kKeys; ++i) {
+    held.push_back(a.Run({"LOCK.ACQUIRE", key_ + "-" + std::to_string(i), "60000"}));
+    ExpectGrant(held.back(), "holder");
+  }
+  std::vector<std::unique_ptr<Async>> waiters;
+  for (int i = 0; i < kKeys; ++i) {
+    waiters.push_back(std::make_unique<Async>(
+        s->port(), std::vector<std::string>{"LOCK.ACQUIRE", key_ + "-" + std::to_string(i), "30000",
+                                            "WAIT", "30000"}));
+  }
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(WaitForWaiters(s->port(), key_ + "-" + std::to_string(i), 1)) << "key " << i;
+  }
+  const auto released = Clock::now();
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(
+        a.Run({"LOCK.RELEASE", key_ + "-" + std::to_string(i), Str(held[i]->element[0])})->integer,
+        1);
+  }
+  for (int i = 0; i < kKeys; ++i) {
+    ExpectGrant(waiters[i]->reply(), "waiter");
+    EXPECT_GT(waiters[i]->reply()->element[1]->integer, held[i]->element[1]->integer);
+    EXPECT_LT(waiters[i]->at() - released, seconds(10)) << "key " << i;
+  }
+}
+
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
 // The backend goes away while a client waits: at its deadline the waiter gets -UNAVAILABLE (not the
 // null "not acquired", so clients can tell an outage from contention), the server keeps running,

@@ -94,6 +94,7 @@ class AsyncBackend {
                          Completion<std::optional<FencedValue>> done) = 0;
   virtual void Throttle(std::string_view key, const BucketParams& params, Decimal cost,
                         Completion<Decision> done) = 0;
+  // `layers` need only live during the call.
   virtual void CheckLayers(std::span<const LayerCheck> layers, Decimal cost,
                            Completion<PolicyDecision> done) = 0;
 
@@ -104,14 +105,16 @@ class AsyncBackend {
 
 // Opens a synchronous backend from a URL, exactly as `tollgate serve --backend URL` does:
 // redis://host:port[/db] → Redis; postgres://..., postgresql://... or a libpq "key=value" string →
-// PostgreSQL; etcd://host:port → etcd; memory: → in process. InvalidArgument for anything else,
+// PostgreSQL; etcd://host:port → etcd. InvalidArgument for anything else,
 // naming the URL and the accepted forms; Unimplemented for a backend this build lacks; the
 // backend's own errors (Unavailable, FailedPrecondition) when it cannot be used.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url);
 
 // Opens an asynchronous backend from a URL (as OpenBackend) driven by `loop`, which must outlive
 // it. Redis is pipelined on non-blocking connections owned by the loop; the other backends run
-// their synchronous clients on a few worker threads of their own (the loop never blocks on them).
+// their synchronous clients on kAsyncWorkers worker threads of their own, each with its own
+// connection (the loop never blocks on them).
+inline constexpr int kAsyncWorkers = 8;
 [[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
                                                                              EventLoop& loop);
 

@@ -168,9 +168,6 @@ class Throttler {
   uint64_t overflow_count() const;  // decisions made without a bucket (table at max_buckets)
   // Buckets evicted to make room for a new key (see OverflowPolicy), by Check and CheckLayers.
   uint64_t evicted_count() const;
-  // Counts a decision made elsewhere (Backend::Throttle on a shared backend) in allowed_count /
-  // denied_count, as Check counts its own.
-  void Record(const Decision& decision);
 
   // Reports every bucket changed since the last call, and every bucket dropped since.
   void CollectChanges(const SnapshotSink& changed, const DropSink& dropped);

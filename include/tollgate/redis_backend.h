@@ -1,8 +1,16 @@
 // The Redis backend: leases, fenced registers and token buckets kept in a Redis server (7.0+).
 //
-// Every operation is one atomic Lua script (loaded once with SCRIPT LOAD, run with EVALSHA, loaded
-// again when the server answers NOSCRIPT, e.g. after a restart or SCRIPT FLUSH). The Redis server's
+// Every operation is one atomic Lua script (loaded once with SCRIPT LOAD, run with EVALSHA; when
+// the server answers NOSCRIPT, e.g. after a restart or SCRIPT FLUSH, or on a cluster node that
+// never ran it, that one command is sent again as EVAL, which loads it there). The Redis server's
 // TIME is the only clock: lease expiry is Redis key expiry (PX), buckets refill by server time.
+//
+// One implementation, asynchronous: NewAsyncRedisBackend pipelines operations on non-blocking
+// connections owned by an EventLoop (one per node); NewRedisBackend runs that same backend on a
+// private loop and waits for each operation. Per connection, the operations submitted during one
+// loop pass are written in one batch at the end of the pass, and their replies are matched in
+// order; at most 4096 requests are in flight per connection, beyond which an operation completes at
+// once with Unavailable "backend pipeline full (4096 requests in flight): Redis host:port".
 //
 // Keys (binary-safe; <key> is the caller's key as given):
 //   tollgate:{<key>}:lock    hash {id, fence, owner?} with PX = the lease's ttl
@@ -28,7 +36,9 @@
 // host:port" it remembers the new owner and retries there; on "ASK slot host:port" (a slot being
 // migrated) it sends ASKING and the command to that node once, remembering nothing. At most 5
 // redirects per operation, then Unavailable. Each node gets its own connection (made on first use,
-// with the backend's timeout; scripts are loaded on each node when it first answers NOSCRIPT).
+// with the backend's timeout; scripts are loaded on each node by EVAL when it first answers
+// NOSCRIPT). A redirect or a NOSCRIPT is the only case where a command is sent again: Redis did
+// not run it.
 // TRYAGAIN (a multi-key script during a slot migration) and CLUSTERDOWN are Unavailable: retry
 // later. A node that fails (I/O error, timeout) makes that call Unavailable; its connection is
 // dropped and its slots forgotten, so the next call for them goes to another node, whose MOVED
@@ -53,12 +63,18 @@
 // with InvalidArgument naming them; nothing is rounded silently. retry_after and reset_after are
 // whole milliseconds, rounded up (never too short). Rates up to kMaxRate are fine.
 //
-// Errors: as Backend. Unavailable for any I/O error or timeout (with the Redis/OS error text) and
-// for a server that is loading, busy or read-only; the connection is then dropped and the next call
-// reconnects, so a backend recovers by itself once the server is back.
+// Errors: as Backend. Unavailable for any I/O error or timeout (with the Redis address and the
+// Redis/OS error text) and for a server that is loading, busy or read-only. A connection that fails
+// (I/O error, end of stream, a request not answered within the timeout) completes every operation
+// pending on it with Unavailable and is closed; nothing that may have reached Redis is sent again
+// (no operation is applied twice). The next operation reconnects (a non-blocking connect), so a
+// backend recovers by itself once the server is back; a node whose connect failed (or that never
+// answered) is tried again only after a back-off of 50 ms doubling to 1 s, and operations for it
+// meanwhile are Unavailable at once.
 //
-// Thread-safety: one connection per Backend object (per node, on a Cluster), guarded by a mutex
-// (calls are serialized). Use one backend per thread for parallelism.
+// Thread-safety: NewRedisBackend: one connection per Backend object (per node, on a Cluster), its
+// calls serialized by a mutex. Use one backend per thread for parallelism. NewAsyncRedisBackend:
+// as AsyncBackend (everything on the loop's thread).
 #ifndef TOLLGATE_REDIS_BACKEND_H_
 #define TOLLGATE_REDIS_BACKEND_H_
 
@@ -70,6 +86,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tollgate/async_backend.h"
 #include "tollgate/backend.h"
 #include "tollgate/clock.h"
 
@@ -84,10 +101,20 @@ namespace tollgate {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(
     const std::string& url, Duration timeout = std::chrono::seconds(2));
 
+// The same backend, asynchronous (async_backend.h), driven by `loop`, which must outlive it; url,
+// timeout and errors as NewRedisBackend. The connection to the server named by the url is made
+// (and the scripts loaded) synchronously here, without touching the loop: call it at startup, from
+// any thread. Every operation must be answered within `timeout` (each command of a redirect chain
+// separately). LOCK.ACQUIRE with WAIT waits on the loop (backends/async/wait_queue.h). Destroy it
+// on the loop's thread (or while no thread runs the loop): operations still pending then are
+// dropped without completing (Shutdown first, and let them finish, to have every one answered).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncRedisBackend(
+    const std::string& url, EventLoop& loop, Duration timeout = std::chrono::seconds(2));
+
 // Fencing for your own data (docs/fencing-your-data.md): SETs your Redis key `key` to `value` iff
 // `fence` is at least the highest fence recorded for `key`, recording it in
 // RedisFenceRecordKey(key) (both in one atomic script, fenced_write.lua). `redis` must be a backend
-// made by NewRedisBackend (its connection, timeout and reconnect logic are used). OK when written;
+// made by NewRedisBackend (its connections, timeout and reconnect logic are used). OK when written;
 // Aborted "fence X is older than Y" when stale (nothing changes); InvalidArgument for a key that is
 // empty or longer than 512 bytes, fence 0, or a backend that is not Redis; Unavailable as any Redis
 // call. On a Redis Cluster, `key` must contain a hash tag (e.g. "{order:42}:state") so the record

@@ -14,7 +14,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tollgate/fenced_register.h"
 #include "tollgate/journal.h"
+#include "tollgate/lease_manager.h"
 #include "tollgate/limiter.h"
 
 namespace tollgate {
@@ -33,6 +35,12 @@ struct RecoveredState {
   // since they were written (a wall clock that went backwards counts as no time).
   std::vector<BucketSnapshot> buckets;
 };
+
+// Reinstates recovered leases, the fence counter and fenced registers into the cores, before they
+// serve (the one place recovery is applied: the server and the embedded backend both call it).
+// Buckets are left to the caller: which table a checkpoint belongs to depends on its limiters.
+void ApplyRecovered(const RecoveredState& recovered, LeaseManager& leases,
+                    FencedRegisters& registers);
 
 class DurableStore final : public Journal {
  public:

@@ -124,9 +124,6 @@ uint64_t Throttler::overflow_count() const { return impl_->overflow_.load(); }
 uint64_t Throttler::evicted_count() const {
   return impl_->table_.evicted() + impl_->layers_.evicted();
 }
-void Throttler::Record(const Decision& d) {
-  (d.allowed ? impl_->allowed_ : impl_->denied_).fetch_add(1, std::memory_order_relaxed);
-}
 void Throttler::CollectChanges(const SnapshotSink& changed, const DropSink& dropped) {
   BucketSnapshot snap;
   impl_->table_.CollectChanges(

@@ -1,19 +1,13 @@
-// `tollgate serve --backend URL`: which shared backend a URL names, and a connection to it.
+// `tollgate migrate --backend URL`: install or upgrade the schema a backend needs. (Which backend a
+// URL names, and opening it, is OpenBackend / OpenAsyncBackend in tollgate/async_backend.h.)
 #ifndef TOLLGATE_SERVER_BACKEND_URL_H_
 #define TOLLGATE_SERVER_BACKEND_URL_H_
 
-#include <memory>
 #include <string>
 
-#include "absl/status/statusor.h"
-#include "tollgate/backend.h"
+#include "absl/status/status.h"
 
 namespace tollgate::server {
-
-// redis://host:port[/db] → Redis; postgres://..., postgresql://... or a libpq "key=value" string →
-// PostgreSQL; etcd://host:port → Unimplemented (not built yet). InvalidArgument for anything else,
-// naming the URL and the accepted forms; Unimplemented for a backend this build lacks.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> ConnectBackend(const std::string& url);
 
 // Installs or upgrades the schema a backend needs (PostgreSQL); InvalidArgument for a URL of a
 // backend that needs none.

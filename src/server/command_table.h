@@ -7,12 +7,15 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "protocol/reply_builder.h"
 #include "server/services.h"
-#include "tollgate/backend.h"
+#include "server/state.h"
 
 namespace tollgate::server {
 
@@ -28,20 +31,21 @@ struct Session {
   uint64_t needs_seq = 0;
 };
 
+class DeferredReply;
+
 // What a handler may ask of the connection it runs on, beyond replying.
 class ClientControl {
  public:
   virtual ~ClientControl() = default;
-  // A callback that delivers a queued waiter's outcome to this connection (on its own thread) as
-  // the reply to the command being executed.
-  virtual GrantCallback WaiterCallback(std::string key) = 0;
-  // Like WaiterCallback, but delivers an error reply (ReplyStatus) instead: for a waiter that
-  // cannot be answered with a grant or null (its backend failed while it waited). For the same
-  // Block as the WaiterCallback made before it; at most one of the two may be called.
-  virtual std::function<void(absl::Status)> WaiterErrorCallback() = 0;
-  // The command's reply will come later through the WaiterCallback; stop processing this
-  // connection's further requests until then.
-  virtual void Block(std::string key, uint64_t waiter_id) = 0;
+  // The reply to the command being executed will be written by a completion, through the returned
+  // object (at most one per command). The connection goes on running the commands it has read (up
+  // to kMaxDeferredReplies unanswered), and their replies wait behind this one.
+  virtual DeferredReply Defer() = 0;
+  // The deferred reply of the command being executed answers a wait (`wait_ticket` from
+  // State::Acquire, non-zero): no further command of this connection runs until it is written,
+  // and if the client goes away (or the server stops) first, the wait is cancelled and answered
+  // "not acquired". REQUIRES: Defer() was called for this command.
+  virtual void BlockUntilReply(uint64_t wait_ticket) = 0;
   // Replies with LOCK.ACQUIRE's grant for `key`, which the connection may still withdraw: if the
   // client is gone before the reply could be handed to its socket (EOF read, or the connection
   // closed, while the reply waits for its fsync), the lease is released at once and the reply
@@ -49,15 +53,73 @@ class ClientControl {
   virtual void ReplyWithGrant(const std::string& key, const LeaseGrant& grant) = 0;
 };
 
+// Where a deferred reply goes: the I/O thread that owns the connection.
+class DeferredReplyTarget {
+ public:
+  using Writer = absl::FunctionRef<void(protocol::ReplyBuilder&, ClientControl&)>;
+  // Writes the reply `ticket` of connection `conn_id` with `write` (see DeferredReply::Finish).
+  virtual void FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) = 0;
+
+ protected:
+  ~DeferredReplyTarget() = default;
+};
+
+// The reply to one command, written later by a completion (ClientControl::Defer). Move-only; call
+// Finish exactly once, on the connection's I/O thread.
+class DeferredReply {
+ public:
+  DeferredReply() = default;
+  DeferredReply(DeferredReplyTarget* target, uint64_t conn_id, uint64_t ticket)
+      : target_(target), conn_id_(conn_id), ticket_(ticket) {}
+  DeferredReply(DeferredReply&& o) noexcept
+      : target_(std::exchange(o.target_, nullptr)), conn_id_(o.conn_id_), ticket_(o.ticket_) {}
+  DeferredReply& operator=(DeferredReply&& o) noexcept {
+    target_ = std::exchange(o.target_, nullptr);
+    conn_id_ = o.conn_id_;
+    ticket_ = o.ticket_;
+    return *this;
+  }
+  DeferredReply(const DeferredReply&) = delete;
+  DeferredReply& operator=(const DeferredReply&) = delete;
+
+  // Writes the reply with `write`, in the connection's reply order (replies of commands received
+  // after it wait for it). If the connection is gone, the reply is discarded and a grant written
+  // through ClientControl::ReplyWithGrant is released at once.
+  void Finish(DeferredReplyTarget::Writer write) {
+    if (target_ != nullptr)
+      std::exchange(target_, nullptr)->FinishDeferred(conn_id_, ticket_, write);
+  }
+
+ private:
+  DeferredReplyTarget* target_ = nullptr;
+  uint64_t conn_id_ = 0;
+  uint64_t ticket_ = 0;
+};
+
 struct CommandContext {
   Services& services;
   Session& session;
   protocol::ReplyBuilder& reply;
   ClientControl& client;
-  // With --backend: this I/O thread's connection to the shared backend, which then holds all lease,
-  // fence and bucket state. Null on the embedded store.
-  Backend* backend = nullptr;
+  // This I/O thread's state: the embedded store or a shared backend (state.h).
+  State& state;
 };
+
+// A completion that writes the reply of the command being executed: `write(reply, client, result)`
+// runs when the state answers (at once on the embedded store, later on a shared backend), in the
+// connection's reply order. R is absl::Status or absl::StatusOr<T>.
+template <class R, class Write>
+absl::AnyInvocable<void(R)> ReplyLater(CommandContext& ctx, Write write) {
+  return [d = ctx.client.Defer(), write = std::move(write)](R result) mutable {
+    d.Finish([&](protocol::ReplyBuilder& reply, ClientControl& client) {
+      write(reply, client, result);
+    });
+  };
+}
+
+// Most replies one connection may have deferred and unanswered at once; beyond it the connection's
+// further input waits (like a full output buffer) until replies come back.
+inline constexpr size_t kMaxDeferredReplies = 1024;
 
 // args[0] is the command name as the client sent it.
 using Handler = void (*)(CommandContext& ctx, std::span<const std::string> args);

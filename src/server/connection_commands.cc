@@ -324,8 +324,8 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     auto buckets = [&](size_t n) { return shared ? std::string("n/a") : std::to_string(n); };
     out.append("# Ratelimit\r\n");
     line("throttle_buckets", buckets(s.throttler.bucket_count()));
-    line("throttle_allowed", std::to_string(s.throttler.allowed_count()));
-    line("throttle_denied", std::to_string(s.throttler.denied_count()));
+    line("throttle_allowed", std::to_string(s.stats.throttle_allowed.load()));
+    line("throttle_denied", std::to_string(s.stats.throttle_denied.load()));
     line("throttle_overflow", std::to_string(s.throttler.overflow_count()));
     line("throttle_evicted", std::to_string(s.throttler.evicted_count()));
     if (s.watcher != nullptr) {

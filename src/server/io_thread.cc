@@ -21,6 +21,9 @@ namespace {
 
 constexpr uint64_t kListenerTag = 1;
 constexpr uint64_t kWakeTag = 2;
+// Backend sockets (EventLoop::Watch) are tagged with this bit and their fd; connection ids never
+// reach it.
+constexpr uint64_t kFdTag = uint64_t{1} << 63;
 constexpr uint64_t kFirstConnId = 16;
 constexpr size_t kReadChunk = 64 * 1024;
 // Stop reading from a connection while this much of its input waits unprocessed (it is blocked on
@@ -59,36 +62,18 @@ struct IoThread::Conn final : public ClientControl {
     session.id = id;
   }
 
-  GrantCallback WaiterCallback(std::string key) override {
-    IoThread* t = thread;
-    const uint64_t conn_id = id, gen = block_generation + 1;
-    return [t, conn_id, gen, key = std::move(key)](std::optional<LeaseGrant> g) {
-      t->Post([t, conn_id, gen, key, g = std::move(g)]() mutable {
-        t->OnWaiterDone(conn_id, gen, key, std::move(g));
-      });
-    };
+  DeferredReply Defer() override {
+    open_ticket = next_ticket++;
+    open_done = false;
+    return DeferredReply(thread, id, open_ticket);
   }
 
-  std::function<void(absl::Status)> WaiterErrorCallback() override {
-    IoThread* t = thread;
-    const uint64_t conn_id = id, gen = block_generation + 1;
-    return [t, conn_id, gen](absl::Status st) {
-      t->Post([t, conn_id, gen, st = std::move(st)]() { t->OnWaiterError(conn_id, gen, st); });
-    };
-  }
+  void BlockUntilReply(uint64_t ticket) override { open_wait = ticket; }
 
   void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
     const size_t start = building.size();
     ReplyGrant(reply, g);
     building_grants.push_back({key, g.lock_id, start, building.size() - start});
-  }
-
-  void Block(std::string key, uint64_t waiter) override {
-    blocked = true;
-    ++block_generation;
-    blocked_key = std::move(key);
-    waiter_id = waiter;
-    thread->services_.stats.blocked_clients.fetch_add(1, std::memory_order_relaxed);
   }
 
   IoThread* thread;
@@ -106,10 +91,19 @@ struct IoThread::Conn final : public ClientControl {
   size_t held_bytes = 0;   // their bytes
   size_t held_grants = 0;  // their withdrawable grants
   Session session;
-  bool blocked = false;
-  uint64_t block_generation = 0;
-  std::string blocked_key;
-  uint64_t waiter_id = 0;
+  // Replies behind (and including) deferred ones not yet written, in request order.
+  std::deque<Slot> slots;
+  size_t slot_bytes = 0;  // bytes in `slots`
+  // Dispatch bookkeeping: the ticket of the command being executed if it called Defer (0 if not),
+  // whether its reply was already written (inline), and the wait it blocks on (BlockUntilReply).
+  uint64_t next_ticket = 1;
+  uint64_t open_ticket = 0;
+  bool open_done = false;
+  uint64_t open_wait = 0;
+  bool blocked = false;        // waiting for the reply to wait_ticket's command; input not executed
+  uint64_t wait_ticket = 0;    // State::Acquire's ticket, to cancel the wait
+  uint64_t blocked_reply = 0;  // the deferred reply that unblocks
+  bool resume_queued = false;  // in resume_
   bool closing = false;        // process no more input; close once everything is written
   bool peer_eof = false;       // the peer sent EOF: run what it sent, then close
   bool output_paused = false;  // input waits because PendingOutput reached kMaxOutputBacklog
@@ -122,16 +116,17 @@ struct IoThread::Conn final : public ClientControl {
 };
 
 IoThread::IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits,
-                   std::unique_ptr<Backend> backend)
+                   StateFactory make_state)
     : index_(index),
-      backend_(std::move(backend)),
       services_(services),
+      make_state_(std::move(make_state)),
       listen_fd_(listen_fd),
       limits_(limits),
       next_conn_id_(kFirstConnId + static_cast<uint64_t>(index)) {}
 
 IoThread::~IoThread() {
   Join();
+  state_.reset();  // may Unwatch its fds and cancel timers: before anything else goes
   for (auto& [id, c] : conns_) ::close(c->fd);
   if (listen_fd_ >= 0) ::close(listen_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
@@ -152,6 +147,9 @@ absl::Status IoThread::Start() {
     ev.data.u64 = kListenerTag;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
   }
+  absl::StatusOr<std::unique_ptr<State>> state = make_state_(*this);
+  if (!state.ok()) return state.status();
+  state_ = std::move(*state);
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -165,7 +163,7 @@ void IoThread::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void IoThread::Post(std::function<void()> fn) {
+void IoThread::Post(absl::AnyInvocable<void()> fn) {
   {
     std::lock_guard<std::mutex> l(post_mu_);
     if (loop_done_) return;
@@ -181,6 +179,63 @@ void IoThread::OnDurable() {
   uint64_t one = 1;
   ssize_t r = ::write(wake_fd_, &one, sizeof one);
   (void)r;
+}
+
+void IoThread::Watch(int fd, uint32_t interest, absl::AnyInvocable<void(uint32_t)> on_ready) {
+  epoll_event ev{};
+  if (interest & kReadable) ev.events |= EPOLLIN;
+  if (interest & kWritable) ev.events |= EPOLLOUT;
+  ev.data.u64 = kFdTag | static_cast<uint64_t>(fd);
+  auto it = watches_.find(fd);
+  if (it == watches_.end()) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    watches_.emplace(fd, std::make_shared<FdHandler>(std::move(on_ready)));
+  } else {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    it->second = std::make_shared<FdHandler>(std::move(on_ready));
+  }
+}
+
+void IoThread::Unwatch(int fd) {
+  if (watches_.erase(fd) > 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+uint64_t IoThread::RunAt(SteadyTime at, absl::AnyInvocable<void()> fn) {
+  const uint64_t id = next_timer_++;
+  timers_.emplace(std::make_pair(at, id), std::move(fn));
+  timer_at_.emplace(id, at);
+  return id;
+}
+
+void IoThread::CancelTimer(uint64_t id) {
+  auto it = timer_at_.find(id);
+  if (it == timer_at_.end()) return;
+  timers_.erase(std::make_pair(it->second, id));
+  timer_at_.erase(it);
+}
+
+void IoThread::AtEndOfPass(absl::AnyInvocable<void()> fn) { end_of_pass_.push_back(std::move(fn)); }
+
+int IoThread::RunTimers() {
+  const SteadyTime now = services_.clock->SteadyNow();
+  while (!timers_.empty() && timers_.begin()->first.first <= now) {
+    auto node = timers_.extract(timers_.begin());
+    timer_at_.erase(node.key().second);
+    node.mapped()();
+  }
+  if (timers_.empty()) return -1;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(timers_.begin()->first.first -
+                                                               services_.clock->SteadyNow());
+  return static_cast<int>(std::clamp<int64_t>(ms.count(), 0, 60'000));
+}
+
+void IoThread::RunEndOfPass() {
+  while (!end_of_pass_.empty()) {
+    std::vector<absl::AnyInvocable<void()>> fns;
+    fns.swap(end_of_pass_);
+    for (auto& fn : fns) fn();
+    break;  // callbacks queued by these run at the end of the next pass
+  }
 }
 
 void IoThread::SettlePeers() {
@@ -211,7 +266,9 @@ void IoThread::Loop() {
   for (;;) {
     if (stop_requested_.load() && !stopping_) BeginStop();
     if (stopping_ && (Drained() || services_.clock->SteadyNow() >= stop_deadline_)) break;
-    const int timeout_ms = stopping_ ? 10 : -1;
+    int timeout_ms = RunTimers();
+    if (!end_of_pass_.empty() || !resume_.empty()) timeout_ms = 0;
+    if (stopping_ && (timeout_ms < 0 || timeout_ms > 10)) timeout_ms = 10;
     services_.pass_state[index_].idle.store(true);
     int n = epoll_wait(epoll_fd_, events, 256, timeout_ms);
     if (n < 0) {
@@ -222,7 +279,16 @@ void IoThread::Loop() {
     services_.pass_state[index_].idle.store(false);
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
-      if (tag == kListenerTag) {
+      if (tag & kFdTag) {
+        auto it = watches_.find(static_cast<int>(tag & ~kFdTag));
+        if (it == watches_.end()) continue;
+        std::shared_ptr<FdHandler> h = it->second;  // survives an Unwatch from inside the callback
+        uint32_t ev = 0;
+        if (events[i].events & EPOLLIN) ev |= kReadable;
+        if (events[i].events & EPOLLOUT) ev |= kWritable;
+        if (events[i].events & (EPOLLERR | EPOLLHUP)) ev |= kError | kReadable;
+        (*h)(ev);
+      } else if (tag == kListenerTag) {
         Accept();
       } else if (tag == kWakeTag) {
         DrainWakeups();
@@ -241,6 +307,10 @@ void IoThread::Loop() {
         if ((c = Find(tag)) != nullptr && (events[i].events & EPOLLOUT)) MarkDirty(*c);
       }
     }
+    RunTimers();
+    ResumeFinished();
+    RunEndOfPass();    // a shared backend writes this pass's batch here
+    ResumeFinished();  // replies that failed at once while the batch was written
     ReleaseDurable();
     FlushDirty();
     services_.pass_state[index_].passes.fetch_add(1);
@@ -271,7 +341,7 @@ void IoThread::DrainWakeups() {
 }
 
 void IoThread::RunPosted() {
-  std::vector<std::function<void()>> fns;
+  std::vector<absl::AnyInvocable<void()>> fns;
   {
     std::lock_guard<std::mutex> l(post_mu_);
     fns.swap(posted_);
@@ -338,7 +408,8 @@ void IoThread::OnReadable(Conn& c) {
     }
     break;
   }
-  if (eof && c.in_off == c.in.size() && !c.blocked && c.held == 0 && c.out.empty()) {
+  if (eof && c.in_off == c.in.size() && !c.blocked && c.held == 0 && c.out.empty() &&
+      c.slots.empty()) {
     return Close(c);
   }
   // The peer sent everything it will send: run it and answer, then close. A grant made from here
@@ -347,12 +418,7 @@ void IoThread::OnReadable(Conn& c) {
   Process(c);
   if (eof && c.blocked) {
     c.closing = true;  // the wait is abandoned: "not acquired"; the rest of the input is dropped
-    if (services_.leases.CancelWaiter(c.blocked_key, c.waiter_id)) {
-      c.blocked = false;
-      services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-      c.reply.NullArray();
-    }
-    // Otherwise the grant is already on its way to OnWaiterDone, which releases it.
+    AbandonWait(c);
   }
   Seal(c);
   if (eof) {
@@ -368,6 +434,10 @@ void IoThread::Process(Conn& c) {
   while (!c.blocked && !c.closing && c.in_off < c.in.size()) {
     if (PendingOutput(c) >= kMaxOutputBacklog) {
       c.output_paused = true;  // Flush resumes once the client has read enough
+      break;
+    }
+    if (c.slots.size() >= kMaxDeferredReplies) {
+      c.output_paused = true;  // FinishDeferred resumes once replies come back
       break;
     }
     size_t used = 0;
@@ -388,8 +458,28 @@ void IoThread::Process(Conn& c) {
       break;
     }
     const bool was_authenticated = c.session.authenticated;
-    CommandContext ctx{services_, c.session, c.reply, c, backend_.get()};
+    CommandContext ctx{services_, c.session, c.reply, c, *state_};
+    c.open_ticket = 0;
+    c.open_wait = 0;
     table.Dispatch(ctx, c.parser.args());
+    if (c.open_ticket != 0 && !c.open_done) {
+      // The reply comes later: what was written so far goes before it, what follows after it.
+      if (!c.building.empty()) {
+        c.slot_bytes += c.building.size();
+        c.slots.push_back(
+            {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
+        c.building.clear();
+        c.building_grants.clear();
+      }
+      c.slots.push_back({c.open_ticket, false, 0, {}, {}});
+      if (c.open_wait != 0) {
+        c.blocked = true;
+        c.wait_ticket = c.open_wait;
+        c.blocked_reply = c.open_ticket;
+        services_.stats.blocked_clients.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    c.open_ticket = 0;
     if (!was_authenticated && c.session.authenticated) c.parser.set_limits(limits_);
     if (c.session.close_after_reply) c.closing = true;
   }
@@ -405,7 +495,7 @@ void IoThread::Process(Conn& c) {
 }
 
 size_t IoThread::PendingOutput(const Conn& c) {
-  return (c.out.size() - c.out_off) + c.building.size() + c.held_bytes;
+  return (c.out.size() - c.out_off) + c.building.size() + c.held_bytes + c.slot_bytes;
 }
 
 void IoThread::AfterProcess(Conn& c) {
@@ -413,25 +503,45 @@ void IoThread::AfterProcess(Conn& c) {
 }
 
 void IoThread::Seal(Conn& c) {
-  if (c.building.empty()) return;
-  // A grant made after the peer's EOF was read goes to nobody.
-  if (c.peer_eof && !c.building_grants.empty()) {
-    WithdrawGrants(c.building, c.building_grants, c.reply.protocol());
+  if (c.slots.empty()) {
+    if (!c.building.empty()) SealBytes(c, c.building, c.building_grants, c.session.needs_seq);
+    c.building.clear();
+    c.building_grants.clear();
+    return;
   }
-  const uint64_t seq = c.session.needs_seq;
+  if (!c.building.empty()) {
+    c.slot_bytes += c.building.size();
+    c.slots.push_back(
+        {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
+    c.building.clear();
+    c.building_grants.clear();
+  }
+  while (!c.slots.empty() && c.slots.front().ready) {
+    Slot slot = std::move(c.slots.front());
+    c.slots.pop_front();
+    c.slot_bytes -= slot.bytes.size();
+    SealBytes(c, slot.bytes, slot.grants, slot.seq);
+  }
+}
+
+void IoThread::SealBytes(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants,
+                         uint64_t seq) {
+  if (bytes.empty()) return;
+  // A grant made after the peer's EOF was read goes to nobody.
+  if (c.peer_eof && !grants.empty()) WithdrawGrants(bytes, grants, c.reply.protocol());
   if (c.held == 0 && (services_.store == nullptr || seq <= services_.store->LastDurable())) {
-    AppendOut(c, c.building, c.building_grants);
+    AppendOut(c, bytes, grants);
   } else {
     // Announce before checking durability again in ReleaseDurable, so that either this thread
     // sees the commit or the committer sees the flag (both sequentially consistent).
     holds_replies_.store(true);
-    c.held_bytes += c.building.size();
-    c.held_grants += c.building_grants.size();
-    held_.push_back({seq, c.id, std::move(c.building), std::move(c.building_grants)});
-    c.building_grants.clear();
+    c.held_bytes += bytes.size();
+    c.held_grants += grants.size();
+    held_.push_back({seq, c.id, std::move(bytes), std::move(grants)});
     ++c.held;
   }
-  c.building.clear();
+  bytes.clear();
+  grants.clear();
 }
 
 void IoThread::AppendOut(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants) {
@@ -489,13 +599,12 @@ void IoThread::WithdrawUnsentTailGrant(Conn& c) {
 
 void IoThread::ReleaseAbandoned(const std::string& key, const std::string& lock_id) {
   services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
-  // On the shared backend when there is one; the local manager never saw that lease.
-  absl::Status st = backend_ != nullptr ? backend_->Release(key, lock_id)
-                                        : services_.leases.Release(key, lock_id);
-  if (!st.ok() && st.code() != absl::StatusCode::kFailedPrecondition) {
-    spdlog::warn("io thread {}: releasing an abandoned grant: {}", index_,
-                 std::string(st.message()));
-  }
+  state_->Release(key, lock_id, [index = index_](absl::Status st) {
+    if (!st.ok() && st.code() != absl::StatusCode::kFailedPrecondition) {
+      spdlog::warn("io thread {}: releasing an abandoned grant: {}", index,
+                   std::string(st.message()));
+    }
+  });
 }
 
 void IoThread::ReleaseDurable() {
@@ -555,7 +664,9 @@ void IoThread::Flush(Conn& c) {
     Seal(c);
     if (c.out_off == c.out.size()) break;  // nothing new to send yet (held for its fsync)
   }
-  if (c.closing && c.out.empty() && c.held == 0 && !c.blocked) return Close(c);
+  if (c.closing && c.out.empty() && c.held == 0 && !c.blocked && c.slots.empty()) {
+    return Close(c);
+  }
   UpdateInterest(c);
 }
 
@@ -581,51 +692,108 @@ void IoThread::Close(Conn& c, bool peer_reset) {
     ReleaseAbandoned(c.tail_grant->key, c.tail_grant->lock_id);
   }
   if (c.blocked) {
-    // If the waiter already fired, its grant is on its way to OnWaiterDone, which releases it.
-    services_.leases.CancelWaiter(c.blocked_key, c.waiter_id);
+    // No answer comes after this; a grant obtained meanwhile is released by the State.
+    state_->CancelWait(c.wait_ticket);
     services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
   }
+  // Deferred replies still pending find the connection gone (FinishDeferred) and release their
+  // grants.
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);
   services_.stats.connected_clients.fetch_sub(1, std::memory_order_relaxed);
   conns_.erase(c.id);  // destroys c
 }
 
-void IoThread::OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
-                            std::optional<LeaseGrant> grant) {
-  Conn* c = Unblock(conn_id, generation);
-  // Nobody can take this answer any more (the connection closed, or its peer sent EOF): hand the
-  // key on at once instead of leaving it held for the new ttl.
-  const bool gone = c == nullptr || c->closing || c->peer_eof;
-  if (gone && grant) {
-    ReleaseAbandoned(key, grant->lock_id);
-    grant.reset();
-  }
-  if (c == nullptr) return;
-  if (services_.store != nullptr) {
-    c->session.needs_seq = std::max(c->session.needs_seq, services_.store->LastAppended());
-  }
-  if (grant) {
-    c->ReplyWithGrant(key, *grant);
-  } else {
-    c->reply.NullArray();
-  }
-  Resume(*c);
-}
+namespace {
 
-void IoThread::OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status) {
-  Conn* c = Unblock(conn_id, generation);
-  if (c == nullptr) return;
-  ReplyStatus(c->reply, status);
-  Resume(*c);
-}
+// Where a deferred reply goes when its connection is gone: nowhere, except that a grant is
+// released at once.
+class GoneClient final : public ClientControl {
+ public:
+  explicit GoneClient(absl::FunctionRef<void(const std::string&, const std::string&)> release)
+      : release_(release) {}
+  DeferredReply Defer() override { return {}; }
+  void BlockUntilReply(uint64_t) override {}
+  void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
+    release_(key, g.lock_id);
+  }
 
-IoThread::Conn* IoThread::Unblock(uint64_t conn_id, uint64_t generation) {
+ private:
+  absl::FunctionRef<void(const std::string&, const std::string&)> release_;
+};
+
+}  // namespace
+
+void IoThread::FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) {
   Conn* c = Find(conn_id);
-  if (c == nullptr || !c->blocked || c->block_generation != generation) return nullptr;
-  c->blocked = false;
-  services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-  return c;
+  Slot* slot = nullptr;
+  if (c != nullptr && !(c->open_ticket == ticket && !c->open_done)) {
+    for (Slot& s : c->slots) {
+      if (s.ticket == ticket && !s.ready) slot = &s;
+    }
+    if (slot == nullptr) c = nullptr;  // answered already (an abandoned wait): drop this one
+  }
+  if (c == nullptr) {
+    std::string scratch;
+    protocol::ReplyBuilder discard(&scratch);
+    GoneClient gone([this](const std::string& key, const std::string& lock_id) {
+      ReleaseAbandoned(key, lock_id);
+    });
+    write(discard, gone);
+    return;
+  }
+  if (slot == nullptr) {
+    // Completed before the handler returned: the reply goes where the handler writes.
+    write(c->reply, *c);
+    c->open_done = true;
+    return;
+  }
+  // Write through the connection's own builder (so grants are tracked as usual) into the slot.
+  std::string saved;
+  std::vector<PendingGrant> saved_grants;
+  saved.swap(c->building);
+  saved_grants.swap(c->building_grants);
+  write(c->reply, *c);
+  slot->bytes.swap(c->building);
+  slot->grants.swap(c->building_grants);
+  c->building.swap(saved);
+  c->building_grants.swap(saved_grants);
+  slot->ready = true;
+  c->slot_bytes += slot->bytes.size();
+  if (services_.store != nullptr) {
+    slot->seq = std::max(c->session.needs_seq, services_.store->LastAppended());
+    c->session.needs_seq = slot->seq;
+  }
+  if (c->blocked && c->blocked_reply == ticket) {
+    c->blocked = false;
+    services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Sealed, and the connection's further input run, later in this pass (never from inside another
+  // connection's command, or this one's).
+  if (!c->resume_queued) {
+    c->resume_queued = true;
+    resume_.push_back(c->id);
+  }
+}
+
+void IoThread::ResumeFinished() {
+  while (!resume_.empty()) {
+    std::vector<uint64_t> ids;
+    ids.swap(resume_);
+    for (uint64_t id : ids) {
+      Conn* c = Find(id);
+      if (c == nullptr) continue;
+      c->resume_queued = false;
+      Resume(*c);
+    }
+  }
+}
+
+void IoThread::AbandonWait(Conn& c) {
+  if (!c.blocked) return;
+  const uint64_t reply = c.blocked_reply;
+  state_->CancelWait(c.wait_ticket);
+  FinishDeferred(c.id, reply, [](protocol::ReplyBuilder& r, ClientControl&) { r.NullArray(); });
 }
 
 void IoThread::Resume(Conn& c) {
@@ -643,16 +811,15 @@ void IoThread::BeginStop() {
     listen_fd_ = -1;
   }
   // Answer what was already read; a client still waiting for a lock gets the "not acquired" reply.
+  state_->Shutdown();
+  ResumeFinished();
   std::vector<uint64_t> ids;
   for (auto& [id, c] : conns_) ids.push_back(id);
   for (uint64_t id : ids) {
     Conn* c = Find(id);
     if (c == nullptr) continue;
-    if (c->blocked && services_.leases.CancelWaiter(c->blocked_key, c->waiter_id)) {
-      c->blocked = false;
-      services_.stats.blocked_clients.fetch_sub(1, std::memory_order_relaxed);
-      c->reply.NullArray();
-    }
+    AbandonWait(*c);
+    if ((c = Find(id)) == nullptr) continue;
     if (!c->blocked) Process(*c);
     c->closing = true;
     Seal(*c);
@@ -663,7 +830,7 @@ void IoThread::BeginStop() {
 bool IoThread::Drained() const {
   if (!held_.empty()) return false;
   for (const auto& [id, c] : conns_) {
-    if (!c->out.empty() || c->blocked) return false;
+    if (!c->out.empty() || c->blocked || !c->slots.empty()) return false;
   }
   return true;
 }

@@ -1,10 +1,18 @@
 // One I/O thread: an epoll loop that owns its connections, parses requests, runs commands and
-// releases each reply only once the store has made everything it depends on durable.
+// releases each reply only once the store has made everything it depends on durable. It is also the
+// EventLoop of its State (state.h): a shared backend's sockets and timers live in this loop, and
+// its batch of requests is written once per pass (AtEndOfPass), after every readable client was
+// read.
 //
-// Hand-written on epoll rather than on an event library: the loop must interleave three wake-up
-// sources (sockets, the store's durability notifications, and grants posted by other threads) and
-// hold replies per connection in a durability FIFO; that is ~400 lines here, while a library would
-// still need all of it written as callbacks.
+// Replies keep request order per connection: a command whose reply a completion writes later
+// (ClientControl::Defer) holds a slot in the connection's reply queue; replies of later commands
+// wait behind it, and go out once every reply before them is written (and, on the embedded store,
+// durable).
+//
+// Hand-written on epoll rather than on an event library: the loop must interleave four wake-up
+// sources (client sockets, backend sockets and timers, the store's durability notifications, and
+// answers posted by other threads) and hold replies per connection in order; a library would still
+// need all of it written as callbacks.
 #ifndef TOLLGATE_SERVER_IO_THREAD_H_
 #define TOLLGATE_SERVER_IO_THREAD_H_
 
@@ -12,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,32 +32,45 @@
 #include "protocol/resp_parser.h"
 #include "server/command_table.h"
 #include "server/services.h"
-#include "tollgate/backend.h"
+#include "server/state.h"
+#include "tollgate/async_backend.h"
 
 namespace tollgate::server {
 
-class IoThread {
+class IoThread final : public EventLoop, public DeferredReplyTarget {
  public:
-  // Takes ownership of listen_fd (a non-blocking listening socket, or -1 for none) and of
-  // `backend`, this thread's own connection to a shared backend (null on the embedded store).
+  // Makes this thread's State, driven by this thread's loop (called by Start).
+  using StateFactory = std::function<absl::StatusOr<std::unique_ptr<State>>(EventLoop&)>;
+
+  // Takes ownership of listen_fd (a non-blocking listening socket, or -1 for none).
   IoThread(int index, Services& services, int listen_fd, protocol::ParserLimits limits,
-           std::unique_ptr<Backend> backend = nullptr);
-  ~IoThread();
+           StateFactory make_state);
+  ~IoThread() override;
   IoThread(const IoThread&) = delete;
   IoThread& operator=(const IoThread&) = delete;
 
-  // Creates the epoll set and wake-up eventfd and starts the thread.
+  // Creates the epoll set and wake-up eventfd, makes the State and starts the thread. The State's
+  // error if it cannot be made (e.g. its backend is unreachable).
   [[nodiscard]] absl::Status Start();
   // Asks the loop to stop accepting, answer what it already read, flush, close its connections
   // and return. Does not wait; Join() does.
   void RequestStop();
   void Join();
 
-  // Runs fn on this thread's loop soon. Thread-safe; may be called after the loop ended (fn is
-  // then dropped).
-  void Post(std::function<void()> fn);
   // Called by the store after each group commit (any thread): wakes the loop if it holds replies.
   void OnDurable();
+
+  // EventLoop. Post is thread-safe and may be called after the loop ended (fn is then dropped).
+  void Watch(int fd, uint32_t interest, absl::AnyInvocable<void(uint32_t)> on_ready) override;
+  void Unwatch(int fd) override;
+  uint64_t RunAt(SteadyTime at, absl::AnyInvocable<void()> fn) override;
+  void CancelTimer(uint64_t id) override;
+  void AtEndOfPass(absl::AnyInvocable<void()> fn) override;
+  void Post(absl::AnyInvocable<void()> fn) override;
+  Clock* clock() override { return services_.clock; }
+
+  // DeferredReplyTarget.
+  void FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) override;
 
  private:
   struct Conn;
@@ -59,6 +81,14 @@ class IoThread {
     size_t offset;  // of the grant reply in its buffer
     size_t length;
   };
+  // A reply in a connection's queue behind a deferred one (or the deferred one itself).
+  struct Slot {
+    uint64_t ticket = 0;  // of the deferred reply; 0 for replies written at once
+    bool ready = false;
+    uint64_t seq = 0;  // durable sequence the reply waits for
+    std::string bytes;
+    std::vector<PendingGrant> grants;
+  };
   struct HeldReply {
     uint64_t seq;  // durable sequence the reply waits for
     uint64_t conn_id;
@@ -67,6 +97,9 @@ class IoThread {
   };
 
   void Loop();
+  // Runs timers that are due; returns the epoll timeout until the next one (ms, -1 for none).
+  int RunTimers();
+  void RunEndOfPass();
   void Accept();
   void DrainWakeups();
   void RunPosted();
@@ -74,7 +107,10 @@ class IoThread {
   // Parses and runs buffered requests until the input is exhausted or the connection blocks or
   // closes.
   void Process(Conn& c);
+  // Moves finished replies, in order, toward the socket: to `out`, or to held_ until durable.
   void Seal(Conn& c);
+  // Seal for one reply (or run of replies) that waits for durable sequence `seq`.
+  void SealBytes(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants, uint64_t seq);
   void ReleaseDurable();
   void Flush(Conn& c);
   void FlushDirty();
@@ -103,14 +139,11 @@ class IoThread {
   // Releases a lease nobody will learn about (its client is gone) and counts it in
   // grants_withdrawn.
   void ReleaseAbandoned(const std::string& key, const std::string& lock_id);
-  void OnWaiterDone(uint64_t conn_id, uint64_t generation, const std::string& key,
-                    std::optional<LeaseGrant> grant);
-  // Answers a blocked connection's waiter with an error reply instead (WaiterErrorCallback).
-  void OnWaiterError(uint64_t conn_id, uint64_t generation, const absl::Status& status);
-  // The connection still blocked by the Block call `generation`, now unblocked; null if it went
-  // away or is no longer waiting for that answer.
-  Conn* Unblock(uint64_t conn_id, uint64_t generation);
-  // After a blocked connection's reply: runs its further buffered requests and flushes.
+  // A blocked connection's wait is abandoned (EOF, stop): cancels it and answers "not acquired".
+  void AbandonWait(Conn& c);
+  // Runs Resume for the connections whose deferred replies were written since the last call.
+  void ResumeFinished();
+  // After a deferred reply: seals it, runs the connection's further buffered requests and flushes.
   void Resume(Conn& c);
   // Called by the thread about to sync (with the commit claimed): waits, briefly, until every other
   // I/O thread is idle or has finished the pass it was in, so their journaled requests ride along.
@@ -120,8 +153,8 @@ class IoThread {
   Conn* Find(uint64_t id);
 
   const int index_;
-  std::unique_ptr<Backend> backend_;
   Services& services_;
+  StateFactory make_state_;
   int listen_fd_;
   const protocol::ParserLimits limits_;
   int epoll_fd_ = -1;
@@ -129,9 +162,17 @@ class IoThread {
   std::thread thread_;
 
   // Loop-thread state.
+  std::unique_ptr<State> state_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  using FdHandler = absl::AnyInvocable<void(uint32_t)>;
+  absl::flat_hash_map<int, std::shared_ptr<FdHandler>> watches_;  // backend fds
+  std::map<std::pair<SteadyTime, uint64_t>, absl::AnyInvocable<void()>> timers_;
+  absl::flat_hash_map<uint64_t, SteadyTime> timer_at_;
+  uint64_t next_timer_ = 1;
+  std::vector<absl::AnyInvocable<void()>> end_of_pass_;
   std::deque<HeldReply> held_;  // sequences are non-decreasing
   std::vector<uint64_t> dirty_;
+  std::vector<uint64_t> resume_;  // connections with newly written deferred replies
   uint64_t next_conn_id_;
   bool stopping_ = false;
   SteadyTime stop_deadline_{};
@@ -139,8 +180,8 @@ class IoThread {
   std::atomic<bool> holds_replies_{false};  // held_ non-empty; read by the committer
   std::atomic<bool> stop_requested_{false};
   std::mutex post_mu_;
-  std::vector<std::function<void()>> posted_;  // guarded by post_mu_
-  bool loop_done_ = false;                     // guarded by post_mu_
+  std::vector<absl::AnyInvocable<void()>> posted_;  // guarded by post_mu_
+  bool loop_done_ = false;                          // guarded by post_mu_
 };
 
 }  // namespace tollgate::server

@@ -2,7 +2,6 @@
 #include <limits>
 
 #include "server/args.h"
-#include "server/backend_waiters.h"
 #include "server/command_table.h"
 #include "server/replies.h"
 
@@ -63,45 +62,30 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
       req.owner = label;
     }
   }
-  if (ctx.backend != nullptr) {
-    BackendWaiters* waiters = BackendWaiters::For(&ctx.services);
-    // This server's waiters for the key go first: a newcomer queues behind them (or, without WAIT,
-    // is not granted) rather than taking the key from under them, as on the embedded store.
-    if (waiters == nullptr || !waiters->HasWaiters(req.key)) {
-      auto g = ctx.backend->Acquire(req.key, req.ttl, req.owner);
-      if (!g.ok()) return ReplyStatus(ctx, g.status());
-      if (g->has_value()) return ctx.client.ReplyWithGrant(req.key, **g);
-    }
-    if (req.wait == Duration(0)) return ctx.reply.NullArray();
-    if (waiters == nullptr) {
-      return ctx.reply.Error("ERR WAIT is not available on this server's " +
-                             std::string(ctx.backend->kind()) + " backend");
-    }
-    absl::StatusOr<bool> queued = waiters->Enqueue(req, ctx.client);
-    if (!queued.ok()) return ReplyStatus(ctx, queued.status());
-    if (!*queued) return ctx.reply.NullArray();  // shutting down
-    return;  // answered later, through the connection's waiter callback
-  }
-  GrantCallback cb;
-  if (req.wait > Duration(0)) cb = ctx.client.WaiterCallback(req.key);
-  absl::StatusOr<LeaseManager::AsyncStart> start = ctx.services.leases.AcquireAsync(req, cb);
-  if (!start.ok()) return ReplyStatus(ctx, start.status());
-  if (start->queued) return ctx.client.Block(req.key, start->waiter_id);
-  if (start->grant) {
-    ctx.client.ReplyWithGrant(req.key, *start->grant);
-  } else {
-    ctx.reply.NullArray();
-  }
+  const std::string key = req.key;
+  const uint64_t ticket =
+      ctx.state.Acquire(req, ReplyLater<absl::StatusOr<std::optional<LeaseGrant>>>(
+                                 ctx, [key](protocol::ReplyBuilder& reply, ClientControl& client,
+                                            const absl::StatusOr<std::optional<LeaseGrant>>& g) {
+                                   if (!g.ok()) return server::ReplyStatus(reply, g.status());
+                                   if (!g->has_value()) return reply.NullArray();
+                                   client.ReplyWithGrant(key, **g);
+                                 }));
+  if (ticket != 0) ctx.client.BlockUntilReply(ticket);
 }
 
 // LOCK.RELEASE key lock_id
 void LockRelease(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "key")) return;
-  absl::Status st = ctx.backend != nullptr ? ctx.backend->Release(args[1], args[2])
-                                           : ctx.services.leases.Release(args[1], args[2]);
-  if (st.code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
-  if (!st.ok()) return ReplyStatus(ctx, st);
-  ctx.reply.Integer(1);
+  ctx.state.Release(args[1], args[2],
+                    ReplyLater<absl::Status>(ctx, [](protocol::ReplyBuilder& reply, ClientControl&,
+                                                     const absl::Status& st) {
+                      if (st.code() == absl::StatusCode::kFailedPrecondition) {
+                        return reply.Integer(0);
+                      }
+                      if (!st.ok()) return server::ReplyStatus(reply, st);
+                      reply.Integer(1);
+                    }));
 }
 
 // LOCK.EXTEND key lock_id ttl_ms
@@ -110,41 +94,41 @@ void LockExtend(CommandContext& ctx, std::span<const std::string> args) {
   std::string err;
   auto ttl = ParseIntInRange(args[3], "ttl_ms", 1, kMaxMs, &err);
   if (!ttl) return ctx.reply.Error(err);
-  absl::StatusOr<Duration> r =
-      ctx.backend != nullptr ? ctx.backend->Extend(args[1], args[2], milliseconds(*ttl))
-                             : ctx.services.leases.Extend(args[1], args[2], milliseconds(*ttl));
-  if (r.status().code() == absl::StatusCode::kFailedPrecondition) return ctx.reply.Integer(0);
-  if (!r.ok()) return ReplyStatus(ctx, r.status());
-  ctx.reply.Integer(CeilMs(*r));
+  ctx.state.Extend(
+      args[1], args[2], milliseconds(*ttl),
+      ReplyLater<absl::StatusOr<Duration>>(ctx, [](protocol::ReplyBuilder& reply, ClientControl&,
+                                                   const absl::StatusOr<Duration>& r) {
+        if (r.status().code() == absl::StatusCode::kFailedPrecondition) {
+          return reply.Integer(0);
+        }
+        if (!r.ok()) return server::ReplyStatus(reply, r.status());
+        reply.Integer(CeilMs(*r));
+      }));
 }
 
 // LOCK.INFO key
 void LockInfo(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "key")) return;
-  absl::StatusOr<std::optional<LeaseInfo>> info =
-      ctx.backend != nullptr ? ctx.backend->Info(args[1]) : ctx.services.leases.Info(args[1]);
-  if (!info.ok()) return ReplyStatus(ctx, info.status());
-  if (!info->has_value()) return ctx.reply.NullArray();
-  LeaseInfo& i = **info;
-  if (ctx.backend != nullptr) {
-    // On a shared backend: the clients of this server waiting for the key.
-    if (BackendWaiters* w = BackendWaiters::For(&ctx.services)) {
-      i.waiters = w->CountWaiters(args[1]);
-    }
-  }
-  ctx.reply.MapHeader(4);
-  ctx.reply.Bulk("fence");
-  ctx.reply.Integer(static_cast<int64_t>(i.fence));
-  ctx.reply.Bulk("ttl_ms");
-  ctx.reply.Integer(CeilMs(i.ttl_remaining));
-  ctx.reply.Bulk("owner");
-  if (i.owner) {
-    ctx.reply.Bulk(*i.owner);
-  } else {
-    ctx.reply.Null();
-  }
-  ctx.reply.Bulk("waiters");
-  ctx.reply.Integer(static_cast<int64_t>(i.waiters));
+  ctx.state.Info(args[1], ReplyLater<absl::StatusOr<std::optional<LeaseInfo>>>(
+                              ctx, [](protocol::ReplyBuilder& reply, ClientControl&,
+                                      const absl::StatusOr<std::optional<LeaseInfo>>& info) {
+                                if (!info.ok()) return server::ReplyStatus(reply, info.status());
+                                if (!info->has_value()) return reply.NullArray();
+                                const LeaseInfo& i = **info;
+                                reply.MapHeader(4);
+                                reply.Bulk("fence");
+                                reply.Integer(static_cast<int64_t>(i.fence));
+                                reply.Bulk("ttl_ms");
+                                reply.Integer(CeilMs(i.ttl_remaining));
+                                reply.Bulk("owner");
+                                if (i.owner) {
+                                  reply.Bulk(*i.owner);
+                                } else {
+                                  reply.Null();
+                                }
+                                reply.Bulk("waiters");
+                                reply.Integer(static_cast<int64_t>(i.waiters));
+                              }));
 }
 
 // FENCE.SET resource fence value
@@ -153,24 +137,26 @@ void FenceSet(CommandContext& ctx, std::span<const std::string> args) {
   std::string err;
   auto fence = ParseIntInRange(args[2], "fence", 1, std::numeric_limits<int64_t>::max(), &err);
   if (!fence) return ctx.reply.Error(err);
-  const uint64_t f = static_cast<uint64_t>(*fence);
-  absl::Status st = ctx.backend != nullptr ? ctx.backend->FencedSet(args[1], f, args[3])
-                                           : ctx.services.registers.Set(args[1], f, args[3]);
-  if (!st.ok()) return ReplyStatus(ctx, st);
-  ctx.reply.SimpleString("OK");
+  ctx.state.FencedSet(args[1], static_cast<uint64_t>(*fence), args[3],
+                      ReplyLater<absl::Status>(ctx, [](protocol::ReplyBuilder& reply,
+                                                       ClientControl&, const absl::Status& st) {
+                        if (!st.ok()) return server::ReplyStatus(reply, st);
+                        reply.SimpleString("OK");
+                      }));
 }
 
 // FENCE.GET resource
 void FenceGet(CommandContext& ctx, std::span<const std::string> args) {
   if (!CheckKey(ctx, args[1], "resource")) return;
-  absl::StatusOr<std::optional<FencedValue>> v = ctx.backend != nullptr
-                                                     ? ctx.backend->FencedGet(args[1])
-                                                     : ctx.services.registers.Get(args[1]);
-  if (!v.ok()) return ReplyStatus(ctx, v.status());
-  if (!v->has_value()) return ctx.reply.NullArray();
-  ctx.reply.ArrayHeader(2);
-  ctx.reply.Bulk((*v)->value);
-  ctx.reply.Integer(static_cast<int64_t>((*v)->fence));
+  ctx.state.FencedGet(args[1], ReplyLater<absl::StatusOr<std::optional<FencedValue>>>(
+                                   ctx, [](protocol::ReplyBuilder& reply, ClientControl&,
+                                           const absl::StatusOr<std::optional<FencedValue>>& v) {
+                                     if (!v.ok()) return server::ReplyStatus(reply, v.status());
+                                     if (!v->has_value()) return reply.NullArray();
+                                     reply.ArrayHeader(2);
+                                     reply.Bulk((*v)->value);
+                                     reply.Integer(static_cast<int64_t>((*v)->fence));
+                                   }));
 }
 
 }  // namespace

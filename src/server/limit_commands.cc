@@ -46,20 +46,22 @@ void Throttle(CommandContext& ctx, std::span<const std::string> args) {
   if (absl::Status st = ValidateRefillHorizon({*cap, *rate}); !st.ok()) {
     return ReplyError(ctx, st);
   }
-  absl::StatusOr<Decision> d;
-  if (ctx.backend != nullptr) {
-    // The shared backend decides; this server counts its own decisions for INFO.
-    d = ctx.backend->Throttle(args[1], {*cap, *rate}, cost);
-    if (d.ok()) ctx.services.throttler.Record(*d);
-  } else {
-    d = ctx.services.throttler.Check(args[1], {*cap, *rate}, cost);
-  }
-  if (!d.ok()) return ReplyError(ctx, d.status());
-  ctx.reply.ArrayHeader(4);
-  ctx.reply.Integer(d->allowed ? 1 : 0);
-  ctx.reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
-  ctx.reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
-  ctx.reply.Integer(CeilMs(d->reset_after));
+  ServerStats* stats = &ctx.services.stats;
+  ctx.state.Throttle(
+      args[1], {*cap, *rate}, cost,
+      ReplyLater<absl::StatusOr<Decision>>(
+          ctx, [stats](protocol::ReplyBuilder& reply, ClientControl&,
+                       const absl::StatusOr<Decision>& d) {
+            if (!d.ok()) return ReplyStatus(reply, d.status());
+            // Counted here, for every kind of state, and nowhere else.
+            (d->allowed ? stats->throttle_allowed : stats->throttle_denied)
+                .fetch_add(1, std::memory_order_relaxed);
+            reply.ArrayHeader(4);
+            reply.Integer(d->allowed ? 1 : 0);
+            reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
+            reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
+            reply.Integer(CeilMs(d->reset_after));
+          }));
 }
 
 // RATE.CHECK policy [COST c] [field value ...]
@@ -89,31 +91,22 @@ void RateCheck(CommandContext& ctx, std::span<const std::string> args) {
     }
     fields.emplace_back(args[i], args[i + 1]);
   }
-  absl::StatusOr<PolicyDecision> d;
-  if (ctx.backend != nullptr) {
-    // On a shared backend the policy only renders the buckets and the backend checks them; the
-    // engine still counts this server's decisions (and the time the check took) for INFO.
-    const SteadyTime started = ctx.services.clock->SteadyNow();
-    absl::StatusOr<ResolvedCheck> r = ctx.services.policies.Resolve(args[1], fields, cost);
-    if (!r.ok()) return ReplyError(ctx, r.status());
-    d = ctx.backend->CheckLayers(r->layers, r->cost);
-    if (d.ok()) {
-      ctx.services.policies.Record(args[1], r->layers, *d,
-                                   ctx.services.clock->SteadyNow() - started);
-    }
-  } else {
-    d = ctx.services.policies.Check(args[1], fields, cost);
-  }
-  if (!d.ok()) return ReplyError(ctx, d.status());
-  ctx.reply.ArrayHeader(4);
-  ctx.reply.Integer(d->allowed ? 1 : 0);
-  if (d->denied_layer) {
-    ctx.reply.Bulk(*d->denied_layer);
-  } else {
-    ctx.reply.Null();
-  }
-  ctx.reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
-  ctx.reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
+  ctx.state.RateCheck(
+      args[1], fields, cost,
+      ReplyLater<absl::StatusOr<PolicyDecision>>(
+          ctx, [](protocol::ReplyBuilder& reply, ClientControl&,
+                  const absl::StatusOr<PolicyDecision>& d) {
+            if (!d.ok()) return ReplyStatus(reply, d.status());
+            reply.ArrayHeader(4);
+            reply.Integer(d->allowed ? 1 : 0);
+            if (d->denied_layer) {
+              reply.Bulk(*d->denied_layer);
+            } else {
+              reply.Null();
+            }
+            reply.Integer(static_cast<int64_t>(std::min<uint64_t>(d->remaining, INT64_MAX)));
+            reply.Integer(d->allowed ? 0 : RetryMs(d->retry_after));
+          }));
 }
 
 }  // namespace

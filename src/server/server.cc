@@ -18,11 +18,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/backend_url.h"
-#include "server/backend_waiters.h"
 #include "server/checkpointer.h"
 #include "server/io_thread.h"
 #include "server/services.h"
+#include "server/state.h"
 #include "spdlog/spdlog.h"
+#include "tollgate/async_backend.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
 #include "tollgate/limiter.h"
@@ -112,15 +113,11 @@ int RunServer(const ServerOptions& options) {
   // 2 cores with the load generator co-located (README, Benchmarks): 1 I/O thread beat 2 by 27% on
   // unpipelined durable LOCK.ACQUIRE.
   //
-  // With --backend an I/O thread spends most of its time blocked in a synchronous round trip to
-  // the backend, so the default is 4 per core (4..64), each with its own backend connection.
-  // Measured on 2 cores, 8 unpipelined clients through the server to a local Redis: 1 thread
-  // 5971 lease pairs/s, 4 threads 17384, 8 threads 19451.
+  // With --backend an I/O thread never waits for the backend (its requests are in flight while it
+  // serves other clients), so the same default applies.
   const bool shared = !options.backend_url.empty();
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const int threads = options.io_threads > 0 ? options.io_threads
-                      : shared               ? std::clamp(4 * cores, 4, 64)
-                                             : std::max(1, cores - 1);
+  const int threads = options.io_threads > 0 ? options.io_threads : std::max(1, cores - 1);
   std::vector<std::unique_ptr<server::IoThread>> io;
   // What the store's commit callback wakes: the complete list of I/O threads, published once
   // after every thread was created and before any runs, never changed while the store is open.
@@ -128,19 +125,16 @@ int RunServer(const ServerOptions& options) {
   // thread can hold a reply yet) or the whole list, never a vector being appended to.
   std::atomic<const std::vector<std::unique_ptr<server::IoThread>>*> wake_list{nullptr};
 
-  // With --backend the server keeps no state of its own: one connection per I/O thread below,
-  // and no store is opened.
-  std::vector<std::unique_ptr<Backend>> backends;
+  // With --backend the server keeps no state of its own: each I/O thread opens its own
+  // connection(s) to the backend when it starts (below), and no store is opened. Checked here
+  // first, so that a bad URL or an unreachable backend fails before anything else starts.
   if (shared) {
-    for (int i = 0; i < threads; ++i) {
-      absl::StatusOr<std::unique_ptr<Backend>> b = server::ConnectBackend(options.backend_url);
-      if (!b.ok()) {
-        spdlog::error("--backend: {}", std::string(b.status().message()));
-        return 1;
-      }
-      backends.push_back(std::move(*b));
+    absl::StatusOr<std::unique_ptr<Backend>> probe = OpenBackend(options.backend_url);
+    if (!probe.ok()) {
+      spdlog::error("--backend: {}", std::string(probe.status().message()));
+      return 1;
     }
-    spdlog::info("state lives on the {} backend at {}", backends[0]->kind(), options.backend_url);
+    spdlog::info("state lives on the {} backend at {}", (*probe)->kind(), options.backend_url);
   }
 
   RecoveredState recovered;
@@ -172,9 +166,7 @@ int RunServer(const ServerOptions& options) {
   FencedRegisters registers({.journal = store.get(),
                              .wait_durable = false,
                              .highest_issued = [&leases] { return leases->last_fence(); }});
-  leases->RestoreFence(recovered.max_fence);
-  for (const auto& [key, lease] : recovered.leases) leases->RestoreLease(key, lease);
-  for (const auto& r : recovered.registers) registers.Restore(r.resource, r.fence, r.value);
+  ApplyRecovered(recovered, *leases, registers);
   if (!shared) {
     spdlog::info("recovered {} leases, {} fenced registers, fence counter at {} from {}",
                  leases->key_count(), registers.size(), leases->last_fence(), options.data_dir);
@@ -219,14 +211,6 @@ int RunServer(const ServerOptions& options) {
   services.io_threads = threads;
   services.pass_state = std::vector<server::Services::PassState>(static_cast<size_t>(threads));
   services.watcher = watcher.get();
-  // LOCK.ACQUIRE ... WAIT on a shared backend: waiters are served by their own threads and backend
-  // connections (see backend_waiters.h); handlers find it through `services`.
-  std::unique_ptr<server::BackendWaiters> waiters;
-  if (shared) {
-    waiters = std::make_unique<server::BackendWaiters>(
-        services, [url = options.backend_url] { return server::ConnectBackend(url); });
-  }
-
   int port = options.port;
   std::vector<int> listeners;
   for (int i = 0; i < threads; ++i) {
@@ -239,15 +223,29 @@ int RunServer(const ServerOptions& options) {
     listeners.push_back(fd);
   }
   services.tcp_port = port;
+  // The one place that knows which state the server runs on.
+  server::IoThread::StateFactory make_state;
+  if (shared) {
+    make_state = [&](EventLoop& loop) -> absl::StatusOr<std::unique_ptr<server::State>> {
+      absl::StatusOr<std::unique_ptr<AsyncBackend>> b = OpenAsyncBackend(options.backend_url, loop);
+      if (!b.ok()) return b.status();
+      return server::NewSharedState(std::move(*b), policies, clock);
+    };
+  } else {
+    make_state = [&](EventLoop& loop) -> absl::StatusOr<std::unique_ptr<server::State>> {
+      return server::NewEmbeddedState(*leases, registers, throttler, policies, loop);
+    };
+  }
   for (int i = 0; i < threads; ++i) {
     io.push_back(std::make_unique<server::IoThread>(i, services, listeners[i],
-                                                    protocol::ParserLimits{},
-                                                    shared ? std::move(backends[i]) : nullptr));
+                                                    protocol::ParserLimits{}, make_state));
   }
   wake_list.store(&io, std::memory_order_release);
   for (auto& t : io) {
     if (absl::Status st = t->Start(); !st.ok()) {
-      spdlog::error("{}", std::string(st.message()));
+      spdlog::error("{}{}", shared ? "--backend: " : "", std::string(st.message()));
+      for (auto& started : io) started->RequestStop();
+      for (auto& started : io) started->Join();
       return 1;
     }
   }
@@ -266,18 +264,16 @@ int RunServer(const ServerOptions& options) {
     }
   }
   spdlog::info("received {}; finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  // Waiters on a shared backend get their null reply now, and no grant is handed out from here on;
-  // the I/O threads deliver those replies while they stop.
-  if (waiters) waiters->BeginShutdown();
+  // Each I/O thread shuts its State down (waiters get their null reply), answers what it read and
+  // closes its connections.
   for (auto& t : io) t->RequestStop();
   for (auto& t : io) t->Join();
-  waiters.reset();  // joins its threads (each ends after its current backend call)
-  leases.reset();   // answers remaining waiters; their posts to the stopped threads are dropped
+  leases.reset();  // answers remaining waiters; their posts to the stopped threads are dropped
   watcher.reset();
   checkpointer.reset();  // writes the last checkpoint
   absl::Status st = store ? store->Close() : absl::OkStatus();
   wake_list.store(nullptr, std::memory_order_release);
-  io.clear();
+  io.clear();  // destroys the States (a shared backend's connections and worker threads)
   if (!st.ok()) {
     spdlog::error("{}", std::string(st.message()));
     return 1;

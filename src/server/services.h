@@ -28,6 +28,9 @@ struct ServerStats {
   // Grants released because their client was gone before it could get the reply (see
   // ClientControl::ReplyWithGrant).
   std::atomic<uint64_t> grants_withdrawn{0};
+  // THROTTLE decisions, counted by the handler whatever state answered.
+  std::atomic<uint64_t> throttle_allowed{0};
+  std::atomic<uint64_t> throttle_denied{0};
 };
 
 struct Services {

@@ -56,9 +56,10 @@ uint64_t WaitQueue::Acquire(const AcquireRequest& req, Completion<std::optional<
   ticket_keys_.emplace(ticket, req.key);
   std::unique_ptr<Key>& k = keys_[req.key];
   if (k == nullptr) k = std::make_unique<Key>();
+  std::shared_ptr<Waiter> mine = w;
   k->waiters.push_back(std::move(w));
   if (!others) Attempt(req.key);
-  return ticket;
+  return mine->answered ? 0 : ticket;  // 0: it completed before returning
 }
 
 void WaitQueue::Cancel(uint64_t ticket) {
@@ -137,10 +138,7 @@ void WaitQueue::Attempt(const std::string& key) {
   std::weak_ptr<bool> alive = alive_;
   try_acquire_(head->req, [this, alive, key, head](absl::StatusOr<std::optional<LeaseGrant>> r) {
     auto a = alive.lock();
-    if (!a || !*a) {
-      if (r.ok() && r->has_value()) release_(key, (*r)->lock_id);
-      return;
-    }
+    if (!a || !*a) return;  // the queue is gone (and its release_ with it): the lease expires
     auto kit = keys_.find(key);
     if (kit != keys_.end()) kit->second->attempting = false;
     if (head->answered) {

@@ -20,11 +20,7 @@ class LocalBackend final : public Backend {
             {.journal = store_.get(), .highest_issued = [this] { return leases_.last_fence(); }}),
         throttler_({.clock = clock}) {}
 
-  void Recover(const RecoveredState& r) {
-    leases_.RestoreFence(r.max_fence);
-    for (const auto& [key, lease] : r.leases) leases_.RestoreLease(key, lease);
-    for (const auto& reg : r.registers) registers_.Restore(reg.resource, reg.fence, reg.value);
-  }
+  void Recover(const RecoveredState& r) { ApplyRecovered(r, leases_, registers_); }
 
   std::string_view kind() const override { return kind_; }
 

@@ -1,0 +1,89 @@
+// OpenBackend / OpenAsyncBackend: which backend a URL names (one definition, used by the server's
+// --backend and by applications).
+#include <string>
+#include <string_view>
+
+#include "backends/async/threaded_backend.h"
+#include "tollgate/async_backend.h"
+
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+#include "tollgate/redis_backend.h"
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+#include "tollgate/postgres_backend.h"
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+#include "tollgate/etcd_backend.h"
+#endif
+
+namespace tollgate {
+namespace {
+
+bool StartsWith(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+enum class Kind { kRedis, kPostgres, kEtcd, kUnknown };
+
+Kind KindOf(const std::string& url) {
+  if (StartsWith(url, "redis://")) return Kind::kRedis;
+  if (StartsWith(url, "postgres://") || StartsWith(url, "postgresql://") ||
+      url.find('=') != std::string::npos) {
+    return Kind::kPostgres;
+  }
+  if (StartsWith(url, "etcd://")) return Kind::kEtcd;
+  return Kind::kUnknown;
+}
+
+absl::Status NotABackend(const std::string& url) {
+  return absl::InvalidArgumentError(
+      "backend URL '" + url.substr(0, 200) +
+      "' is not a backend URL; accepted: redis://host:port[/db], postgres://... (or a libpq "
+      "key=value string), etcd://host:port");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url) {
+  switch (KindOf(url)) {
+    case Kind::kRedis:
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+      return NewRedisBackend(url);
+#else
+      return absl::UnimplementedError("this build has no Redis backend");
+#endif
+    case Kind::kPostgres:
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+      return NewPostgresBackend(url);
+#else
+      return absl::UnimplementedError("this build has no PostgreSQL backend");
+#endif
+    case Kind::kEtcd:
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+      return NewEtcdBackend(url);
+#else
+      return absl::UnimplementedError("this build has no etcd backend");
+#endif
+    case Kind::kUnknown:
+      break;
+  }
+  return NotABackend(url);
+}
+
+absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
+                                                               EventLoop& loop) {
+  switch (KindOf(url)) {
+    case Kind::kUnknown:
+      return NotABackend(url);
+    case Kind::kRedis:
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+      return NewAsyncRedisBackend(url, loop);  // pipelined on the loop's own sockets
+#else
+      return absl::UnimplementedError("this build has no Redis backend");
+#endif
+    default:
+      break;
+  }
+  return NewThreadedAsyncBackend([url] { return OpenBackend(url); }, loop,
+                                 {.workers = kAsyncWorkers});
+}
+
+}  // namespace tollgate

@@ -1,0 +1,65 @@
+// The Redis AsyncBackend: every operation is one script call on the pipelined client (client.h);
+// LOCK.ACQUIRE with WAIT waits in a WaitQueue on the loop. Internal to the Redis backend (made by
+// NewAsyncRedisBackend; the synchronous NewRedisBackend wraps it).
+#ifndef TOLLGATE_BACKENDS_REDIS_ASYNC_REDIS_H_
+#define TOLLGATE_BACKENDS_REDIS_ASYNC_REDIS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "backends/async/wait_queue.h"
+#include "backends/redis/client.h"
+#include "tollgate/async_backend.h"
+
+namespace tollgate::redis {
+
+class AsyncRedisBackend final : public AsyncBackend {
+ public:
+  // `loop` must outlive this object, which must be destroyed on the loop's thread (or while no
+  // thread runs the loop); operations still pending then are dropped without completing.
+  AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop);
+  ~AsyncRedisBackend() override;
+
+  std::string_view kind() const override { return "redis"; }
+  uint64_t Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) override;
+  void CancelWait(uint64_t ticket) override;
+  size_t LocalWaiters(std::string_view key) const override;
+  void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) override;
+  void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
+              Completion<Duration> done) override;
+  void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override;
+  void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
+                 StatusCompletion done) override;
+  void FencedGet(std::string_view resource, Completion<std::optional<FencedValue>> done) override;
+  void Throttle(std::string_view key, const BucketParams& params, Decimal cost,
+                Completion<Decision> done) override;
+  void CheckLayers(std::span<const LayerCheck> layers, Decimal cost,
+                   Completion<PolicyDecision> done) override;
+  void Shutdown() override;
+
+  // The non-waiting acquire (req.wait ignored): Backend::Acquire's contract. The WaitQueue's
+  // attempts and the synchronous wrapper use it.
+  void AcquireNow(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
+  // RedisFencedWrite (include/tollgate/redis_backend.h) on this backend's connections.
+  void FencedWrite(std::string_view key, uint64_t fence, std::string_view value,
+                   StatusCompletion done);
+
+  const ClientStats& stats() const { return client_->stats(); }
+  Duration timeout() const { return client_->timeout(); }
+
+ private:
+  // After Shutdown: completes `done` with Unavailable and returns true.
+  template <class Done>
+  bool Refused(Done& done);
+
+  std::unique_ptr<Client> client_;
+  bool shut_down_ = false;
+  WaitQueue waits_;  // destroyed before client_: its waiters complete while client_ is whole
+};
+
+}  // namespace tollgate::redis
+
+#endif  // TOLLGATE_BACKENDS_REDIS_ASYNC_REDIS_H_

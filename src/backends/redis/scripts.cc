@@ -1,0 +1,402 @@
+// The Redis backend's scripts, keys, arguments and reply decoding (see scripts.h).
+#include "backends/redis/scripts.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "backends/redis/cluster_slot.h"
+#include "backends/redis/fenced_write_lua.h"
+#include "core/absl_compat.h"
+#include "tollgate/redis_backend.h"
+
+namespace tollgate::redis {
+namespace {
+
+// ---- Scripts ----
+
+// Lease acquire. KEYS: lock, fence. ARGV: lock_id, ttl_ms, has_owner ("0"/"1"), owner.
+// Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if held.
+constexpr std::string_view kAcquireLua = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('INCR', KEYS[2])
+local f = redis.call('GET', KEYS[2])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return f
+)lua";
+
+// Release. KEYS: lock. ARGV: lock_id. 1 if released, 0 if not held by lock_id.
+constexpr std::string_view kReleaseLua = R"lua(
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+)lua";
+
+// Extend. KEYS: lock. ARGV: lock_id, ttl_ms. 1 if extended, 0 if not held by lock_id (an expired
+// lease is gone, so it is never revived).
+constexpr std::string_view kExtendLua = R"lua(
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+// Info. KEYS: lock. nil if free, else {fence, pttl_ms[, owner]}.
+constexpr std::string_view kInfoLua = R"lua(
+local v = redis.call('HMGET', KEYS[1], 'fence', 'owner')
+if not v[1] then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if v[2] then return {v[1], ttl, v[2]} end
+return {v[1], ttl}
+)lua";
+
+// Fenced register set. KEYS: reg. ARGV: fence (decimal), value. Fences compare as decimal strings
+// (exact for 64 bits). Stale: error reply "STALE fence X is older than Y".
+constexpr std::string_view kRegSetLua = R"lua(
+local function older(a, b)
+  if #a ~= #b then return #a < #b end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local cur = redis.call('HGET', KEYS[1], 'fence')
+if cur and older(ARGV[1], cur) then
+  return redis.error_reply('STALE fence ' .. ARGV[1] .. ' is older than ' .. cur)
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'value', ARGV[2])
+return 1
+)lua";
+
+// Fenced register get. KEYS: reg. nil or {fence, value}.
+constexpr std::string_view kRegGetLua = R"lua(
+local v = redis.call('HMGET', KEYS[1], 'fence', 'value')
+if not v[1] then return false end
+return {v[1], v[2] or ''}
+)lua";
+
+// Token buckets, all-or-nothing. KEYS: N bucket keys. ARGV: cost, then per bucket: capacity, rate,
+// shadow ("0"/"1"). Amounts in micro-tokens, rate in micro-tokens per ms, time in ms of server
+// TIME; every number is an integer below 2^53 (capacity, cost <= 4e15, rate <= 1e12), so double
+// arithmetic is exact (debt + cost <= 8e15 < 2^53). A bucket is {d = debt, t = ms of the last
+// update, r = rate since then}; a backward step of TIME counts as no time passing. Reply:
+// {allowed, then per bucket: allowed, remaining (whole tokens), retry_ms (-1 = never), reset_ms}.
+constexpr std::string_view kBucketsLua = R"lua(
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+local function cdiv(a, b)
+  local q = idiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cost = tonumber(ARGV[1])
+local n = #KEYS
+local ev = {}
+local allowed = 1
+for i = 1, n do
+  local cap = tonumber(ARGV[3 * i - 1])
+  local rate = tonumber(ARGV[3 * i])
+  local shadow = ARGV[3 * i + 1] == '1'
+  local v = redis.call('HMGET', KEYS[i], 'd', 't', 'r')
+  local d = tonumber(v[1]) or 0
+  local last = tonumber(v[2]) or now
+  local old_rate = tonumber(v[3]) or rate
+  if d > 0 and now > last then
+    -- time since the last update refills at the rate the bucket had then; the debt carries over
+    local el = now - last
+    if el >= cdiv(d, old_rate) then d = 0 else d = d - el * old_rate end
+  end
+  local ok, retry, used
+  if cost > cap then
+    ok, retry, used = 0, -1, d
+  elseif d + cost <= cap then
+    ok, retry, used = 1, 0, d + cost
+  else
+    ok, retry, used = 0, cdiv(d + cost - cap, rate), d
+  end
+  if ok == 0 and not shadow then allowed = 0 end
+  local rem = 0
+  if used < cap then rem = idiv(cap - used, 1000000) end
+  ev[i] = {ok, rem, retry, cdiv(used, rate), used}
+end
+if allowed == 1 then
+  for i = 1, n do
+    if ev[i][1] == 1 then
+      redis.call('HSET', KEYS[i], 'd', string.format('%.0f', ev[i][5]), 't',
+                 string.format('%.0f', now), 'r', ARGV[3 * i])
+      redis.call('PEXPIRE', KEYS[i], string.format('%.0f', ev[i][4]))
+    end
+  end
+end
+local out = {allowed}
+for i = 1, n do
+  out[#out + 1] = ev[i][1]
+  out[#out + 1] = ev[i][2]
+  out[#out + 1] = ev[i][3]
+  out[#out + 1] = ev[i][4]
+end
+return out
+)lua";
+
+// ---- Limits of the Lua arithmetic ----
+
+constexpr uint64_t kNanosPerMicro = 1'000;         // Decimal nanos per micro-token
+constexpr uint64_t kRateNanosPerUnit = 1'000'000;  // rate nanos per (micro-token per ms)
+constexpr uint64_t kMaxRedisAmountMicros = 4'000'000'000'000'000;  // 4e9 tokens
+
+// TTLs go to Redis in whole milliseconds, rounded up (a lease never ends before its ttl).
+std::string TtlMs(Duration ttl) {
+  const int64_t ns = ttl.count();
+  return std::to_string((ns + 999'999) / 1'000'000);
+}
+
+absl::Status Unexpected(std::string_view what) {
+  return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", AV(what)));
+}
+
+absl::Status NotHeld(std::string_view key) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
+}
+
+}  // namespace
+
+std::string_view ScriptText(int s) {
+  switch (s) {
+    case kAcquire:
+      return kAcquireLua;
+    case kRelease:
+      return kReleaseLua;
+    case kExtend:
+      return kExtendLua;
+    case kInfo:
+      return kInfoLua;
+    case kRegSet:
+      return kRegSetLua;
+    case kRegGet:
+      return kRegGetLua;
+    case kBuckets:
+      return kBucketsLua;
+    default:
+      return kFencedWriteLua;
+  }
+}
+
+std::string LockKey(std::string_view key) { return absl::StrCat("tollgate:{", AV(key), "}:lock"); }
+std::string FenceKey(std::string_view key) {
+  return absl::StrCat("tollgate:{", AV(key), "}:fence");
+}
+std::string RegKey(std::string_view r) { return absl::StrCat("tollgate:{", AV(r), "}:reg"); }
+std::string ThrottleKey(std::string_view key) { return absl::StrCat("tollgate:t:{", AV(key), "}"); }
+std::string LayerKey(std::string_view layer, std::string_view key) {
+  return absl::StrCat("tollgate:l:{tollgate-rl}:", layer.size(), ":", AV(layer), ":", AV(key));
+}
+
+absl::Status ValidateCost(Decimal cost) {  // as the core's
+  if (cost.nanos == 0 || kMaxCost < cost) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cost must be a positive decimal number, at most ", kMaxCost.ToString(),
+                     ", got ", cost.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRedisParams(const BucketParams& p) {
+  if (p.capacity.nanos % kNanosPerMicro != 0 ||
+      p.capacity.nanos / kNanosPerMicro > kMaxRedisAmountMicros) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capacity must have at most 6 decimal places and be at most 4000000000 on the Redis "
+        "backend, got ",
+        p.capacity.ToString()));
+  }
+  if (p.rate.nanos % kRateNanosPerUnit != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate must have at most 3 decimal places on the Redis backend, got ", p.rate.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRedisCost(Decimal cost) {
+  if (cost.nanos % kNanosPerMicro != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cost must have at most 6 decimal places on the Redis backend, got ", cost.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
+                       const std::string& lock_id) {
+  return ScriptCall{kAcquire,
+                    {LockKey(key), FenceKey(key)},
+                    {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or("")}};
+}
+
+ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id) {
+  return ScriptCall{kRelease, {LockKey(key)}, {std::string(lock_id)}};
+}
+
+ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl) {
+  return ScriptCall{kExtend, {LockKey(key)}, {std::string(lock_id), TtlMs(ttl)}};
+}
+
+ScriptCall InfoCall(std::string_view key) { return ScriptCall{kInfo, {LockKey(key)}, {}}; }
+
+ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value) {
+  return ScriptCall{kRegSet, {RegKey(resource)}, {std::to_string(fence), std::string(value)}};
+}
+
+ScriptCall RegGetCall(std::string_view resource) {
+  return ScriptCall{kRegGet, {RegKey(resource)}, {}};
+}
+
+ScriptCall FencedWriteCall(std::string_view key, uint64_t fence, std::string_view value) {
+  return ScriptCall{kFencedWrite,
+                    {std::string(key), RedisFenceRecordKey(key)},
+                    {std::to_string(fence), std::string(value)}};
+}
+
+ScriptCall BucketsCall(std::vector<std::string> keys, std::span<const BucketParams* const> params,
+                       std::span<const bool> shadow, Decimal cost) {
+  ScriptCall call{kBuckets, std::move(keys), {}};
+  std::vector<std::string>& args = call.args;
+  args.reserve(1 + 3 * params.size());
+  uint64_t max_cap = 0;
+  for (const BucketParams* p : params) max_cap = std::max(max_cap, p->capacity.nanos);
+  // A cost above every capacity is "never" whatever its size: send one that stays exact.
+  const uint64_t cost_nanos = std::min(cost.nanos, max_cap + kNanosPerMicro);
+  args.push_back(std::to_string(cost_nanos / kNanosPerMicro));
+  for (size_t i = 0; i < params.size(); ++i) {
+    args.push_back(std::to_string(params[i]->capacity.nanos / kNanosPerMicro));
+    args.push_back(std::to_string(params[i]->rate.nanos / kRateNanosPerUnit));
+    args.push_back(shadow[i] ? "1" : "0");
+  }
+  return call;
+}
+
+absl::StatusOr<std::optional<LeaseGrant>> DecodeAcquire(const redisReply* r, std::string lock_id,
+                                                        Duration ttl) {
+  if (r->type == REDIS_REPLY_NIL) return std::optional<LeaseGrant>();
+  uint64_t fence = 0;
+  if (r->type != REDIS_REPLY_STRING || !absl::SimpleAtoi(AV(Str(r)), &fence)) {
+    return Unexpected("acquire");
+  }
+  return std::optional<LeaseGrant>(LeaseGrant{std::move(lock_id), fence, ttl});
+}
+
+absl::Status DecodeRelease(const redisReply* r, std::string_view key) {
+  if (r->type != REDIS_REPLY_INTEGER) return Unexpected("release");
+  if (r->integer != 1) return NotHeld(key);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Duration> DecodeExtend(const redisReply* r, std::string_view key, Duration ttl) {
+  if (r->type != REDIS_REPLY_INTEGER) return Unexpected("extend");
+  if (r->integer != 1) return NotHeld(key);
+  return ttl;
+}
+
+absl::StatusOr<std::optional<LeaseInfo>> DecodeInfo(const redisReply* v) {
+  if (v->type == REDIS_REPLY_NIL) return std::optional<LeaseInfo>();
+  LeaseInfo info;
+  if (v->type != REDIS_REPLY_ARRAY || v->elements < 2 ||
+      v->element[0]->type != REDIS_REPLY_STRING ||
+      !absl::SimpleAtoi(AV(Str(v->element[0])), &info.fence) ||
+      v->element[1]->type != REDIS_REPLY_INTEGER) {
+    return Unexpected("info");
+  }
+  info.ttl_remaining = std::chrono::milliseconds(std::max<long long>(v->element[1]->integer, 0));
+  if (v->elements >= 3 && v->element[2]->type == REDIS_REPLY_STRING) {
+    info.owner = std::string(Str(v->element[2]));
+  }
+  return std::optional<LeaseInfo>(std::move(info));
+}
+
+absl::StatusOr<std::optional<FencedValue>> DecodeFencedGet(const redisReply* v) {
+  if (v->type == REDIS_REPLY_NIL) return std::optional<FencedValue>();
+  FencedValue out;
+  if (v->type != REDIS_REPLY_ARRAY || v->elements != 2 ||
+      v->element[0]->type != REDIS_REPLY_STRING || v->element[1]->type != REDIS_REPLY_STRING ||
+      !absl::SimpleAtoi(AV(Str(v->element[0])), &out.fence)) {
+    return Unexpected("fenced get");
+  }
+  out.value = std::string(Str(v->element[1]));
+  return std::optional<FencedValue>(std::move(out));
+}
+
+absl::StatusOr<std::pair<bool, std::vector<Decision>>> DecodeBuckets(const redisReply* v,
+                                                                     size_t n) {
+  if (v->type != REDIS_REPLY_ARRAY || v->elements != 1 + 4 * n) {
+    return Unexpected("rate limit check");
+  }
+  for (size_t i = 0; i < v->elements; ++i) {
+    if (v->element[i]->type != REDIS_REPLY_INTEGER) return Unexpected("rate limit check");
+  }
+  std::pair<bool, std::vector<Decision>> out(v->element[0]->integer == 1, std::vector<Decision>(n));
+  for (size_t i = 0; i < n; ++i) {
+    redisReply* const* e = v->element + 1 + 4 * i;
+    Decision& d = out.second[i];
+    d.allowed = e[0]->integer == 1;
+    d.remaining = static_cast<uint64_t>(std::max<long long>(e[1]->integer, 0));
+    if (e[2]->integer >= 0) {
+      d.retry_after = std::chrono::milliseconds(e[2]->integer);
+    } else {
+      d.retry_after = std::nullopt;
+    }
+    d.reset_after = std::chrono::milliseconds(std::max<long long>(e[3]->integer, 0));
+  }
+  return out;
+}
+
+absl::Status ErrorReply(std::string_view msg) {
+  if (msg.substr(0, 6) == "STALE ") return absl::AbortedError(AV(msg.substr(6)));
+  for (std::string_view p : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
+                             "NOREPLICAS", "OOM", "MISCONF", "NOAUTH", "WRONGPASS", "NOPERM"}) {
+    if (msg.substr(0, p.size()) == p) {
+      return absl::UnavailableError(absl::StrCat("Redis: ", AV(msg)));
+    }
+  }
+  return absl::InternalError(absl::StrCat("Redis: ", AV(msg)));
+}
+
+std::optional<Redirect> ParseRedirect(std::string_view msg) {
+  Redirect out;
+  if (msg.substr(0, 6) == "MOVED ") {
+    msg.remove_prefix(6);
+  } else if (msg.substr(0, 4) == "ASK ") {
+    out.ask = true;
+    msg.remove_prefix(4);
+  } else {
+    return std::nullopt;
+  }
+  const size_t space = msg.find(' ');
+  const size_t colon = msg.rfind(':');  // an IPv6 host has colons too: the port is after the last
+  if (space == std::string_view::npos || colon == std::string_view::npos || colon < space ||
+      !absl::SimpleAtoi(AV(msg.substr(0, space)), &out.slot) ||
+      !absl::SimpleAtoi(AV(msg.substr(colon + 1)), &out.port) || out.slot < 0 ||
+      out.slot >= kClusterSlots || out.port < 1 || out.port > 65535) {
+    return std::nullopt;
+  }
+  out.host = std::string(msg.substr(space + 1, colon - space - 1));
+  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
+  }
+  return out;
+}
+
+}  // namespace tollgate::redis

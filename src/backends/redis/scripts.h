@@ -1,0 +1,122 @@
+// What the Redis backend sends and how it reads the answers, independent of any connection: the
+// Lua scripts, the key layout, the argument formatting, the validation of what the Lua arithmetic
+// can represent, the decoding of script replies and the mapping of error replies to statuses (see
+// include/tollgate/redis_backend.h). Internal to the Redis backend.
+#ifndef TOLLGATE_BACKENDS_REDIS_SCRIPTS_H_
+#define TOLLGATE_BACKENDS_REDIS_SCRIPTS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hiredis/hiredis.h"
+#include "tollgate/clock.h"
+#include "tollgate/decimal.h"
+#include "tollgate/fenced_register.h"
+#include "tollgate/lease_manager.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate::redis {
+
+enum Script {
+  kAcquire,
+  kRelease,
+  kExtend,
+  kInfo,
+  kRegSet,
+  kRegGet,
+  kBuckets,
+  kFencedWrite,
+  kCount
+};
+
+// The Lua source of script `s` (one of Script, kCount excluded).
+std::string_view ScriptText(int s);
+
+// One script invocation: EVALSHA (or EVAL) `script` with KEYS = keys, ARGV = args.
+struct ScriptCall {
+  int script = kAcquire;
+  std::vector<std::string> keys;
+  std::vector<std::string> args;
+};
+
+// An owned hiredis reply.
+struct ReplyDeleter {
+  void operator()(redisReply* r) const {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// The bytes of a string, status or error reply.
+inline std::string_view Str(const redisReply* r) { return {r->str, r->len}; }
+
+// ---- Keys ----
+
+std::string LockKey(std::string_view key);
+std::string FenceKey(std::string_view key);
+std::string RegKey(std::string_view resource);
+std::string ThrottleKey(std::string_view key);
+std::string LayerKey(std::string_view layer, std::string_view key);
+
+// ---- Validation and calls (InvalidArgument as the synchronous backend always said) ----
+
+// The cost rules of the core (the Throttler's message).
+absl::Status ValidateCost(Decimal cost);
+// What the Lua arithmetic can represent exactly (after the core's validation).
+absl::Status ValidateRedisParams(const BucketParams& p);
+absl::Status ValidateRedisCost(Decimal cost);
+
+// The calls of each operation, for arguments already validated. TTLs go to Redis in whole
+// milliseconds, rounded up (a lease never ends before its ttl).
+ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
+                       const std::string& lock_id);
+ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id);
+ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl);
+ScriptCall InfoCall(std::string_view key);
+ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value);
+ScriptCall RegGetCall(std::string_view resource);
+ScriptCall FencedWriteCall(std::string_view key, uint64_t fence, std::string_view value);
+// The bucket script over `keys` (one per params and shadow entry) for `cost`.
+ScriptCall BucketsCall(std::vector<std::string> keys, std::span<const BucketParams* const> params,
+                       std::span<const bool> shadow, Decimal cost);
+
+// ---- Replies ----
+
+// The decoded answer of each script (Internal "unexpected reply from Redis to ..." for a reply of
+// the wrong shape; FailedPrecondition "lease on 'k' is not held by this lock_id" for release and
+// extend of a lease not held).
+absl::StatusOr<std::optional<LeaseGrant>> DecodeAcquire(const redisReply* r, std::string lock_id,
+                                                        Duration ttl);
+absl::Status DecodeRelease(const redisReply* r, std::string_view key);
+absl::StatusOr<Duration> DecodeExtend(const redisReply* r, std::string_view key, Duration ttl);
+absl::StatusOr<std::optional<LeaseInfo>> DecodeInfo(const redisReply* r);
+absl::StatusOr<std::optional<FencedValue>> DecodeFencedGet(const redisReply* r);
+// The bucket script's answer for `n` buckets: its all-or-nothing verdict and one Decision each.
+absl::StatusOr<std::pair<bool, std::vector<Decision>>> DecodeBuckets(const redisReply* r, size_t n);
+
+// Maps an error reply to a status: Aborted for a stale fence; Unavailable for every state of the
+// server (loading, busy, failing over, out of memory, refusing writes after a failed save
+// (MISCONF), wanting a password or permission we do not have); Internal otherwise.
+absl::Status ErrorReply(std::string_view msg);
+
+// A parsed "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>" error reply.
+struct Redirect {
+  bool ask = false;
+  int slot = 0;
+  std::string host;  // empty: the host of the node that answered
+  int port = 0;
+};
+// nullopt for any other error reply (or a malformed redirect).
+std::optional<Redirect> ParseRedirect(std::string_view msg);
+
+}  // namespace tollgate::redis
+
+#endif  // TOLLGATE_BACKENDS_REDIS_SCRIPTS_H_

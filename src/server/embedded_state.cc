@@ -1,0 +1,136 @@
+// State on the embedded store: the cores answer at once; WAIT queues in the lease manager, whose
+// answer (from its timer thread or the thread that freed the key) is posted to this I/O thread.
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "server/state.h"
+
+namespace tollgate::server {
+namespace {
+
+class EmbeddedState final : public State {
+ public:
+  EmbeddedState(LeaseManager& leases, FencedRegisters& registers, Throttler& throttler,
+                PolicyEngine& policies, EventLoop& loop)
+      : leases_(leases),
+        registers_(registers),
+        throttler_(throttler),
+        policies_(policies),
+        loop_(loop) {}
+  ~EmbeddedState() override { *alive_ = false; }
+
+  uint64_t Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) override {
+    GrantCallback on_answer;
+    const uint64_t ticket = next_ticket_++;
+    if (req.wait > Duration(0) && !shut_down_) {
+      on_answer = [loop = &loop_, alive = std::weak_ptr<bool>(alive_), this, ticket,
+                   key = req.key](std::optional<LeaseGrant> g) {
+        loop->Post([alive, this, ticket, key, g = std::move(g)]() mutable {
+          auto a = alive.lock();
+          if (a && *a) Answered(ticket, key, std::move(g));
+        });
+      };
+    }
+    AcquireRequest r = req;
+    if (shut_down_) r.wait = Duration(0);  // stopping: no new waits
+    absl::StatusOr<LeaseManager::AsyncStart> start = leases_.AcquireAsync(r, on_answer);
+    if (!start.ok()) {
+      done(start.status());
+      return 0;
+    }
+    if (!start->queued) {
+      done(std::move(start->grant));
+      return 0;
+    }
+    waiting_.emplace(ticket, Waiting{req.key, start->waiter_id, std::move(done)});
+    return ticket;
+  }
+
+  void CancelWait(uint64_t ticket) override {
+    auto it = waiting_.find(ticket);
+    if (it == waiting_.end()) return;
+    // If the manager already answered, the answer is on its way to Answered, which finds no
+    // waiter and releases the grant.
+    (void)leases_.CancelWaiter(it->second.key, it->second.waiter_id);
+    waiting_.erase(it);
+  }
+
+  void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) override {
+    done(leases_.Release(key, lock_id));
+  }
+  void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
+              Completion<Duration> done) override {
+    done(leases_.Extend(key, lock_id, ttl));
+  }
+  void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
+    done(leases_.Info(key));
+  }
+  void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
+                 StatusCompletion done) override {
+    done(registers_.Set(resource, fence, value));
+  }
+  void FencedGet(std::string_view resource, Completion<std::optional<FencedValue>> done) override {
+    done(registers_.Get(resource));
+  }
+  void Throttle(std::string_view key, const BucketParams& params, Decimal cost,
+                Completion<Decision> done) override {
+    done(throttler_.Check(key, params, cost));
+  }
+  void RateCheck(std::string_view policy, std::span<const Field> fields,
+                 std::optional<Decimal> cost, Completion<PolicyDecision> done) override {
+    done(policies_.Check(policy, fields, cost));
+  }
+
+  void Shutdown() override {
+    shut_down_ = true;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (leases_.CancelWaiter(it->second.key, it->second.waiter_id)) {
+        auto done = std::move(it->second.done);
+        waiting_.erase(it++);
+        done(std::optional<LeaseGrant>());
+      } else {
+        ++it;  // answered already: the answer is on its way
+      }
+    }
+  }
+
+ private:
+  struct Waiting {
+    std::string key;
+    uint64_t waiter_id;
+    Completion<std::optional<LeaseGrant>> done;
+  };
+
+  void Answered(uint64_t ticket, const std::string& key, std::optional<LeaseGrant> g) {
+    auto it = waiting_.find(ticket);
+    if (it == waiting_.end()) {
+      // Cancelled after the manager answered: nobody takes the lease.
+      if (g) (void)leases_.Release(key, g->lock_id);
+      return;
+    }
+    auto done = std::move(it->second.done);
+    waiting_.erase(it);
+    done(std::move(g));
+  }
+
+  LeaseManager& leases_;
+  FencedRegisters& registers_;
+  Throttler& throttler_;
+  PolicyEngine& policies_;
+  EventLoop& loop_;
+  bool shut_down_ = false;
+  uint64_t next_ticket_ = 1;
+  absl::flat_hash_map<uint64_t, Waiting> waiting_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace
+
+std::unique_ptr<State> NewEmbeddedState(LeaseManager& leases, FencedRegisters& registers,
+                                        Throttler& throttler, PolicyEngine& policies,
+                                        EventLoop& loop) {
+  return std::make_unique<EmbeddedState>(leases, registers, throttler, policies, loop);
+}
+
+}  // namespace tollgate::server

@@ -1,0 +1,68 @@
+// The one seam between command handlers and state. Each I/O thread owns one State, driven by its
+// own event loop; handlers never ask which implementation they have.
+//
+// Two implementations, chosen once at startup (server.cc):
+//  - the embedded store (NewEmbeddedState): the server's lease manager, fenced registers, throttler
+//    and policy engine, shared by every I/O thread; operations complete before they return (their
+//    journal records ride on the I/O thread's group commit), WAIT queues in the lease manager;
+//  - a shared backend (NewSharedState): an AsyncBackend (Redis, PostgreSQL, etcd) on the I/O
+//    thread's loop; operations complete later, WAIT polls on the loop (WaitQueue). RATE.CHECK
+//    renders the policy's layers here and checks them on the backend.
+//
+// Contracts and status codes are those of AsyncBackend (async_backend.h) for the same operation.
+// Every completion runs on the I/O thread's loop.
+#ifndef TOLLGATE_SERVER_STATE_H_
+#define TOLLGATE_SERVER_STATE_H_
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "tollgate/async_backend.h"
+#include "tollgate/fenced_register.h"
+#include "tollgate/lease_manager.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate::server {
+
+class State {
+ public:
+  virtual ~State() = default;
+
+  // As AsyncBackend::Acquire / CancelWait.
+  virtual uint64_t Acquire(const AcquireRequest& req,
+                           Completion<std::optional<LeaseGrant>> done) = 0;
+  virtual void CancelWait(uint64_t ticket) = 0;
+  virtual void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) = 0;
+  virtual void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
+                      Completion<Duration> done) = 0;
+  // As AsyncBackend::Info, with `waiters` counting this server's waiters for the key.
+  virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  virtual void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
+                         StatusCompletion done) = 0;
+  virtual void FencedGet(std::string_view resource,
+                         Completion<std::optional<FencedValue>> done) = 0;
+  virtual void Throttle(std::string_view key, const BucketParams& params, Decimal cost,
+                        Completion<Decision> done) = 0;
+  // As PolicyEngine::Check (NotFound for an unknown policy); the decision is counted in the
+  // engine's per-policy counters and latency histogram, whatever holds the buckets.
+  virtual void RateCheck(std::string_view policy, std::span<const Field> fields,
+                         std::optional<Decimal> cost, Completion<PolicyDecision> done) = 0;
+  // Waiting Acquires complete with nullopt now; see AsyncBackend::Shutdown.
+  virtual void Shutdown() = 0;
+};
+
+// The embedded store's state for one I/O thread. Every reference must outlive the result.
+std::unique_ptr<State> NewEmbeddedState(LeaseManager& leases, FencedRegisters& registers,
+                                        Throttler& throttler, PolicyEngine& policies,
+                                        EventLoop& loop);
+
+// A shared backend's state for one I/O thread: `backend` runs on that thread's loop; `policies`
+// renders RATE.CHECK's layers and counts its decisions (must outlive the result).
+std::unique_ptr<State> NewSharedState(std::unique_ptr<AsyncBackend> backend, PolicyEngine& policies,
+                                      Clock* clock);
+
+}  // namespace tollgate::server
+
+#endif  // TOLLGATE_SERVER_STATE_H_
