@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -67,8 +68,9 @@ using StatusCompletion = absl::AnyInvocable<void(absl::Status)>;
 class AsyncBackend {
  public:
   virtual ~AsyncBackend() = default;
-  // As Backend::kind().
+  // As Backend::kind() and Backend::Warnings().
   virtual std::string_view kind() const = 0;
+  virtual std::vector<std::string> Warnings() const { return {}; }
 
   // LOCK.ACQUIRE: as Backend::Acquire when req.wait is 0. With req.wait > 0 and the key taken, the
   // request waits up to req.wait (FIFO among the waiters of this object, and of the embedded

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +36,10 @@ class Backend {
   virtual ~Backend() = default;
   // "memory", "embedded", "redis", "postgres", "etcd".
   virtual std::string_view kind() const = 0;
+  // What the backend found at connect that weakens a guarantee without making it unusable (e.g.
+  // a Redis without AOF: a restart may reissue fences), one sentence each. `tollgate serve` logs
+  // them at startup.
+  virtual std::vector<std::string> Warnings() const { return {}; }
 
   // Leases, as LeaseManager::TryAcquire / Release / Extend / Info. Fences strictly increase per key
   // (and never go back after a restart of the backend's server).

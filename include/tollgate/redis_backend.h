@@ -15,6 +15,10 @@
 // Keys (binary-safe; <key> is the caller's key as given):
 //   tollgate:{<key>}:lock    hash {id, fence, owner?} with PX = the lease's ttl
 //   tollgate:{<key>}:fence   per-key fence counter (INCR; never expires, so fences never go back)
+//   tollgate:fence           standalone only: the one fence counter of every key; each grant takes
+//                            the next value of it (or of the key's counter, if that is ahead) and
+//                            sets both, so fences increase across keys and FencedSet refuses a
+//                            fence above it ("was never issued", InvalidArgument)
 //   tollgate:{<res>}:reg     fenced register: hash {fence, value}
 //   tollgate:t:{<key>}       THROTTLE bucket: hash {d debt, t time, r rate}, PEXPIRE = to full
 //   tollgate:l:{tollgate-rl}:<len(layer)>:<layer>:<key>
@@ -51,7 +55,8 @@
 // restart its key's fences at 1.
 //
 // Durability: fences are safe only if the fence counters survive a Redis restart. Run Redis with
-// AOF (appendonly yes, appendfsync always) or accept that a restart may reissue fences. On a
+// AOF (appendonly yes, appendfsync always) or accept that a restart may reissue fences: without
+// AOF on the seed node, Warnings() says so (and `tollgate serve` logs it). On a
 // Cluster with replicas, a failover may also lose the last writes the old master acknowledged
 // (replication is asynchronous), fence increments included.
 //

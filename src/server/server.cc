@@ -135,6 +135,7 @@ int RunServer(const ServerOptions& options) {
       return 1;
     }
     spdlog::info("state lives on the {} backend at {}", (*probe)->kind(), options.backend_url);
+    for (const std::string& w : (*probe)->Warnings()) spdlog::warn("--backend: {}", w);
   }
 
   RecoveredState recovered;

@@ -242,6 +242,24 @@ TEST_P(ContractTest, FenceNeverIssuedIsRefusedWhereTheBackendKnows) {
   EXPECT_TRUE(b_->FencedSet(K("r"), g->fence, "real again").ok());
 }
 
+// Issue 10: fence scope. Where the backend has one counter, fences increase across keys: a grant
+// of "b" after grants of "a" carries a higher fence than all of them.
+TEST_P(ContractTest, FencesIncreaseAcrossKeysWhereTheBackendHasOneCounter) {
+  if (!harness_->global_fences()) GTEST_SKIP() << "one counter per key on this backend (README)";
+  auto a1 = Grant("a", seconds(30));
+  ASSERT_TRUE(a1.has_value());
+  ASSERT_TRUE(b_->Release(K("a"), a1->lock_id).ok());
+  auto a2 = Grant("a", seconds(30));
+  ASSERT_TRUE(a2.has_value());
+  auto b = Grant("b", seconds(30));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_GT(a2->fence, a1->fence);
+  EXPECT_GT(b->fence, a2->fence);
+  auto c = Grant("c", seconds(30));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_GT(c->fence, b->fence);
+}
+
 TEST_P(ContractTest, BadInputIsInvalidArgumentAndChangesNothing) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
   EXPECT_EQ(b_->Acquire("", seconds(1), std::nullopt).status().code(), kInvalid);

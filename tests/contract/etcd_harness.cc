@@ -20,6 +20,7 @@ class EtcdHarness final : public BackendHarness {
   bool rate_limiting() const override { return false; }
   bool subsecond_ttl() const override { return false; }
   bool checks_issued_fences() const override { return true; }
+  bool global_fences() const override { return true; }
   bool can_restart() const override { return true; }
   void StopServer() override { server_.Stop(); }
   bool RestartServer() override { return server_.Restart(); }

@@ -24,6 +24,9 @@ class BackendHarness {
   // Whether FencedSet refuses a fence above the highest one the backend issued (README, "Fence
   // scope"): the in-process backends know that counter.
   virtual bool checks_issued_fences() const { return false; }
+  // Whether fences come from one counter for every key, so a later grant of any key carries a
+  // higher fence than an earlier grant of any other (README, "Fence scope").
+  virtual bool global_fences() const { return false; }
   // Whether leases can be shorter than a second (etcd leases are whole seconds).
   virtual bool subsecond_ttl() const { return true; }
   // For the outage test: stop the server (clients must then fail with Unavailable, promptly) and

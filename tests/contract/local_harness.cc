@@ -53,6 +53,7 @@ class LocalHarness final : public BackendHarness {
   }
   std::string name() const override { return embedded_ ? "embedded" : "memory"; }
   bool checks_issued_fences() const override { return true; }
+  bool global_fences() const override { return true; }
   bool Start() override {
     if (!embedded_) {
       backend_ = NewMemoryBackend();

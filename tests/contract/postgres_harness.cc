@@ -14,6 +14,7 @@ class PostgresHarness final : public BackendHarness {
  public:
   std::string name() const override { return "postgres"; }
   bool checks_issued_fences() const override { return true; }
+  bool global_fences() const override { return true; }
   bool Start() override {
     if (!server_.Start()) {
       std::fprintf(stderr, "postgres harness: %s\n", server_.error().c_str());

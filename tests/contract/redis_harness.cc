@@ -16,6 +16,9 @@ class RedisHarness final : public BackendHarness {
   absl::StatusOr<std::unique_ptr<Backend>> Connect() override {
     return NewRedisBackend(server_.url(), std::chrono::seconds(2));
   }
+  // Standalone Redis: one fence counter (a cluster keeps one per key).
+  bool checks_issued_fences() const override { return true; }
+  bool global_fences() const override { return true; }
   bool can_restart() const override { return true; }
   void StopServer() override { server_.Stop(); }
   bool RestartServer() override { return server_.Restart(); }

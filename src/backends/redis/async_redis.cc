@@ -70,7 +70,7 @@ void AsyncRedisBackend::AcquireNow(const AcquireRequest& req,
   if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
   std::string lock_id = core::NewLockId();
-  ScriptCall call = AcquireCall(req.key, req.ttl, req.owner, lock_id);
+  ScriptCall call = AcquireCall(req.key, req.ttl, req.owner, lock_id, !client_->cluster());
   client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl,
                                  done = std::move(done)](absl::StatusOr<Reply> r) mutable {
     if (!r.ok()) return done(r.status());
@@ -115,7 +115,7 @@ void AsyncRedisBackend::FencedSet(std::string_view resource, uint64_t fence, std
   if (absl::Status st = ValidateKey(resource, "resource"); !st.ok()) return done(std::move(st));
   if (fence == 0) return done(absl::InvalidArgumentError("fence must be a positive integer"));
   if (Refused(done)) return;
-  client_->Run(RegSetCall(resource, fence, value),
+  client_->Run(RegSetCall(resource, fence, value, !client_->cluster()),
                [done = std::move(done)](absl::StatusOr<Reply> r) mutable {
                  done(r.ok() ? absl::OkStatus() : r.status());
                });

@@ -49,6 +49,7 @@ class AsyncRedisBackend final : public AsyncBackend {
 
   const ClientStats& stats() const { return client_->stats(); }
   Duration timeout() const { return client_->timeout(); }
+  std::vector<std::string> Warnings() const override { return client_->warnings(); }
 
  private:
   // After Shutdown: completes `done` with Unavailable and returns true.

@@ -258,6 +258,7 @@ absl::Status Client::Init() {
         absl::StrCat(Where(n), ": ", AV(during), ": ", c->err != 0 ? c->errstr : "no reply"));
   };
   if (absl::Status st = CheckNoEviction(c.get()); !st.ok()) return st;
+  CheckPersistence(c.get());
   // One round trip per backend, none per call: a cluster answers CLUSTER SLOTS with its map, a
   // standalone server with "ERR This instance has cluster support disabled".
   Reply r = Command(c.get(), {"CLUSTER", "SLOTS"});
@@ -304,6 +305,19 @@ absl::Status Client::Init() {
 // Refuses a seed server that may evict keys (maxmemory-policy other than noeviction): evicting a
 // fence counter restarts that key's fences at 1, so a stale holder's write would be accepted.
 // FailedPrecondition naming the policy (or saying INFO is not allowed, so it cannot be checked).
+void Client::CheckPersistence(redisContext* c) {
+  // The fence counters must survive a restart, or a restarted Redis reissues fences. Only AOF
+  // (appendonly yes) keeps every acknowledged INCR; RDB snapshots lose the writes since the last.
+  Reply r = Command(c, {"INFO", "persistence"});
+  if (!r || r->type != REDIS_REPLY_STRING) return;  // refused or odd: nothing to say for sure
+  if (Str(r.get()).find("aof_enabled:0") == std::string_view::npos) return;
+  warnings_.push_back(absl::StrCat(
+      "Redis at ", url_.host, ":", url_.port,
+      " runs without AOF (appendonly no): after a restart it may reissue fences it already gave "
+      "out (the counters written since its last snapshot are lost), and a fenced write could then "
+      "be accepted from a stale holder; run it with appendonly yes and appendfsync always"));
+}
+
 absl::Status Client::CheckNoEviction(redisContext* c) {
   const std::string where = absl::StrCat("Redis at ", url_.host, ":", url_.port);
   Reply r = Command(c, {"INFO", "memory"});

@@ -88,6 +88,10 @@ class Client {
   void Run(ScriptCall call, Done done);
 
   const ClientStats& stats() const { return stats_; }
+  // Whether the server is a Redis Cluster (learnt at Connect).
+  bool cluster() const { return cluster_; }
+  // Weakened guarantees found at Connect (Backend::Warnings): the seed runs without AOF.
+  const std::vector<std::string>& warnings() const { return warnings_; }
   Duration timeout() const { return timeout_; }
 
  private:
@@ -98,6 +102,7 @@ class Client {
   Client(RedisUrl url, Duration timeout, EventLoop& loop);
   absl::Status Init();
   absl::Status CheckNoEviction(redisContext* c);
+  void CheckPersistence(redisContext* c);
   absl::Status ClusterDbError() const;
   void ApplySlots(const redisReply* r, size_t from);
   std::optional<size_t> NodeAt(std::string_view host, int port);
@@ -134,6 +139,7 @@ class Client {
   std::vector<int16_t> slot_node_;
   std::array<std::string, kCount> sha_;  // the same SHA1 on every node
   ClientStats stats_;
+  std::vector<std::string> warnings_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after destruction
 };
 

@@ -24,9 +24,10 @@ class RedisBackend final : public Backend {
  public:
   RedisBackend(std::unique_ptr<EpollEventLoop> loop,
                std::unique_ptr<redis::AsyncRedisBackend> async)
-      : loop_(std::move(loop)), async_(std::move(async)) {}
+      : loop_(std::move(loop)), async_(std::move(async)), warnings_(async_->Warnings()) {}
 
   std::string_view kind() const override { return "redis"; }
+  std::vector<std::string> Warnings() const override { return warnings_; }
 
   absl::StatusOr<std::optional<LeaseGrant>> Acquire(std::string_view key, Duration ttl,
                                                     std::optional<std::string> owner) override {
@@ -117,6 +118,7 @@ class RedisBackend final : public Backend {
   const std::unique_ptr<EpollEventLoop> loop_ ABSL_PT_GUARDED_BY(mu_);
   // Declared after loop_, so destroyed before it.
   const std::unique_ptr<redis::AsyncRedisBackend> async_ ABSL_PT_GUARDED_BY(mu_);
+  const std::vector<std::string> warnings_;  // found at connect, never changed
 };
 
 }  // namespace

@@ -172,10 +172,16 @@ TEST_F(RedisBackendTest, LeaseOnBinaryKeyAndKeyLayout) {
 }
 
 TEST_F(RedisBackendTest, RegisterComparesFullSixtyFourBitFences) {
-  EXPECT_TRUE(b_->FencedSet("r", 18446744073709551615u, "max").ok());
-  absl::Status st = b_->FencedSet("r", 18446744073709551614u, "one less");
+  // Fences up to the counter's maximum count as issued (the counter is a signed 64-bit integer,
+  // so no fence above 2^63 - 1 ever is: FencedSet refuses it).
+  Raw raw(server_.port());
+  ASSERT_EQ(raw.Cmd({"SET", "tollgate:fence", "9223372036854775807"}), "OK");
+  EXPECT_EQ(b_->FencedSet("r", 18446744073709551615u, "max").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(b_->FencedSet("r", 9223372036854775807u, "max").ok());
+  absl::Status st = b_->FencedSet("r", 9223372036854775806u, "one less");
   EXPECT_EQ(st.code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(st.message(), "fence 18446744073709551614 is older than 18446744073709551615");
+  EXPECT_EQ(st.message(), "fence 9223372036854775806 is older than 9223372036854775807");
   EXPECT_TRUE(b_->FencedSet("r2", 9007199254740993u, "a").ok());  // 2^53 + 1
   EXPECT_EQ(b_->FencedSet("r2", 9007199254740992u, "b").code(), absl::StatusCode::kAborted);
   auto got = b_->FencedGet("r2");
@@ -620,6 +626,30 @@ TEST_F(RedisClusterTest, DbMustBeZeroOnACluster) {
   EXPECT_NE(b.status().message().find("'" + cluster_->url(1) + "/2'"), std::string::npos)
       << b.status();
   EXPECT_TRUE(NewRedisBackend(cluster_->url(1) + "/0").ok());
+}
+
+}  // namespace
+}  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+// Issue 10: a Redis whose fence counters would not survive a restart is named at connect.
+TEST(RedisPersistenceTest, WarnsWithoutAofAndNotWithIt) {
+  RedisServer server;
+  ASSERT_TRUE(server.Start());
+  Raw raw(server.port());
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "appendonly", "no"}), "OK");
+  auto without = NewRedisBackend(server.url(), std::chrono::seconds(2));
+  ASSERT_TRUE(without.ok()) << without.status();
+  const std::vector<std::string> w = (*without)->Warnings();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("runs without AOF (appendonly no)"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("reissue fences"), std::string::npos) << w[0];
+  ASSERT_EQ(raw.Cmd({"CONFIG", "SET", "appendonly", "yes"}), "OK");
+  auto with = NewRedisBackend(server.url(), std::chrono::seconds(2));
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_TRUE((*with)->Warnings().empty());
 }
 
 }  // namespace

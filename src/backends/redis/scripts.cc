@@ -22,6 +22,20 @@ constexpr std::string_view kAcquireLua = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 redis.call('INCR', KEYS[2])
 local f = redis.call('GET', KEYS[2])
+if KEYS[3] then
+  -- One counter for every key (KEYS[3], standalone Redis). The key's own counter (KEYS[2]) follows
+  -- it, so the key's fences keep increasing if the data moves to a cluster (per-key counters only)
+  -- and back; a global counter behind a key's counter (written before global fences) catches up.
+  -- Decimal strings compared by length, then bytes: no Lua double ever holds a fence.
+  redis.call('INCR', KEYS[3])
+  local g = redis.call('GET', KEYS[3])
+  if #g < #f or (#g == #f and g < f) then
+    redis.call('SET', KEYS[3], f)
+  else
+    f = g
+    redis.call('SET', KEYS[2], f)
+  end
+end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4])
 else
@@ -69,6 +83,15 @@ local function older(a, b)
     if x ~= y then return x < y end
   end
   return false
+end
+if KEYS[2] then
+  -- Standalone: KEYS[2] is the one fence counter, so a fence above it was never issued.
+  local hi = redis.call('GET', KEYS[2]) or '0'
+  if older(hi, ARGV[1]) then
+    return redis.error_reply('NEVERISSUED fence ' .. ARGV[1] ..
+        ' was never issued; the highest fence issued so far is ' .. hi ..
+        ' (use the fence of a lease you hold)')
+  end
 end
 local cur = redis.call('HGET', KEYS[1], 'fence')
 if cur and older(ARGV[1], cur) then
@@ -241,10 +264,12 @@ absl::Status ValidateRedisCost(Decimal cost) {
 }
 
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id) {
-  return ScriptCall{kAcquire,
-                    {LockKey(key), FenceKey(key)},
-                    {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or("")}};
+                       const std::string& lock_id, bool global_fences) {
+  ScriptCall call{kAcquire,
+                  {LockKey(key), FenceKey(key)},
+                  {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or("")}};
+  if (global_fences) call.keys.push_back(std::string(kGlobalFenceKey));
+  return call;
 }
 
 ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id) {
@@ -257,8 +282,11 @@ ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration t
 
 ScriptCall InfoCall(std::string_view key) { return ScriptCall{kInfo, {LockKey(key)}, {}}; }
 
-ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value) {
-  return ScriptCall{kRegSet, {RegKey(resource)}, {std::to_string(fence), std::string(value)}};
+ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value,
+                      bool global_fences) {
+  ScriptCall call{kRegSet, {RegKey(resource)}, {std::to_string(fence), std::string(value)}};
+  if (global_fences) call.keys.push_back(std::string(kGlobalFenceKey));
+  return call;
 }
 
 ScriptCall RegGetCall(std::string_view resource) {
@@ -365,6 +393,9 @@ absl::StatusOr<std::pair<bool, std::vector<Decision>>> DecodeBuckets(const redis
 
 absl::Status ErrorReply(std::string_view msg) {
   if (msg.substr(0, 6) == "STALE ") return absl::AbortedError(AV(msg.substr(6)));
+  if (msg.substr(0, 12) == "NEVERISSUED ") {
+    return absl::InvalidArgumentError(AV(msg.substr(12)));
+  }
   for (std::string_view p : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
                              "NOREPLICAS", "OOM", "MISCONF", "NOAUTH", "WRONGPASS", "NOPERM"}) {
     if (msg.substr(0, p.size()) == p) {

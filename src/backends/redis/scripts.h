@@ -60,6 +60,9 @@ inline std::string_view Str(const redisReply* r) { return {r->str, r->len}; }
 
 // ---- Keys ----
 
+// Standalone Redis: the one fence counter of every key (see AcquireCall).
+inline constexpr std::string_view kGlobalFenceKey = "tollgate:fence";
+
 std::string LockKey(std::string_view key);
 std::string FenceKey(std::string_view key);
 std::string RegKey(std::string_view resource);
@@ -76,12 +79,18 @@ absl::Status ValidateRedisCost(Decimal cost);
 
 // The calls of each operation, for arguments already validated. TTLs go to Redis in whole
 // milliseconds, rounded up (a lease never ends before its ttl).
+//
+// `global_fences` (standalone Redis; a cluster cannot touch one key from every slot): fences come
+// from the one counter kGlobalFenceKey, so they increase across all keys, and the key's own counter
+// is kept at its highest fence; RegSetCall then refuses (InvalidArgument, "fence N was never
+// issued; ...") a fence above that counter. Without it: one counter per key, nothing refused.
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id);
+                       const std::string& lock_id, bool global_fences);
 ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id);
 ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl);
 ScriptCall InfoCall(std::string_view key);
-ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value);
+ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value,
+                      bool global_fences);
 ScriptCall RegGetCall(std::string_view resource);
 ScriptCall FencedWriteCall(std::string_view key, uint64_t fence, std::string_view value);
 // The bucket script over `keys` (one per params and shadow entry) for `cost`.
@@ -102,7 +111,8 @@ absl::StatusOr<std::optional<FencedValue>> DecodeFencedGet(const redisReply* r);
 // The bucket script's answer for `n` buckets: its all-or-nothing verdict and one Decision each.
 absl::StatusOr<std::pair<bool, std::vector<Decision>>> DecodeBuckets(const redisReply* r, size_t n);
 
-// Maps an error reply to a status: Aborted for a stale fence; Unavailable for every state of the
+// Maps an error reply to a status: Aborted for a stale fence; InvalidArgument for a fence never
+// issued; Unavailable for every state of the
 // server (loading, busy, failing over, out of memory, refusing writes after a failed save
 // (MISCONF), wanting a password or permission we do not have); Internal otherwise.
 absl::Status ErrorReply(std::string_view msg);
