@@ -113,10 +113,12 @@ class AsyncBackend {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url);
 
 // Opens an asynchronous backend from a URL (as OpenBackend) driven by `loop`, which must outlive
-// it. Redis is pipelined on non-blocking connections owned by the loop; the other backends run
-// their synchronous clients on kAsyncWorkers worker threads of their own, each with its own
-// connection (the loop never blocks on them).
+// it. Redis and PostgreSQL are pipelined on non-blocking connections owned by the loop (Redis one
+// per node, PostgreSQL kAsyncPostgresConnections); etcd runs its synchronous client on
+// kAsyncWorkers worker threads of its own, each with its own connection (the loop never blocks on
+// them).
 inline constexpr int kAsyncWorkers = 8;
+inline constexpr int kAsyncPostgresConnections = 4;
 [[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
                                                                              EventLoop& loop);
 

@@ -79,7 +79,15 @@ absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string
 #else
       return absl::UnimplementedError("this build has no Redis backend");
 #endif
-    default:
+    case Kind::kPostgres:
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+      // Pipelined; several connections because Throttle and CheckLayers are PL/pgSQL, bound by
+      // one server process's CPU per connection.
+      return NewAsyncPostgresBackend(url, loop, std::chrono::seconds(2), kAsyncPostgresConnections);
+#else
+      return absl::UnimplementedError("this build has no PostgreSQL backend");
+#endif
+    case Kind::kEtcd:
       break;
   }
   return NewThreadedAsyncBackend([url] { return OpenBackend(url); }, loop,
