@@ -414,6 +414,31 @@ TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInUnavailableAndWaitingR
   EXPECT_GT(got->element[1]->integer, held->element[1]->integer);
   EXPECT_EQ(s.Terminate(), 0);
 }
+
+// Issue 10: --lock-delay-ms is honoured through the server on Redis: a key whose lease expired
+// unreleased is not granted again, to a plain acquire or a waiter, until the delay has passed.
+TEST(SharedLockDelayTest, RedisBackendHonoursLockDelay) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.Start());
+  TempDir dir;
+  ServerProcess s(dir.path(), {"--backend", redis.url(), "--lock-delay-ms", "800"});
+  ASSERT_TRUE(s.ok());
+  Client a(s.port());
+  Reply held = a.Run({"LOCK.ACQUIRE", "k", "150"});
+  ASSERT_TRUE(held && held->type == REDIS_REPLY_ARRAY) << Str(held.get());
+  const auto granted = Clock::now();
+  std::this_thread::sleep_for(milliseconds(350));
+  Reply during = a.Run({"LOCK.ACQUIRE", "k", "30000"});
+  ASSERT_TRUE(during);
+  EXPECT_EQ(during->type, REDIS_REPLY_NIL)
+      << "granted during the lock-delay: " << Str(during.get());
+  Client b(s.port(), kWaiterTimeoutMs);
+  Reply waited = b.Run({"LOCK.ACQUIRE", "k", "30000", "WAIT", "5000"});
+  ASSERT_TRUE(waited && waited->type == REDIS_REPLY_ARRAY) << Str(waited.get());
+  EXPECT_GE(Clock::now() - granted, milliseconds(150 + 800));
+  EXPECT_GT(waited->element[1]->integer, held->element[1]->integer);
+  EXPECT_EQ(s.Terminate(), 0);
+}
 #endif
 
 std::vector<std::string> Kinds() {

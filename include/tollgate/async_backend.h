@@ -110,7 +110,16 @@ class AsyncBackend {
 // PostgreSQL; etcd://host:port → etcd. InvalidArgument for anything else,
 // naming the URL and the accepted forms; Unimplemented for a backend this build lacks; the
 // backend's own errors (Unavailable, FailedPrecondition) when it cannot be used.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url);
+struct OpenOptions {
+  // After a lease expires without release, its key is not granted again for this long (0 to
+  // kMaxTtl). Honoured by Redis (standalone and Cluster); other backends refuse a non-zero delay
+  // (InvalidArgument naming the option and the backend) rather than ignore it.
+  Duration lock_delay{0};
+};
+// Whether the backend `url` names honours OpenOptions::lock_delay.
+bool HonoursLockDelay(const std::string& url);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url,
+                                                                   const OpenOptions& options = {});
 
 // Opens an asynchronous backend from a URL (as OpenBackend) driven by `loop`, which must outlive
 // it. Redis and PostgreSQL are pipelined on non-blocking connections owned by the loop (Redis one
@@ -119,8 +128,8 @@ class AsyncBackend {
 // them).
 inline constexpr int kAsyncWorkers = 8;
 inline constexpr int kAsyncPostgresConnections = 4;
-[[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
-                                                                             EventLoop& loop);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(
+    const std::string& url, EventLoop& loop, const OpenOptions& options = {});
 
 }  // namespace tollgate
 

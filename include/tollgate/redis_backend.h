@@ -103,8 +103,12 @@ namespace tollgate {
 // command of a redirect chain separately). InvalidArgument naming the url if it is malformed or
 // the timeout is out of range, or if db is not 0 on a Cluster; Unavailable if the server cannot be
 // reached now (the scripts are loaded eagerly on the server named by the url).
+// `lock_delay` (0 to kMaxTtl, else InvalidArgument): after a lease expires without release, its key
+// is not granted again for this long (as LeaseManager's lock_delay; by Redis server time). Release,
+// Extend and Info see the lease gone at its ttl.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(
-    const std::string& url, Duration timeout = std::chrono::seconds(2));
+    const std::string& url, Duration timeout = std::chrono::seconds(2),
+    Duration lock_delay = Duration(0));
 
 // The same backend, asynchronous (async_backend.h), driven by `loop`, which must outlive it; url,
 // timeout and errors as NewRedisBackend. The connection to the server named by the url is made
@@ -114,7 +118,8 @@ namespace tollgate {
 // on the loop's thread (or while no thread runs the loop): operations still pending then are
 // dropped without completing (Shutdown first, and let them finish, to have every one answered).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncRedisBackend(
-    const std::string& url, EventLoop& loop, Duration timeout = std::chrono::seconds(2));
+    const std::string& url, EventLoop& loop, Duration timeout = std::chrono::seconds(2),
+    Duration lock_delay = Duration(0));
 
 // Fencing for your own data (docs/fencing-your-data.md): SETs your Redis key `key` to `value` iff
 // `fence` is at least the highest fence recorded for `key`, recording it in

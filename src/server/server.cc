@@ -82,13 +82,10 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
               kMaxThrottleBuckets)}) {
     if (!st.ok()) return st;
   }
-  if (!o.backend_url.empty() && o.lock_delay > Duration(0)) {
-    // No shared backend implements lock-delay yet; refusing beats silently granting a key the
-    // moment its lease expired while INFO reports a delay.
-    const std::string kind = o.backend_url.substr(0, o.backend_url.find(':'));
-    return absl::InvalidArgumentError(
-        "--lock-delay-ms is not honoured on the " + kind +
-        " backend (--backend): run without --lock-delay-ms, or on the embedded store");
+  if (!o.backend_url.empty() && o.lock_delay > Duration(0) && !HonoursLockDelay(o.backend_url)) {
+    // Refusing beats silently granting a key the moment its lease expired while INFO reports a
+    // delay. (OpenBackend checks the options before connecting: the refusal, with its message.)
+    return OpenBackend(o.backend_url, {.lock_delay = o.lock_delay}).status();
   }
   return absl::OkStatus();
 }
@@ -129,7 +126,8 @@ int RunServer(const ServerOptions& options) {
   // connection(s) to the backend when it starts (below), and no store is opened. Checked here
   // first, so that a bad URL or an unreachable backend fails before anything else starts.
   if (shared) {
-    absl::StatusOr<std::unique_ptr<Backend>> probe = OpenBackend(options.backend_url);
+    absl::StatusOr<std::unique_ptr<Backend>> probe =
+        OpenBackend(options.backend_url, {.lock_delay = options.lock_delay});
     if (!probe.ok()) {
       spdlog::error("--backend: {}", std::string(probe.status().message()));
       return 1;
@@ -228,7 +226,8 @@ int RunServer(const ServerOptions& options) {
   server::IoThread::StateFactory make_state;
   if (shared) {
     make_state = [&](EventLoop& loop) -> absl::StatusOr<std::unique_ptr<server::State>> {
-      absl::StatusOr<std::unique_ptr<AsyncBackend>> b = OpenAsyncBackend(options.backend_url, loop);
+      absl::StatusOr<std::unique_ptr<AsyncBackend>> b =
+          OpenAsyncBackend(options.backend_url, loop, {.lock_delay = options.lock_delay});
       if (!b.ok()) return b.status();
       return server::NewSharedState(std::move(*b), policies, clock);
     };

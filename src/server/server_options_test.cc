@@ -38,17 +38,20 @@ TEST(ServerOptionsTest, EveryNumericOptionIsRangeChecked) {
             "throttle_max_buckets must be in [1, 1000000000], got 0");
 }
 
-// Lock-delay is refused, never silently ignored, where it is not honoured (issue 10).
-TEST(ServerOptionsTest, LockDelayWithASharedBackendIsRefused) {
+// Lock-delay is honoured on Redis, and refused, never silently ignored, where it is not (issue 10).
+TEST(ServerOptionsTest, LockDelayIsRefusedOnBackendsThatDoNotHonourIt) {
   ServerOptions o;
+  o.lock_delay = std::chrono::milliseconds(100);
   o.backend_url = "redis://127.0.0.1:6379";
   EXPECT_TRUE(ValidateServerOptions(o).ok());
-  o.lock_delay = std::chrono::milliseconds(100);
-  absl::Status st = ValidateServerOptions(o);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(st.message(),
-            "--lock-delay-ms is not honoured on the redis backend (--backend): run without "
-            "--lock-delay-ms, or on the embedded store");
+  for (const std::string kind : {"postgres", "etcd"}) {
+    o.backend_url = kind + "://127.0.0.1:1";
+    absl::Status st = ValidateServerOptions(o);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(st.message(), "--lock-delay-ms is not honoured on the " + kind +
+                                " backend (--backend): run without --lock-delay-ms, or on the "
+                                "embedded store or Redis");
+  }
   o.backend_url.clear();
   EXPECT_TRUE(ValidateServerOptions(o).ok());
 }

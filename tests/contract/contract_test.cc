@@ -260,6 +260,42 @@ TEST_P(ContractTest, FencesIncreaseAcrossKeysWhereTheBackendHasOneCounter) {
   EXPECT_GT(c->fence, b->fence);
 }
 
+// Issue 10: lock-delay where the backend honours it. A lease that expires without release keeps its
+// key blocked for the delay (nobody holds it: Info says free, Release and Extend fail); a released
+// key is free at once; after the delay the key is granted with a higher fence.
+TEST_P(ContractTest, LockDelayKeepsAKeyExpiredUnreleasedBlockedWhereHonoured) {
+  auto d = harness_->ConnectWithLockDelay(milliseconds(700));
+  if (d.status().code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << d.status();
+  ASSERT_TRUE(d.ok()) << d.status();
+  Backend& b = **d;
+  auto g = b.Acquire(K("delayed"), milliseconds(150), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  const auto granted = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(milliseconds(300));  // expired ~150 ms ago, unreleased
+  auto again = b.Acquire(K("delayed"), seconds(5), std::nullopt);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->has_value()) << "granted during the lock-delay";
+  auto info = b.Info(K("delayed"));
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->has_value());
+  EXPECT_EQ(b.Extend(K("delayed"), (*g)->lock_id, seconds(5)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(b.Release(K("delayed"), (*g)->lock_id).code(), absl::StatusCode::kFailedPrecondition);
+  // A lease released by its holder leaves no delay behind; a live one can be extended.
+  auto r = b.Acquire(K("released"), seconds(5), std::nullopt);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  auto ext = b.Extend(K("released"), (*r)->lock_id, seconds(6));
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  ASSERT_TRUE(b.Release(K("released"), (*r)->lock_id).ok());
+  auto r2 = b.Acquire(K("released"), seconds(5), std::nullopt);
+  ASSERT_TRUE(r2.ok() && r2->has_value());
+  // After ttl + delay (150 + 700 ms) the key is free, with a higher fence.
+  std::this_thread::sleep_until(granted + milliseconds(150 + 700 + 200));
+  auto later = b.Acquire(K("delayed"), seconds(5), std::nullopt);
+  ASSERT_TRUE(later.ok() && later->has_value()) << later.status();
+  EXPECT_GT((*later)->fence, (*g)->fence);
+}
+
 TEST_P(ContractTest, BadInputIsInvalidArgumentAndChangesNothing) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
   EXPECT_EQ(b_->Acquire("", seconds(1), std::nullopt).status().code(), kInvalid);

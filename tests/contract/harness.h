@@ -20,6 +20,12 @@ class BackendHarness {
   virtual bool Start() = 0;
   // A new client of the running backend. Tests use unique key names, so clients may share state.
   virtual absl::StatusOr<std::unique_ptr<Backend>> Connect() = 0;
+  // A new client whose leases keep their key blocked for `lock_delay` after expiring unreleased;
+  // Unimplemented where the backend has no such option (README, Limits: lock-delay).
+  virtual absl::StatusOr<std::unique_ptr<Backend>> ConnectWithLockDelay(Duration lock_delay) {
+    (void)lock_delay;
+    return absl::UnimplementedError("no lock-delay on this backend");
+  }
   virtual bool rate_limiting() const { return true; }
   // Whether FencedSet refuses a fence above the highest one the backend issued (README, "Fence
   // scope"): the in-process backends know that counter.

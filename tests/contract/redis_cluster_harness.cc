@@ -20,6 +20,9 @@ class RedisClusterHarness final : public BackendHarness {
     const int seed = next_seed_.fetch_add(1) % RedisCluster::kNodes;
     return NewRedisBackend(cluster_.url(seed), std::chrono::seconds(2));
   }
+  absl::StatusOr<std::unique_ptr<Backend>> ConnectWithLockDelay(Duration lock_delay) override {
+    return NewRedisBackend(cluster_.url(0), std::chrono::seconds(2), lock_delay);
+  }
 
  private:
   RedisCluster cluster_;

@@ -19,6 +19,9 @@ class RedisHarness final : public BackendHarness {
   // Standalone Redis: one fence counter (a cluster keeps one per key).
   bool checks_issued_fences() const override { return true; }
   bool global_fences() const override { return true; }
+  absl::StatusOr<std::unique_ptr<Backend>> ConnectWithLockDelay(Duration lock_delay) override {
+    return NewRedisBackend(server_.url(), std::chrono::seconds(2), lock_delay);
+  }
   bool can_restart() const override { return true; }
   void StopServer() override { server_.Stop(); }
   bool RestartServer() override { return server_.Restart(); }

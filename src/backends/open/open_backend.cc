@@ -40,13 +40,43 @@ absl::Status NotABackend(const std::string& url) {
       "key=value string), etcd://host:port");
 }
 
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kRedis:
+      return "redis";
+    case Kind::kPostgres:
+      return "postgres";
+    case Kind::kEtcd:
+      return "etcd";
+    default:
+      return "unknown";
+  }
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url) {
+bool HonoursLockDelay(const std::string& url) { return KindOf(url) == Kind::kRedis; }
+
+namespace {
+
+// InvalidArgument for a lock-delay the backend would not honour.
+absl::Status CheckOptions(const std::string& url, const OpenOptions& options) {
+  if (options.lock_delay <= Duration(0) || HonoursLockDelay(url)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      std::string("--lock-delay-ms is not honoured on the ") + KindName(KindOf(url)) +
+      " backend (--backend): run without --lock-delay-ms, or on the embedded store or Redis");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url,
+                                                     const OpenOptions& options) {
+  if (KindOf(url) == Kind::kUnknown) return NotABackend(url);
+  if (absl::Status st = CheckOptions(url, options); !st.ok()) return st;
   switch (KindOf(url)) {
     case Kind::kRedis:
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
-      return NewRedisBackend(url);
+      return NewRedisBackend(url, std::chrono::seconds(2), options.lock_delay);
 #else
       return absl::UnimplementedError("this build has no Redis backend");
 #endif
@@ -69,13 +99,17 @@ absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const std::string& url) {
 }
 
 absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string& url,
-                                                               EventLoop& loop) {
+                                                               EventLoop& loop,
+                                                               const OpenOptions& options) {
+  if (KindOf(url) == Kind::kUnknown) return NotABackend(url);
+  if (absl::Status st = CheckOptions(url, options); !st.ok()) return st;
   switch (KindOf(url)) {
     case Kind::kUnknown:
       return NotABackend(url);
     case Kind::kRedis:
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
-      return NewAsyncRedisBackend(url, loop);  // pipelined on the loop's own sockets
+      // Pipelined on the loop's own sockets.
+      return NewAsyncRedisBackend(url, loop, std::chrono::seconds(2), options.lock_delay);
 #else
       return absl::UnimplementedError("this build has no Redis backend");
 #endif

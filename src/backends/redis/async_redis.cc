@@ -12,8 +12,10 @@
 
 namespace tollgate::redis {
 
-AsyncRedisBackend::AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop)
+AsyncRedisBackend::AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop,
+                                     Duration lock_delay)
     : client_(std::move(client)),
+      lock_delay_(lock_delay),
       waits_(
           loop,
           [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
@@ -70,7 +72,8 @@ void AsyncRedisBackend::AcquireNow(const AcquireRequest& req,
   if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
   std::string lock_id = core::NewLockId();
-  ScriptCall call = AcquireCall(req.key, req.ttl, req.owner, lock_id, !client_->cluster());
+  ScriptCall call =
+      AcquireCall(req.key, req.ttl, req.owner, lock_id, !client_->cluster(), lock_delay_);
   client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl,
                                  done = std::move(done)](absl::StatusOr<Reply> r) mutable {
     if (!r.ok()) return done(r.status());
@@ -198,7 +201,14 @@ namespace tollgate {
 
 absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncRedisBackend(const std::string& url,
                                                                    EventLoop& loop,
-                                                                   Duration timeout) {
+                                                                   Duration timeout,
+                                                                   Duration lock_delay) {
+  if (lock_delay < Duration(0) || lock_delay > kMaxTtl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lock_delay must be in [0, ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(kMaxTtl).count(), "] ms, got ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(lock_delay).count()));
+  }
   absl::StatusOr<redis::RedisUrl> u = redis::ParseUrl(url);
   if (!u.ok()) return u.status();
   if (timeout <= Duration(0) || timeout > std::chrono::hours(1)) {
@@ -209,7 +219,7 @@ absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncRedisBackend(const std::st
       redis::Client::Connect(std::move(*u), timeout, loop);
   if (!client.ok()) return client.status();
   return std::unique_ptr<AsyncBackend>(
-      std::make_unique<redis::AsyncRedisBackend>(std::move(*client), loop));
+      std::make_unique<redis::AsyncRedisBackend>(std::move(*client), loop, lock_delay));
 }
 
 }  // namespace tollgate

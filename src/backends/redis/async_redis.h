@@ -20,7 +20,8 @@ class AsyncRedisBackend final : public AsyncBackend {
  public:
   // `loop` must outlive this object, which must be destroyed on the loop's thread (or while no
   // thread runs the loop); operations still pending then are dropped without completing.
-  AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop);
+  // `lock_delay`: see NewAsyncRedisBackend (validated there).
+  AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop, Duration lock_delay);
   ~AsyncRedisBackend() override;
 
   std::string_view kind() const override { return "redis"; }
@@ -57,6 +58,7 @@ class AsyncRedisBackend final : public AsyncBackend {
   bool Refused(Done& done);
 
   std::unique_ptr<Client> client_;
+  const Duration lock_delay_;
   bool shut_down_ = false;
   WaitQueue waits_;  // destroyed before client_: its waiters complete while client_ is whole
 };

@@ -123,10 +123,12 @@ class RedisBackend final : public Backend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(const std::string& url, Duration timeout) {
+absl::StatusOr<std::unique_ptr<Backend>> NewRedisBackend(const std::string& url, Duration timeout,
+                                                         Duration lock_delay) {
   absl::StatusOr<std::unique_ptr<EpollEventLoop>> loop = EpollEventLoop::Create();
   if (!loop.ok()) return loop.status();
-  absl::StatusOr<std::unique_ptr<AsyncBackend>> async = NewAsyncRedisBackend(url, **loop, timeout);
+  absl::StatusOr<std::unique_ptr<AsyncBackend>> async =
+      NewAsyncRedisBackend(url, **loop, timeout, lock_delay);
   if (!async.ok()) return async.status();
   std::unique_ptr<redis::AsyncRedisBackend> a(
       static_cast<redis::AsyncRedisBackend*>(async->release()));

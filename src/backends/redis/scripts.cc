@@ -16,8 +16,15 @@ namespace {
 
 // ---- Scripts ----
 
-// Lease acquire. KEYS: lock, fence. ARGV: lock_id, ttl_ms, has_owner ("0"/"1"), owner.
-// Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if held.
+// Lock-delay (ARGV delay_ms > 0 at acquire): the lock hash also holds 'exp' (server TIME in ms when
+// the lease ends) and 'd' (the delay), and the key lives until exp + d, so a lease that expired
+// without release blocks the key for d more. Release, Extend and Info treat the lease as gone from
+// exp on; Acquire sees the key and refuses until it is deleted (release) or expires (exp + d).
+// Without it (no 'exp'), the key's own expiry is the lease's.
+
+// Lease acquire. KEYS: lock, fence[, global fence]. ARGV: lock_id, ttl_ms, has_owner ("0"/"1"),
+// owner, delay_ms. Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if
+// held (or in lock-delay).
 constexpr std::string_view kAcquireLua = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 redis.call('INCR', KEYS[2])
@@ -41,34 +48,61 @@ if ARGV[3] == '1' then
 else
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local d = tonumber(ARGV[5])
+if d > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'exp', now + tonumber(ARGV[2]), 'd', d)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + d)
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return f
 )lua";
 
 // Release. KEYS: lock. ARGV: lock_id. 1 if released, 0 if not held by lock_id.
 constexpr std::string_view kReleaseLua = R"lua(
-if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
+local v = redis.call('HMGET', KEYS[1], 'id', 'exp')
+if v[1] ~= ARGV[1] then return 0 end
+if v[2] then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(v[2]) then
+    return 0  -- expired: the key stays in lock-delay
+  end
 end
-return 0
+redis.call('DEL', KEYS[1])
+return 1
 )lua";
 
 // Extend. KEYS: lock. ARGV: lock_id, ttl_ms. 1 if extended, 0 if not held by lock_id (an expired
 // lease is gone, so it is never revived).
 constexpr std::string_view kExtendLua = R"lua(
-if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local v = redis.call('HMGET', KEYS[1], 'id', 'exp', 'd')
+if v[1] ~= ARGV[1] then return 0 end
+if v[2] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now >= tonumber(v[2]) then return 0 end  -- expired (in lock-delay): never revived
+  redis.call('HSET', KEYS[1], 'exp', now + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(v[3]))
   return 1
 end
-return 0
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 )lua";
 
 // Info. KEYS: lock. nil if free, else {fence, pttl_ms[, owner]}.
 constexpr std::string_view kInfoLua = R"lua(
-local v = redis.call('HMGET', KEYS[1], 'fence', 'owner')
+local v = redis.call('HMGET', KEYS[1], 'fence', 'owner', 'exp')
 if not v[1] then return false end
-local ttl = redis.call('PTTL', KEYS[1])
+local ttl
+if v[3] then
+  local t = redis.call('TIME')
+  ttl = tonumber(v[3]) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if ttl <= 0 then return false end  -- expired, in lock-delay: nobody holds it
+else
+  ttl = redis.call('PTTL', KEYS[1])
+end
 if v[2] then return {v[1], ttl, v[2]} end
 return {v[1], ttl}
 )lua";
@@ -264,10 +298,11 @@ absl::Status ValidateRedisCost(Decimal cost) {
 }
 
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id, bool global_fences) {
+                       const std::string& lock_id, bool global_fences, Duration lock_delay) {
   ScriptCall call{kAcquire,
                   {LockKey(key), FenceKey(key)},
-                  {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or("")}};
+                  {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or(""),
+                   lock_delay > Duration(0) ? TtlMs(lock_delay) : "0"}};
   if (global_fences) call.keys.push_back(std::string(kGlobalFenceKey));
   return call;
 }

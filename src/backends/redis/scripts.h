@@ -84,8 +84,11 @@ absl::Status ValidateRedisCost(Decimal cost);
 // from the one counter kGlobalFenceKey, so they increase across all keys, and the key's own counter
 // is kept at its highest fence; RegSetCall then refuses (InvalidArgument, "fence N was never
 // issued; ...") a fence above that counter. Without it: one counter per key, nothing refused.
+//
+// `lock_delay` > 0: a lease that expires without release keeps the key blocked that much longer
+// (see the scripts); Release, Extend and Info then see the lease gone at its ttl.
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id, bool global_fences);
+                       const std::string& lock_id, bool global_fences, Duration lock_delay);
 ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id);
 ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl);
 ScriptCall InfoCall(std::string_view key);
