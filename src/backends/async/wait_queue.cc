@@ -90,6 +90,21 @@ size_t WaitQueue::Count(std::string_view key) const {
   return n;
 }
 
+void WaitQueue::Poke(const std::string& key) {
+  auto it = keys_.find(key);
+  if (it == keys_.end() || it->second->attempting) return;
+  loop_.CancelTimer(it->second->poll_timer);
+  Attempt(key);
+}
+
+std::vector<std::string> WaitQueue::WaitingKeys() const {
+  std::vector<std::string> out;
+  for (const auto& [key, k] : keys_) {
+    if (Count(key) > 0) out.push_back(key);
+  }
+  return out;
+}
+
 void WaitQueue::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
@@ -60,6 +61,11 @@ class WaitQueue {
   void Cancel(uint64_t ticket);
   // Waiters queued for `key`.
   size_t Count(std::string_view key) const;
+  // The key may have become free (a backend that can watch keys saw it deleted): the head waiter
+  // of `key` tries at once instead of at its next poll. No effect without waiters for `key`.
+  void Poke(const std::string& key);
+  // Keys with waiters (for a backend that watches them).
+  std::vector<std::string> WaitingKeys() const;
   // Every waiter completes with nullopt now; later Acquires with wait complete with nullopt too.
   void Shutdown();
 

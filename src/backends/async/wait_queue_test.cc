@@ -118,6 +118,28 @@ TEST_F(WaitQueueTest, CancelledWaiterIsNeverAnsweredAndItsLateGrantIsReleased) {
   EXPECT_EQ(released, (std::vector<std::string>{"late"}));
 }
 
+TEST_F(WaitQueueTest, PokeTriesAtOnceInsteadOfAtTheNextPoll) {
+  std::unique_ptr<EpollEventLoop> loop = std::move(*EpollEventLoop::Create());
+  FakeStore store;
+  WaitQueue q(
+      *loop,
+      [&](const AcquireRequest& r, Completion<std::optional<LeaseGrant>> d) {
+        store.TryAcquire(r, std::move(d));
+      },
+      [](const std::string&, const std::string&) {}, {.poll = std::chrono::seconds(60)});
+  std::optional<Result> got;
+  q.Acquire(Req(std::chrono::seconds(30)), [&](Result r) { got = r; });
+  EXPECT_EQ(store.attempts, 1);
+  EXPECT_EQ(q.WaitingKeys(), std::vector<std::string>{"k"});
+  store.free = true;
+  q.Poke("k");
+  ASSERT_TRUE(got.has_value());  // the fake answers inline
+  ASSERT_TRUE(got->ok() && got->value().has_value());
+  EXPECT_EQ(store.attempts, 2);
+  q.Poke("nobody");  // no waiters: nothing happens
+  EXPECT_EQ(store.attempts, 2);
+}
+
 TEST_F(WaitQueueTest, ShutdownAnswersEveryWaiterWithNull) {
   int nulls = 0;
   for (int i = 0; i < 3; ++i) {
