@@ -415,6 +415,54 @@ TEST(SharedWaitOutageTest, BackendOutageWhileWaitingEndsInUnavailableAndWaitingR
   EXPECT_EQ(s.Terminate(), 0);
 }
 
+// Issue 10: the server's connection to the backend is killed while a client's pipelined requests
+// are in flight on it. Each request is answered -UNAVAILABLE, none is sent again behind the
+// client's back (so none is applied twice: Redis ran none of them), and the next request
+// reconnects.
+TEST(SharedOutageTest, BackendConnectionDroppedWithRequestsInFlight) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.Start());
+  TempDir dir;
+  ServerProcess s(dir.path(), {"--backend", redis.url()});
+  ASSERT_TRUE(s.ok());
+  Client c(s.port(), kWaiterTimeoutMs);
+  Reply first = c.Run({"THROTTLE", "k", "1000", "1"});
+  ASSERT_TRUE(first && first->type == REDIS_REPLY_ARRAY) << Str(first.get());
+  EXPECT_EQ(first->element[1]->integer, 999);
+  Client admin(redis.port());
+  Reply paused = admin.Run({"CLIENT", "PAUSE", "5000", "WRITE"});  // scripts wait, unexecuted
+  ASSERT_TRUE(paused && paused->type == REDIS_REPLY_STATUS) << Str(paused.get());
+  constexpr int kInFlight = 50;
+  for (int i = 0; i < kInFlight; ++i) c.Append({"THROTTLE", "k", "1000", "1"});
+  ASSERT_EQ(redisBufferWrite(c.raw(), nullptr), REDIS_OK);
+  int done = 0;
+  while (redisBufferWrite(c.raw(), &done) == REDIS_OK && !done) {
+  }
+  std::this_thread::sleep_for(milliseconds(300));  // the server wrote them to Redis
+  Reply killed = admin.Run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_TRUE(killed && killed->type == REDIS_REPLY_INTEGER) << Str(killed.get());
+  EXPECT_GE(killed->integer, 1);
+  for (int i = 0; i < kInFlight; ++i) {
+    Reply r = c.Next();
+    ASSERT_TRUE(r) << "reply " << i;
+    ASSERT_EQ(r->type, REDIS_REPLY_ERROR) << i << ": " << Str(r.get());
+    EXPECT_EQ(std::string(r->str).rfind("UNAVAILABLE", 0), 0u) << r->str;
+  }
+  Reply unpaused = admin.Run({"CLIENT", "UNPAUSE"});
+  ASSERT_TRUE(unpaused);
+  // None of the 50 ran (and none was retried): the next decision leaves 998, not 948.
+  Reply next;
+  const auto until = Clock::now() + seconds(10);
+  while (Clock::now() < until) {
+    next = c.Run({"THROTTLE", "k", "1000", "1"});
+    if (next && next->type == REDIS_REPLY_ARRAY) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_TRUE(next && next->type == REDIS_REPLY_ARRAY) << Str(next.get());
+  EXPECT_EQ(next->element[1]->integer, 998);
+  EXPECT_EQ(s.Terminate(), 0);
+}
+
 // Issue 10: --lock-delay-ms is honoured through the server on Redis: a key whose lease expired
 // unreleased is not granted again, to a plain acquire or a waiter, until the delay has passed.
 TEST(SharedLockDelayTest, RedisBackendHonoursLockDelay) {
