@@ -283,45 +283,23 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
   }
   if (want("persistence")) {
     out.append("# Persistence\r\n");
-    if (s.store == nullptr) {
-      line("store", s.options.backend_url.substr(0, s.options.backend_url.find(':')));
-    } else {
-      DurableStore::Stats st = s.store->stats();
-      line("store", "rocksdb");
-      line("data_dir", s.options.data_dir);
-      line("group_commits", std::to_string(st.commits));
-      line("records_written", std::to_string(st.records));
-      line("last_appended_seq", std::to_string(s.store->LastAppended()));
-      line("last_durable_seq", std::to_string(s.store->LastDurable()));
-    }
+    for (const auto& [k, v] : ctx.state.PersistenceInfo()) line(k, v);
     out.append("\r\n");
   }
   if (want("leases")) {
     out.append("# Leases\r\n");
-    if (s.store != nullptr) {
-      line("lease_keys", std::to_string(s.leases.key_count()));
-      line("last_fence", std::to_string(s.leases.last_fence()));
-      line("fenced_registers", std::to_string(s.registers.size()));
-    } else {
-      // On a shared backend the leases live there: this server cannot count them (the local
-      // manager only holds its own waiters' bookkeeping).
-      line("lease_keys", "n/a");
-      line("last_fence", "n/a");
-      line("fenced_registers", "n/a");
-    }
+    for (const auto& [k, v] : ctx.state.LeasesInfo()) line(k, v);
     line("lock_delay_ms",
          std::to_string(
              std::chrono::duration_cast<std::chrono::milliseconds>(s.options.lock_delay).count()));
     out.append("\r\n");
   }
   if (want("ratelimit")) {
-    // Counters are this server's decisions, also on a shared backend (--backend), where the
-    // backend decides and the server counts what it answered; the fields are the same either way.
-    // Live bucket counts are per store: a server on a shared backend cannot know them (other
-    // servers create buckets too), so throttle_buckets and each layer's buckets= read "n/a" there.
+    // Counters are this server's decisions, whatever state answered; the fields are the same
+    // either way. Live bucket counts are known only where the buckets are (State), else "n/a".
     // overflow counts only embedded-store decisions (shared backends have no bucket limit).
-    const bool shared = !s.options.backend_url.empty();
-    auto buckets = [&](size_t n) { return shared ? std::string("n/a") : std::to_string(n); };
+    const bool known = ctx.state.KnowsBucketCounts();
+    auto buckets = [&](size_t n) { return known ? std::to_string(n) : std::string("n/a"); };
     out.append("# Ratelimit\r\n");
     line("throttle_buckets", buckets(s.throttler.bucket_count()));
     line("throttle_allowed", std::to_string(s.stats.throttle_allowed.load()));

@@ -12,11 +12,13 @@ namespace {
 class EmbeddedState final : public State {
  public:
   EmbeddedState(LeaseManager& leases, FencedRegisters& registers, Throttler& throttler,
-                PolicyEngine& policies, EventLoop& loop)
+                PolicyEngine& policies, DurableStore& store, std::string data_dir, EventLoop& loop)
       : leases_(leases),
         registers_(registers),
         throttler_(throttler),
         policies_(policies),
+        store_(store),
+        data_dir_(std::move(data_dir)),
         loop_(loop) {}
   ~EmbeddedState() override { *alive_ = false; }
 
@@ -82,6 +84,22 @@ class EmbeddedState final : public State {
     done(policies_.Check(policy, fields, cost));
   }
 
+  InfoLines PersistenceInfo() const override {
+    const DurableStore::Stats st = store_.stats();
+    return {{"store", "rocksdb"},
+            {"data_dir", data_dir_},
+            {"group_commits", std::to_string(st.commits)},
+            {"records_written", std::to_string(st.records)},
+            {"last_appended_seq", std::to_string(store_.LastAppended())},
+            {"last_durable_seq", std::to_string(store_.LastDurable())}};
+  }
+  InfoLines LeasesInfo() const override {
+    return {{"lease_keys", std::to_string(leases_.key_count())},
+            {"last_fence", std::to_string(leases_.last_fence())},
+            {"fenced_registers", std::to_string(registers_.size())}};
+  }
+  bool KnowsBucketCounts() const override { return true; }
+
   void Shutdown() override {
     shut_down_ = true;
     for (auto it = waiting_.begin(); it != waiting_.end();) {
@@ -118,6 +136,8 @@ class EmbeddedState final : public State {
   FencedRegisters& registers_;
   Throttler& throttler_;
   PolicyEngine& policies_;
+  DurableStore& store_;
+  const std::string data_dir_;
   EventLoop& loop_;
   bool shut_down_ = false;
   uint64_t next_ticket_ = 1;
@@ -129,8 +149,10 @@ class EmbeddedState final : public State {
 
 std::unique_ptr<State> NewEmbeddedState(LeaseManager& leases, FencedRegisters& registers,
                                         Throttler& throttler, PolicyEngine& policies,
+                                        DurableStore& store, std::string data_dir,
                                         EventLoop& loop) {
-  return std::make_unique<EmbeddedState>(leases, registers, throttler, policies, loop);
+  return std::make_unique<EmbeddedState>(leases, registers, throttler, policies, store,
+                                         std::move(data_dir), loop);
 }
 
 }  // namespace tollgate::server

@@ -233,7 +233,8 @@ int RunServer(const ServerOptions& options) {
     };
   } else {
     make_state = [&](EventLoop& loop) -> absl::StatusOr<std::unique_ptr<server::State>> {
-      return server::NewEmbeddedState(*leases, registers, throttler, policies, loop);
+      return server::NewEmbeddedState(*leases, registers, throttler, policies, *store,
+                                      options.data_dir, loop);
     };
   }
   for (int i = 0; i < threads; ++i) {

@@ -60,6 +60,13 @@ class SharedState final : public State {
   }
   void Shutdown() override { backend_->Shutdown(); }
 
+  InfoLines PersistenceInfo() const override { return {{"store", std::string(backend_->kind())}}; }
+  // The leases live on the backend: this server cannot count them.
+  InfoLines LeasesInfo() const override {
+    return {{"lease_keys", "n/a"}, {"last_fence", "n/a"}, {"fenced_registers", "n/a"}};
+  }
+  bool KnowsBucketCounts() const override { return false; }
+
  private:
   std::unique_ptr<AsyncBackend> backend_;
   PolicyEngine& policies_;

@@ -17,12 +17,16 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "tollgate/async_backend.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
 #include "tollgate/limiter.h"
+#include "tollgate/store.h"
 
 namespace tollgate::server {
 
@@ -51,12 +55,23 @@ class State {
                          std::optional<Decimal> cost, Completion<PolicyDecision> done) = 0;
   // Waiting Acquires complete with nullopt now; see AsyncBackend::Shutdown.
   virtual void Shutdown() = 0;
+
+  // INFO's fields that depend on where state lives, as (name, value) lines: the "persistence"
+  // section (`store` first) and the "leases" section (lease_keys, last_fence, fenced_registers:
+  // "n/a" where this server cannot count them).
+  using InfoLines = std::vector<std::pair<std::string, std::string>>;
+  virtual InfoLines PersistenceInfo() const = 0;
+  virtual InfoLines LeasesInfo() const = 0;
+  // Whether this server knows live bucket counts (INFO ratelimit's throttle_buckets and buckets=
+  // fields read "n/a" otherwise: on a shared backend other servers make buckets too).
+  virtual bool KnowsBucketCounts() const = 0;
 };
 
-// The embedded store's state for one I/O thread. Every reference must outlive the result.
+// The embedded store's state for one I/O thread. Every reference (and `store`, which holds
+// `data_dir`) must outlive the result.
 std::unique_ptr<State> NewEmbeddedState(LeaseManager& leases, FencedRegisters& registers,
                                         Throttler& throttler, PolicyEngine& policies,
-                                        EventLoop& loop);
+                                        DurableStore& store, std::string data_dir, EventLoop& loop);
 
 // A shared backend's state for one I/O thread: `backend` runs on that thread's loop; `policies`
 // renders RATE.CHECK's layers and counts its decisions (must outlive the result).
