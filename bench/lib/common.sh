@@ -11,7 +11,8 @@
 #   require_readable FILE...        die unless each file is readable
 #   bench_setup NAME                make $WORK (mktemp -d .../NAME.XXXXXX), reset the process
 #                                   variables, trap EXIT/INT/TERM (cleanup: stop perf, redis-benchmark,
-#                                   tollgate, redis-server; remove $WORK), decide COUNT_FSYNCS
+#                                   tollgate, redis-server, then bench_extra_cleanup if the script
+#                                   defines it; remove $WORK), decide COUNT_FSYNCS
 #   alive PID, stop_pid PID NAME (sets STOP_RC), stop_tollgate, stop_redis, free_port
 #   start_tollgate DIR              `tollgate serve` on a free port (data in DIR/data); sets TG_PID,
 #                                   TG_PORT. Flags: "${TOLLGATE_EXTRA_ARGS[@]}" then $TOLLGATE_ARGS
@@ -130,6 +131,8 @@ cleanup() {
   fi
   stop_tollgate || true
   stop_redis || true
+  # A script's own extra cleanup (e.g. a PostgreSQL cluster it started), when it defines one.
+  if declare -F bench_extra_cleanup >/dev/null; then bench_extra_cleanup || true; fi
   rm -rf -- "$WORK" || true
   exit "$rc"
 }

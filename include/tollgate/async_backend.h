@@ -122,11 +122,10 @@ bool HonoursLockDelay(const std::string& url);
                                                                    const OpenOptions& options = {});
 
 // Opens an asynchronous backend from a URL (as OpenBackend) driven by `loop`, which must outlive
-// it. Redis and PostgreSQL are pipelined on non-blocking connections owned by the loop (Redis one
-// per node, PostgreSQL kAsyncPostgresConnections); etcd runs its synchronous client on
-// kAsyncWorkers worker threads of its own, each with its own connection (the loop never blocks on
-// them).
-inline constexpr int kAsyncWorkers = 8;
+// it. Every backend runs on non-blocking connections owned by the loop: Redis pipelined (one
+// connection per node), PostgreSQL in libpq pipeline mode (kAsyncPostgresConnections
+// connections), etcd as concurrent HTTP transfers (libcurl multi). For a Backend of your own,
+// NewThreadedAsyncBackend (backends/async/threaded_backend.h) runs it on worker threads.
 inline constexpr int kAsyncPostgresConnections = 4;
 [[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(
     const std::string& url, EventLoop& loop, const OpenOptions& options = {});

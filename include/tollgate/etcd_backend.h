@@ -42,19 +42,36 @@
 // which is reserved for a stale fence. Each call uses a fresh request on a kept-alive connection,
 // so a backend recovers by itself once the server is back.
 //
-// Thread-safety: one curl handle for requests per Backend object, guarded by a mutex (calls are
-// serialized), and a second one for WaitForRelease's watch, so a long watch does not hold up
-// requests on the same object (concurrent watches on one object take turns).
+// Asynchronous: NewAsyncEtcdBackend is the one implementation. Its requests are non-blocking
+// libcurl transfers (the multi interface) whose sockets and timers live on the caller's EventLoop,
+// so many are in flight at once on one thread, over at most 16 kept-alive HTTP/1.1 connections.
+// Every request has the backend's timeout as its deadline; a failed or timed-out request completes
+// its operation with Unavailable naming the etcd address and the cause, and is never retried (an
+// Acquire whose txn failed revokes its new lease, so no lock stays held without its client
+// knowing). Operations on one key complete in submission order (each starts when the previous one
+// on that key completed); operations on different keys run concurrently. At most kEtcdMaxInFlight
+// operations are pending per backend object; one more completes at once with Unavailable "backend
+// pipeline full (1024 requests in flight)". LOCK.ACQUIRE with WAIT waits on the loop (a WaitQueue,
+// polling every 25 ms); besides, each key with waiters (up to 64 keys) has a watch stream on its
+// lock, and a DELETE makes the head waiter try at once.
+//
+// Thread-safety (synchronous backend): a thin wrapper over the asynchronous one on a private event
+// loop, run by the calling thread until the call completes; calls are serialized by a mutex.
+// WaitForRelease has a second private loop and asynchronous backend (with its own connection), so a
+// long watch does not hold up requests on the same object (concurrent watches on one object take
+// turns).
 #ifndef TOLLGATE_ETCD_BACKEND_H_
 #define TOLLGATE_ETCD_BACKEND_H_
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "tollgate/async_backend.h"
 #include "tollgate/backend.h"
 #include "tollgate/clock.h"
 
@@ -66,6 +83,18 @@ namespace tollgate {
 // timeout is out of range; Unavailable if the server cannot be reached now (it is probed eagerly).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Backend>> NewEtcdBackend(
     const std::string& url, Duration timeout = std::chrono::seconds(2));
+
+// The most operations one asynchronous etcd backend holds (submitted and not yet completed, running
+// or queued behind an earlier operation on the same key); one more completes at once with
+// Unavailable "backend pipeline full (1024 requests in flight)".
+inline constexpr size_t kEtcdMaxInFlight = 1024;
+
+// The asynchronous etcd backend, driven by `loop` (which must outlive it; destroy it on the loop's
+// thread, or while no thread runs the loop: operations pending then are dropped without
+// completing). Same url, timeout, errors and eager probe (a blocking request of at most `timeout`,
+// made before returning) as NewEtcdBackend. Throttle and CheckLayers complete with Unimplemented.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncEtcdBackend(
+    const std::string& url, EventLoop& loop, Duration timeout = std::chrono::seconds(2));
 
 namespace etcd_internal {
 

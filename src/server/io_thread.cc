@@ -201,33 +201,14 @@ void IoThread::Unwatch(int fd) {
 }
 
 uint64_t IoThread::RunAt(SteadyTime at, absl::AnyInvocable<void()> fn) {
-  const uint64_t id = next_timer_++;
-  timers_.emplace(std::make_pair(at, id), std::move(fn));
-  timer_at_.emplace(id, at);
-  return id;
+  return timers_.Add(at, std::move(fn));
 }
 
-void IoThread::CancelTimer(uint64_t id) {
-  auto it = timer_at_.find(id);
-  if (it == timer_at_.end()) return;
-  timers_.erase(std::make_pair(it->second, id));
-  timer_at_.erase(it);
-}
+void IoThread::CancelTimer(uint64_t id) { timers_.Cancel(id); }
 
 void IoThread::AtEndOfPass(absl::AnyInvocable<void()> fn) { end_of_pass_.push_back(std::move(fn)); }
 
-int IoThread::RunTimers() {
-  const SteadyTime now = services_.clock->SteadyNow();
-  while (!timers_.empty() && timers_.begin()->first.first <= now) {
-    auto node = timers_.extract(timers_.begin());
-    timer_at_.erase(node.key().second);
-    node.mapped()();
-  }
-  if (timers_.empty()) return -1;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(timers_.begin()->first.first -
-                                                               services_.clock->SteadyNow());
-  return static_cast<int>(std::clamp<int64_t>(ms.count(), 0, 60'000));
-}
+int IoThread::RunTimers() { return timers_.RunDue(services_.clock); }
 
 void IoThread::RunEndOfPass() {
   while (!end_of_pass_.empty()) {
@@ -464,13 +445,7 @@ void IoThread::Process(Conn& c) {
     table.Dispatch(ctx, c.parser.args());
     if (c.open_ticket != 0 && !c.open_done) {
       // The reply comes later: what was written so far goes before it, what follows after it.
-      if (!c.building.empty()) {
-        c.slot_bytes += c.building.size();
-        c.slots.push_back(
-            {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
-        c.building.clear();
-        c.building_grants.clear();
-      }
+      BuildingToSlot(c);
       c.slots.push_back({c.open_ticket, false, 0, {}, {}});
       if (c.open_wait != 0) {
         c.blocked = true;
@@ -509,19 +484,22 @@ void IoThread::Seal(Conn& c) {
     c.building_grants.clear();
     return;
   }
-  if (!c.building.empty()) {
-    c.slot_bytes += c.building.size();
-    c.slots.push_back(
-        {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
-    c.building.clear();
-    c.building_grants.clear();
-  }
+  BuildingToSlot(c);
   while (!c.slots.empty() && c.slots.front().ready) {
     Slot slot = std::move(c.slots.front());
     c.slots.pop_front();
     c.slot_bytes -= slot.bytes.size();
     SealBytes(c, slot.bytes, slot.grants, slot.seq);
   }
+}
+
+void IoThread::BuildingToSlot(Conn& c) {
+  if (c.building.empty()) return;
+  c.slot_bytes += c.building.size();
+  c.slots.push_back(
+      {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
+  c.building.clear();
+  c.building_grants.clear();
 }
 
 void IoThread::SealBytes(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants,

@@ -29,6 +29,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "backends/async/timer_queue.h"
 #include "protocol/resp_parser.h"
 #include "server/command_table.h"
 #include "server/services.h"
@@ -109,6 +110,8 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
   void Process(Conn& c);
   // Moves finished replies, in order, toward the socket: to `out`, or to held_ until durable.
   void Seal(Conn& c);
+  // Queues the replies written so far (if any) as a ready slot behind the deferred ones.
+  static void BuildingToSlot(Conn& c);
   // Seal for one reply (or run of replies) that waits for durable sequence `seq`.
   void SealBytes(Conn& c, std::string& bytes, std::vector<PendingGrant>& grants, uint64_t seq);
   void ReleaseDurable();
@@ -166,9 +169,7 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Conn>> conns_;
   using FdHandler = absl::AnyInvocable<void(uint32_t)>;
   absl::flat_hash_map<int, std::shared_ptr<FdHandler>> watches_;  // backend fds
-  std::map<std::pair<SteadyTime, uint64_t>, absl::AnyInvocable<void()>> timers_;
-  absl::flat_hash_map<uint64_t, SteadyTime> timer_at_;
-  uint64_t next_timer_ = 1;
+  TimerQueue timers_;
   std::vector<absl::AnyInvocable<void()>> end_of_pass_;
   std::deque<HeldReply> held_;  // sequences are non-decreasing
   std::vector<uint64_t> dirty_;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "backends/async/timer_queue.h"
 #include "tollgate/event_loop.h"
 
 namespace tollgate {
@@ -58,18 +59,10 @@ class EpollLoopImpl final : public EpollEventLoop {
   }
 
   uint64_t RunAt(SteadyTime at, absl::AnyInvocable<void()> fn) override {
-    const uint64_t id = next_timer_++;
-    timers_.emplace(std::make_pair(at, id), std::move(fn));
-    timer_at_.emplace(id, at);
-    return id;
+    return timers_.Add(at, std::move(fn));
   }
 
-  void CancelTimer(uint64_t id) override {
-    auto it = timer_at_.find(id);
-    if (it == timer_at_.end()) return;
-    timers_.erase(std::make_pair(it->second, id));
-    timer_at_.erase(it);
-  }
+  void CancelTimer(uint64_t id) override { timers_.Cancel(id); }
 
   void AtEndOfPass(absl::AnyInvocable<void()> fn) override {
     end_of_pass_.push_back(std::move(fn));
@@ -98,15 +91,17 @@ class EpollLoopImpl final : public EpollEventLoop {
   }
 
   void RunOnce(Duration max_wait) override {
+    // Timers run after the wait, in this pass: RunUntil checks its condition between passes, so a
+    // timer that completes what it waits for ends the pass (and the wait) at once.
+    const int next_timer = timers_.NextTimeoutMs(clock_);
     // Work queued for the end of the previous pass's callbacks goes first (nothing may wait on it).
     if (!end_of_pass_.empty()) max_wait = Duration(0);
-    if (!timers_.empty()) {
-      const Duration until = timers_.begin()->first.first - clock_->SteadyNow();
-      max_wait = std::max(Duration(0), std::min(max_wait, until));
-    }
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(max_wait).count();
+    int64_t ms = std::min<int64_t>(
+        std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(max_wait).count()),
+        60'000);
+    if (next_timer >= 0) ms = std::min<int64_t>(ms, next_timer);
     epoll_event events[64];
-    const int n = epoll_wait(epfd_, events, 64, static_cast<int>(std::min<int64_t>(ms, 60'000)));
+    const int n = epoll_wait(epfd_, events, 64, static_cast<int>(ms));
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kWakeTag) {
         uint64_t v;
@@ -125,7 +120,7 @@ class EpollLoopImpl final : public EpollEventLoop {
       if (events[i].events & (EPOLLERR | EPOLLHUP)) ev |= kError | kReadable;
       (*h)(ev);
     }
-    RunTimers();
+    timers_.RunDue(clock_);
     RunEndOfPass();
   }
 
@@ -141,15 +136,6 @@ class EpollLoopImpl final : public EpollEventLoop {
     for (auto& fn : fns) fn();
   }
 
-  void RunTimers() {
-    const SteadyTime now = clock_->SteadyNow();
-    while (!timers_.empty() && timers_.begin()->first.first <= now) {
-      auto node = timers_.extract(timers_.begin());
-      timer_at_.erase(node.key().second);
-      node.mapped()();
-    }
-  }
-
   void RunEndOfPass() {
     std::vector<absl::AnyInvocable<void()>> fns;
     fns.swap(end_of_pass_);
@@ -160,9 +146,7 @@ class EpollLoopImpl final : public EpollEventLoop {
   const int epfd_;
   const int wakefd_;
   absl::flat_hash_map<int, std::shared_ptr<Handler>> watches_;
-  std::map<std::pair<SteadyTime, uint64_t>, absl::AnyInvocable<void()>> timers_;
-  absl::flat_hash_map<uint64_t, SteadyTime> timer_at_;
-  uint64_t next_timer_ = 1;
+  TimerQueue timers_;
   std::vector<absl::AnyInvocable<void()>> end_of_pass_;
   std::mutex post_mu_;
   std::vector<absl::AnyInvocable<void()>> posted_;  // guarded by post_mu_

@@ -3,7 +3,6 @@
 #include <string>
 #include <string_view>
 
-#include "backends/async/threaded_backend.h"
 #include "tollgate/async_backend.h"
 
 #ifdef TOLLGATE_HAVE_REDIS_BACKEND
@@ -122,10 +121,14 @@ absl::StatusOr<std::unique_ptr<AsyncBackend>> OpenAsyncBackend(const std::string
       return absl::UnimplementedError("this build has no PostgreSQL backend");
 #endif
     case Kind::kEtcd:
-      break;
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+      // Non-blocking HTTP requests (curl multi) on the loop's own sockets and timers.
+      return NewAsyncEtcdBackend(url, loop, std::chrono::seconds(2));
+#else
+      return absl::UnimplementedError("this build has no etcd backend");
+#endif
   }
-  return NewThreadedAsyncBackend([url] { return OpenBackend(url); }, loop,
-                                 {.workers = kAsyncWorkers});
+  return NotABackend(url);
 }
 
 }  // namespace tollgate
