@@ -243,6 +243,37 @@ TEST_F(PostgresBackendTest, ValuesReadBackWithAnEscapeByteaOutputDefault) {
   EXPECT_EQ((*got)->value, value);
 }
 
+// Issue 10: every transient state the server can be in answers Unavailable (retry), never -ERR.
+// Each SQLSTATE is raised for real, by a trigger on the leases table, inside the backend's call.
+TEST_F(PostgresBackendTest, EachTransientSqlstateIsUnavailable) {
+  Session admin(server_->conninfo());
+  ASSERT_EQ(admin.Run("CREATE DATABASE sqlstatedb"), "");
+  const std::string conninfo =
+      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=sqlstatedb";
+  ASSERT_TRUE(MigratePostgres(conninfo).ok());
+  Session db(conninfo);
+  auto b = NewPostgresBackend(conninfo);
+  ASSERT_TRUE(b.ok()) << b.status();
+  int n = 0;
+  for (const char* code : {"40001", "40P01", "55P03", "53100", "53200", "25006", "57P01"}) {
+    ASSERT_EQ(db.Run(std::string("CREATE OR REPLACE FUNCTION fail_with() RETURNS trigger ") +
+                     "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'provoked' USING ERRCODE = '" +
+                     code + "'; END $$"),
+              "");
+    ASSERT_EQ(db.Run("CREATE OR REPLACE TRIGGER fail BEFORE INSERT ON tollgate_leases "
+                     "FOR EACH ROW EXECUTE FUNCTION fail_with()"),
+              "");
+    auto g = (*b)->Acquire("k" + std::to_string(n++), seconds(30), std::nullopt);
+    EXPECT_EQ(g.status().code(), absl::StatusCode::kUnavailable) << code << ": " << g.status();
+    EXPECT_THAT(std::string(g.status().message()), HasSubstr(code));
+  }
+  ASSERT_EQ(db.Run("DROP TRIGGER fail ON tollgate_leases"), "");
+  // The backend recovers (reconnecting where it dropped its session).
+  absl::StatusOr<std::optional<LeaseGrant>> ok = absl::UnavailableError("not tried");
+  for (int i = 0; i < 20 && !ok.ok(); ++i) ok = (*b)->Acquire("after", seconds(30), std::nullopt);
+  ASSERT_TRUE(ok.ok() && ok->has_value()) << ok.status();
+}
+
 // Issue 10: states of a demoted primary, a lock timeout (and the other transient conflicts) are
 // Unavailable (retry), never InvalidArgument/Internal (-ERR: bad input).
 TEST_F(PostgresBackendTest, ReadOnlyAndLockTimeoutAreUnavailable) {

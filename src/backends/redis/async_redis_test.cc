@@ -611,4 +611,31 @@ TEST_F(AsyncRedisClusterTest, MovedIsFollowedAndRemembered) {
 }
 
 }  // namespace
+namespace {
+
+// Issue 10: every state a Redis server answers with an error while it cannot serve is Unavailable
+// (retry), never -ERR (bad input). States no test can provoke on a healthy server (MISCONF needs a
+// failing disk, OOM a full memory) are checked on the mapping itself, with Redis's own texts.
+TEST(RedisErrorMappingTest, EveryOutageOrOverloadStateIsUnavailable) {
+  for (const char* msg :
+       {"LOADING Redis is loading the dataset in memory",
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "CLUSTERDOWN The cluster is down", "READONLY You can't write against a read only replica.",
+        "NOREPLICAS Not enough good replicas to write.",
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist "
+        "to disk.",
+        "NOAUTH Authentication required.", "WRONGPASS invalid username-password pair",
+        "NOPERM this user has no permissions to run the 'evalsha' command"}) {
+    absl::Status st = redis::ErrorReply(msg);
+    EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << msg;
+    EXPECT_NE(st.message().find(msg), std::string_view::npos) << st;
+  }
+  EXPECT_EQ(redis::ErrorReply("STALE fence 1 is older than 2").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(redis::ErrorReply("ERR something unexpected").code(), absl::StatusCode::kInternal);
+}
+
+}  // namespace
 }  // namespace tollgate
