@@ -95,6 +95,7 @@ bool EtcdServer::Launch() {
                                    "zap",
                                    "--log-outputs",
                                    dir_ + "/etcd.log"};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = SpawnQuiet(std::move(args));
   if (pid_ < 0) return false;
   return WaitUntilReady(&pid_, std::chrono::seconds(20), std::chrono::milliseconds(50),

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace tollgate::testing {
 
@@ -27,6 +28,9 @@ class EtcdServer {
   // Starts the server again on the same ports and directory; waits until it is healthy.
   bool Restart();
 
+  // Extra etcd flags for Start() (e.g. {"--quota-backend-bytes", "1048576"}).
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   int port() const { return client_port_; }
@@ -40,6 +44,7 @@ class EtcdServer {
   int client_port_ = 0;
   int peer_port_ = 0;
   std::string dir_;
+  std::vector<std::string> extra_args_;
 };
 
 }  // namespace tollgate::testing

@@ -46,6 +46,26 @@ TEST(EtcdUrlTest, NothingListeningIsUnavailablePromptly) {
   EXPECT_LT(Clock::now() - start, seconds(5));
 }
 
+// Issue 10: etcd out of space ("mvcc: database space exceeded", gRPC RESOURCE_EXHAUSTED) is an
+// outage to retry (Unavailable), not bad input. Provoked for real: a 1 MiB quota, filled.
+TEST(EtcdOutOfSpaceTest, DatabaseSpaceExceededIsUnavailable) {
+  EtcdServer etcd;
+  etcd.set_extra_args({"--quota-backend-bytes", "1048576"});
+  ASSERT_TRUE(etcd.Start());
+  auto b = NewEtcdBackend(etcd.url());
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto g = (*b)->Acquire("k", seconds(60), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  const std::string big(400 * 1024, 'x');
+  absl::Status st;
+  for (int i = 0; i < 40 && st.ok(); ++i) {
+    st = (*b)->FencedSet("r" + std::to_string(i), (*g)->fence, big);
+  }
+  ASSERT_FALSE(st.ok()) << "1 MiB quota never exceeded";
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(std::string(st.message()).find("database space exceeded"), std::string::npos) << st;
+}
+
 class EtcdBackendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
