@@ -475,6 +475,23 @@ TEST(SharedOutageTest, BackendConnectionDroppedWithRequestsInFlight) {
   EXPECT_EQ(s.Terminate(), 0);
 }
 
+// A reply answered later by the backend keeps the encoding of its request's time: a HELLO 3
+// pipelined behind it switches only the replies after it.
+TEST(SharedOutageTest, DeferredReplyKeepsTheProtocolOfItsRequest) {
+  RedisServer redis;
+  ASSERT_TRUE(redis.Start());
+  TempDir dir;
+  ServerProcess s(dir.path(), {"--backend", redis.url()});
+  ASSERT_TRUE(s.ok());
+  RawConn c(s.port());
+  ASSERT_TRUE(c.Send("FENCE.GET nothing-here\r\nHELLO 3\r\nFENCE.GET nothing-here\r\n"));
+  const std::string all = c.Read(1 << 16, 1500);
+  ASSERT_GE(all.size(), 8u) << all;
+  EXPECT_EQ(all.substr(0, 5), "*-1\r\n") << all;          // RESP2's null array, as when it was sent
+  EXPECT_EQ(all.substr(all.size() - 3), "_\r\n") << all;  // after HELLO 3: RESP3's null
+  EXPECT_EQ(s.Terminate(), 0);
+}
+
 // Issue 10: --lock-delay-ms is honoured through the server on Redis: a key whose lease expired
 // unreleased is not granted again, to a plain acquire or a waiter, until the delay has passed.
 TEST(SharedLockDelayTest, RedisBackendHonoursLockDelay) {

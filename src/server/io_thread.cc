@@ -446,7 +446,7 @@ void IoThread::Process(Conn& c) {
     if (c.open_ticket != 0 && !c.open_done) {
       // The reply comes later: what was written so far goes before it, what follows after it.
       BuildingToSlot(c);
-      c.slots.push_back({c.open_ticket, false, 0, {}, {}});
+      c.slots.push_back({c.open_ticket, false, 0, c.reply.protocol(), {}, {}});
       if (c.open_wait != 0) {
         c.blocked = true;
         c.wait_ticket = c.open_wait;
@@ -496,8 +496,8 @@ void IoThread::Seal(Conn& c) {
 void IoThread::BuildingToSlot(Conn& c) {
   if (c.building.empty()) return;
   c.slot_bytes += c.building.size();
-  c.slots.push_back(
-      {0, true, c.session.needs_seq, std::move(c.building), std::move(c.building_grants)});
+  c.slots.push_back({0, true, c.session.needs_seq, c.reply.protocol(), std::move(c.building),
+                     std::move(c.building_grants)});
   c.building.clear();
   c.building_grants.clear();
 }
@@ -731,7 +731,10 @@ void IoThread::FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) {
   std::vector<PendingGrant> saved_grants;
   saved.swap(c->building);
   saved_grants.swap(c->building_grants);
+  const int protocol = c->reply.protocol();
+  c->reply.set_protocol(slot->protocol);  // as the client expects this reply
   write(c->reply, *c);
+  c->reply.set_protocol(protocol);
   slot->bytes.swap(c->building);
   slot->grants.swap(c->building_grants);
   c->building.swap(saved);

@@ -87,6 +87,7 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
     uint64_t ticket = 0;  // of the deferred reply; 0 for replies written at once
     bool ready = false;
     uint64_t seq = 0;  // durable sequence the reply waits for
+    int protocol = 2;  // the encoding in effect when the command ran (a later HELLO may switch it)
     std::string bytes;
     std::vector<PendingGrant> grants;
   };
