@@ -150,9 +150,11 @@ class SharedWaitTest : public ::testing::TestWithParam<std::string> {
     key_ += "-" + std::to_string(Clock::now().time_since_epoch().count());
   }
 
-  std::unique_ptr<ServerProcess> Serve() {
+  std::unique_ptr<ServerProcess> Serve(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--backend", url_};
+    args.insert(args.end(), extra.begin(), extra.end());
     auto s = std::make_unique<ServerProcess>(dir_.path() + "/s" + std::to_string(servers_++),
-                                             std::vector<std::string>{"--backend", url_});
+                                             std::move(args));
     EXPECT_TRUE(s->ok()) << "tollgate did not start on " << url_;
     return s;
   }
@@ -267,6 +269,35 @@ TEST_P(SharedWaitTest, TwoWaitersOnOneServerAreServedInArrivalOrder) {
   EXPECT_GT(second.reply()->element[1]->integer, first.reply()->element[1]->integer);
   EXPECT_GT(first.reply()->element[1]->integer, held->element[1]->integer);
   EXPECT_EQ(a.Run({"LOCK.RELEASE", key_, Str(second.reply()->element[0])})->integer, 1);
+}
+
+// The same with several I/O threads, whose waiters sit in different wait queues: one arrival order
+// per key across the server (the connections spread over the threads by SO_REUSEPORT).
+TEST_P(SharedWaitTest, WaitersOnSeveralIoThreadsAreServedInArrivalOrder) {
+  auto s = Serve({"--io-threads", "4"});
+  ASSERT_TRUE(s->ok());
+  Client a(s->port());
+  Reply held = a.Run({"LOCK.ACQUIRE", key_, "30000"});
+  ExpectGrant(held, "holder");
+  constexpr int kWaiters = 4;
+  std::vector<std::unique_ptr<Async>> waiters;
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.push_back(std::make_unique<Async>(
+        s->port(), std::vector<std::string>{"LOCK.ACQUIRE", key_, "30000", "WAIT", "30000"}));
+    ASSERT_TRUE(WaitForWaiters(s->port(), key_, i + 1)) << "waiter " << i << " not queued";
+    std::this_thread::sleep_for(milliseconds(100));  // queued before the next one arrives
+  }
+  std::string lock_id = Str(held->element[0]);
+  long long fence = held->element[1]->integer;
+  for (int i = 0; i < kWaiters; ++i) {
+    ASSERT_EQ(a.Run({"LOCK.RELEASE", key_, lock_id})->integer, 1) << i;
+    ExpectGrant(waiters[i]->reply(), "waiter in arrival order");
+    EXPECT_GT(waiters[i]->reply()->element[1]->integer, fence);
+    for (int j = i + 1; j < kWaiters; ++j) EXPECT_FALSE(waiters[j]->done()) << j << " before " << i;
+    lock_id = Str(waiters[i]->reply()->element[0]);
+    fence = waiters[i]->reply()->element[1]->integer;
+  }
+  ASSERT_EQ(a.Run({"LOCK.RELEASE", key_, lock_id})->integer, 1);
 }
 
 // Sends LOCK.ACQUIRE key_ 60000 WAIT 60000 on a raw connection (closed by its destructor).

@@ -34,6 +34,8 @@
 
 namespace tollgate {
 
+class WaitOrder;
+
 // What an AsyncBackend needs from the event loop that drives it. Every member except Post is called
 // on the loop's thread only.
 class EventLoop {
@@ -85,6 +87,10 @@ class AsyncBackend {
   // Requests of this object waiting for `key` (LOCK.INFO's "waiters" for backends that do not
   // count them themselves). 0 for the embedded store, whose Info counts its own.
   virtual size_t LocalWaiters(std::string_view key) const = 0;
+  // Serves this object's waiters in one arrival order with every other AsyncBackend sharing
+  // `order` (backends/async/wait_queue.h; e.g. one per I/O thread of a server), which must outlive
+  // it. Call before the first Acquire. No effect for a backend that does not wait on its own.
+  virtual void ShareWaitOrder(WaitOrder* order) { (void)order; }
 
   virtual void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) = 0;
   virtual void Extend(std::string_view key, std::string_view lock_id, Duration ttl,

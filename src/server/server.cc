@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backends/async/wait_queue.h"
 #include "server/backend_url.h"
 #include "server/checkpointer.h"
 #include "server/io_thread.h"
@@ -115,6 +116,9 @@ int RunServer(const ServerOptions& options) {
   const bool shared = !options.backend_url.empty();
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int threads = options.io_threads > 0 ? options.io_threads : std::max(1, cores - 1);
+  // Waiters on a shared backend are served in one arrival order per key across all I/O threads
+  // (each has its own backend and wait queue); declared before `io` so it outlives them.
+  WaitOrder wait_order;
   std::vector<std::unique_ptr<server::IoThread>> io;
   // What the store's commit callback wakes: the complete list of I/O threads, published once
   // after every thread was created and before any runs, never changed while the store is open.
@@ -229,6 +233,7 @@ int RunServer(const ServerOptions& options) {
       absl::StatusOr<std::unique_ptr<AsyncBackend>> b =
           OpenAsyncBackend(options.backend_url, loop, {.lock_delay = options.lock_delay});
       if (!b.ok()) return b.status();
+      (*b)->ShareWaitOrder(&wait_order);
       return server::NewSharedState(std::move(*b), policies, clock);
     };
   } else {

@@ -80,14 +80,3 @@ absl::Status RecoverRecord(std::string_view k, std::string_view v, WallTime now,
 }
 
 }  // namespace tollgate::storage
-
-namespace tollgate {
-
-void ApplyRecovered(const RecoveredState& recovered, LeaseManager& leases,
-                    FencedRegisters& registers) {
-  leases.RestoreFence(recovered.max_fence);
-  for (const auto& [key, lease] : recovered.leases) leases.RestoreLease(key, lease);
-  for (const auto& r : recovered.registers) registers.Restore(r.resource, r.fence, r.value);
-}
-
-}  // namespace tollgate

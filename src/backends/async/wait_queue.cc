@@ -6,6 +6,37 @@
 
 namespace tollgate {
 
+void WaitOrder::Join(const std::string& key, const void* queue, uint64_t ticket) {
+  absl::MutexLock l(&mu_);
+  keys_[key].emplace_back(queue, ticket);
+}
+
+void WaitOrder::Leave(const std::string& key, const void* queue, uint64_t ticket) {
+  absl::MutexLock l(&mu_);
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  auto& q = it->second;
+  for (auto e = q.begin(); e != q.end(); ++e) {
+    if (e->first == queue && e->second == ticket) {
+      q.erase(e);
+      break;
+    }
+  }
+  if (q.empty()) keys_.erase(it);
+}
+
+bool WaitOrder::IsFirst(const std::string& key, const void* queue, uint64_t ticket) const {
+  absl::MutexLock l(&mu_);
+  auto it = keys_.find(key);
+  return it != keys_.end() && it->second.front() == std::make_pair(queue, ticket);
+}
+
+size_t WaitOrder::Count(const std::string& key) const {
+  absl::MutexLock l(&mu_);
+  auto it = keys_.find(key);
+  return it == keys_.end() ? 0 : it->second.size();
+}
+
 struct WaitQueue::Waiter {
   uint64_t ticket = 0;
   AcquireRequest req;
@@ -37,7 +68,8 @@ WaitQueue::~WaitQueue() {
 
 uint64_t WaitQueue::Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
   auto it = keys_.find(req.key);
-  const bool others = it != keys_.end() && Count(req.key) > 0;
+  const bool local_others = it != keys_.end() && LocalCount(req.key) > 0;
+  const bool others = local_others || (order_ != nullptr && order_->Count(req.key) > 0);
   if (req.wait <= Duration(0) || shut_down_) {
     if (others || shut_down_) {
       done(std::optional<LeaseGrant>());
@@ -54,11 +86,14 @@ uint64_t WaitQueue::Acquire(const AcquireRequest& req, Completion<std::optional<
   w->deadline_timer =
       loop_.RunAt(loop_.clock()->SteadyNow() + req.wait, [this, ticket] { Expire(ticket); });
   ticket_keys_.emplace(ticket, req.key);
+  if (order_ != nullptr) order_->Join(req.key, this, ticket);
   std::unique_ptr<Key>& k = keys_[req.key];
   if (k == nullptr) k = std::make_unique<Key>();
   std::shared_ptr<Waiter> mine = w;
   k->waiters.push_back(std::move(w));
-  if (!others) Attempt(req.key);
+  // The head of this queue for the key starts polling (it tries the backend only once it is first
+  // in the shared order, if any); behind a local waiter, that head's polling serves it in turn.
+  if (!local_others) Attempt(req.key);
   return mine->answered ? 0 : ticket;  // 0: it completed before returning
 }
 
@@ -71,7 +106,7 @@ void WaitQueue::Cancel(uint64_t ticket) {
   if (it == keys_.end()) return;
   for (auto& w : it->second->waiters) {
     if (w->ticket != ticket || w->answered) continue;
-    w->answered = true;
+    MarkAnswered(*w, key);
     loop_.CancelTimer(w->deadline_timer);
     w->done = nullptr;
   }
@@ -83,6 +118,11 @@ void WaitQueue::Cancel(uint64_t ticket) {
 }
 
 size_t WaitQueue::Count(std::string_view key) const {
+  if (order_ != nullptr) return order_->Count(std::string(key));
+  return LocalCount(key);
+}
+
+size_t WaitQueue::LocalCount(std::string_view key) const {
   auto it = keys_.find(AV(key));
   if (it == keys_.end()) return 0;
   size_t n = 0;
@@ -100,7 +140,7 @@ void WaitQueue::Poke(const std::string& key) {
 std::vector<std::string> WaitQueue::WaitingKeys() const {
   std::vector<std::string> out;
   for (const auto& [key, k] : keys_) {
-    if (Count(key) > 0) out.push_back(key);
+    if (LocalCount(key) > 0) out.push_back(key);
   }
   return out;
 }
@@ -114,7 +154,7 @@ void WaitQueue::Shutdown() {
     k->poll_timer = 0;
     for (auto& w : k->waiters) {
       if (w->answered) continue;
-      w->answered = true;
+      MarkAnswered(*w, key);
       loop_.CancelTimer(w->deadline_timer);
       answers.push_back(std::move(w->done));
     }
@@ -130,6 +170,11 @@ void WaitQueue::Shutdown() {
     }
   }
   for (auto& done : answers) done(std::optional<LeaseGrant>());
+}
+
+void WaitQueue::MarkAnswered(Waiter& w, const std::string& key) {
+  w.answered = true;
+  if (order_ != nullptr) order_->Leave(key, this, w.ticket);
 }
 
 void WaitQueue::PruneHead(Key& k) {
@@ -148,6 +193,11 @@ void WaitQueue::Attempt(const std::string& key) {
     return;
   }
   std::shared_ptr<Waiter> head = k.waiters.front();
+  if (order_ != nullptr && !order_->IsFirst(key, this, head->ticket)) {
+    // A waiter of another queue (another I/O thread) came first: it goes before this one.
+    Schedule(key);
+    return;
+  }
   ++head->attempts;
   k.attempting = true;
   std::weak_ptr<bool> alive = alive_;
@@ -163,7 +213,7 @@ void WaitQueue::Attempt(const std::string& key) {
       return;
     }
     if (r.ok() && r->has_value()) {
-      head->answered = true;
+      MarkAnswered(*head, key);
       loop_.CancelTimer(head->deadline_timer);
       ticket_keys_.erase(head->ticket);
       auto done = std::move(head->done);
@@ -173,7 +223,7 @@ void WaitQueue::Attempt(const std::string& key) {
     }
     if (!r.ok() && head->attempts == 1 && r.status().code() != absl::StatusCode::kUnavailable) {
       // A request the backend refuses outright (bad input) fails at once.
-      head->answered = true;
+      MarkAnswered(*head, key);
       loop_.CancelTimer(head->deadline_timer);
       ticket_keys_.erase(head->ticket);
       auto done = std::move(head->done);
@@ -218,7 +268,7 @@ void WaitQueue::Expire(uint64_t ticket) {
   std::optional<absl::Status> trouble;
   for (auto& w : it->second->waiters) {
     if (w->ticket != ticket || w->answered) continue;
-    w->answered = true;
+    MarkAnswered(*w, key);
     done = std::move(w->done);
     trouble = w->trouble;
   }

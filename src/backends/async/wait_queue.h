@@ -2,7 +2,8 @@
 // key, no cap on keys.
 //
 // Per key, the waiters of one WaitQueue are served in arrival order (FIFO among the waiters of this
-// object; across objects and servers sharing the backend, whoever's acquire lands first wins). The
+// object, and among those of every WaitQueue sharing one WaitOrder, e.g. all the I/O threads of a
+// server; across servers sharing the backend, whoever's acquire lands first wins). The
 // head waiter of each key tries the backend's non-waiting acquire; when it is not granted, it
 // tries again after `poll` (or at its deadline, whichever is first). A waiter whose deadline passes
 // gets nullopt ("not acquired") — or, when every attempt since its last clean answer failed, that
@@ -24,11 +25,29 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
 #include "tollgate/async_backend.h"
 
 namespace tollgate {
+
+// One arrival order per key across several WaitQueues (each on its own loop and thread): a queue's
+// head waiter tries the backend only while it is first for its key in this order, and a request
+// without WAIT is "not acquired" while anyone waits. Thread-safe; must outlive the queues using it.
+class WaitOrder {
+ public:
+  void Join(const std::string& key, const void* queue, uint64_t ticket);
+  void Leave(const std::string& key, const void* queue, uint64_t ticket);
+  bool IsFirst(const std::string& key, const void* queue, uint64_t ticket) const;
+  size_t Count(const std::string& key) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::deque<std::pair<const void*, uint64_t>>> keys_
+      ABSL_GUARDED_BY(mu_);
+};
 
 class WaitQueue {
  public:
@@ -59,13 +78,15 @@ class WaitQueue {
   uint64_t Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
   // AsyncBackend::CancelWait.
   void Cancel(uint64_t ticket);
-  // Waiters queued for `key`.
+  // Waiters queued for `key`: in every queue sharing this one's WaitOrder, if it has one.
   size_t Count(std::string_view key) const;
   // The key may have become free (a backend that can watch keys saw it deleted): the head waiter
   // of `key` tries at once instead of at its next poll. No effect without waiters for `key`.
   void Poke(const std::string& key);
   // Keys with waiters (for a backend that watches them).
   std::vector<std::string> WaitingKeys() const;
+  // Shares `order` (null: none) with other queues from now on. REQUIRES: no waiter queued yet.
+  void set_order(WaitOrder* order) { order_ = order; }
   // Every waiter completes with nullopt now; later Acquires with wait complete with nullopt too.
   void Shutdown();
 
@@ -76,12 +97,17 @@ class WaitQueue {
   void Schedule(const std::string& key);
   void Expire(uint64_t ticket);
   void PruneHead(Key& k);
+  // Waiters queued for `key` in this queue.
+  size_t LocalCount(std::string_view key) const;
+  // Marks `w` answered and takes it out of the shared order.
+  void MarkAnswered(Waiter& w, const std::string& key);
 
   EventLoop& loop_;
   TryAcquire try_acquire_;
   ReleaseAbandoned release_;
   const Options options_;
   bool shut_down_ = false;
+  WaitOrder* order_ = nullptr;
   uint64_t next_ticket_ = 1;
   absl::flat_hash_map<std::string, std::unique_ptr<Key>> keys_;
   absl::flat_hash_map<uint64_t, std::string> ticket_keys_;      // waiting tickets → their key

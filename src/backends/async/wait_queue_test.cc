@@ -140,6 +140,46 @@ TEST_F(WaitQueueTest, PokeTriesAtOnceInsteadOfAtTheNextPoll) {
   EXPECT_EQ(store.attempts, 2);
 }
 
+// Two queues (two I/O threads) sharing one WaitOrder serve a key in arrival order across both, and
+// a newcomer without WAIT on either is not granted while anyone waits.
+TEST(WaitOrderTest, QueuesSharingAnOrderServeAKeyInArrivalOrder) {
+  std::unique_ptr<EpollEventLoop> loop = std::move(*EpollEventLoop::Create());
+  FakeStore store;
+  WaitOrder order;
+  auto make = [&] {
+    auto q = std::make_unique<WaitQueue>(
+        *loop,
+        [&](const AcquireRequest& r, Completion<std::optional<LeaseGrant>> d) {
+          store.TryAcquire(r, std::move(d));
+        },
+        [](const std::string&, const std::string&) {},
+        WaitQueue::Options{.poll = std::chrono::milliseconds(5)});
+    q->set_order(&order);
+    return q;
+  };
+  auto a = make(), b = make();
+  std::vector<std::string> got;
+  auto req = [](Duration wait) {
+    return AcquireRequest{"k", std::chrono::seconds(10), wait, std::nullopt};
+  };
+  b->Acquire(req(std::chrono::seconds(5)), [&](Result r) { got.push_back("b1:" + (*r)->lock_id); });
+  a->Acquire(req(std::chrono::seconds(5)), [&](Result r) { got.push_back("a1:" + (*r)->lock_id); });
+  b->Acquire(req(std::chrono::seconds(5)), [&](Result r) { got.push_back("b2:" + (*r)->lock_id); });
+  EXPECT_EQ(a->Count("k"), 3u);  // the whole server's waiters
+  std::optional<Result> newcomer;
+  store.free = true;
+  a->Acquire(req(Duration(0)), [&](Result r) { newcomer = r; });
+  ASSERT_TRUE(newcomer && newcomer->ok());
+  EXPECT_FALSE(newcomer->value().has_value());  // behind the waiters, on the other queue too
+  for (size_t n = 1; n <= 3; ++n) {
+    store.free = true;
+    ASSERT_TRUE(loop->RunUntil([&] { return got.size() == n; },
+                               loop->clock()->SteadyNow() + std::chrono::seconds(5)));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"b1:id1", "a1:id2", "b2:id3"}));
+  EXPECT_EQ(order.Count("k"), 0u);
+}
+
 TEST_F(WaitQueueTest, ShutdownAnswersEveryWaiterWithNull) {
   int nulls = 0;
   for (int i = 0; i < 3; ++i) {

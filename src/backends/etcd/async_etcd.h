@@ -49,6 +49,7 @@ class AsyncEtcdBackend final : public AsyncBackend {
   uint64_t Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) override;
   void CancelWait(uint64_t ticket) override;
   size_t LocalWaiters(std::string_view key) const override;
+  void ShareWaitOrder(WaitOrder* order) override { waits_.set_order(order); }
   void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) override;
   void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
               Completion<Duration> done) override;

@@ -492,6 +492,7 @@ class AsyncPostgresBackend final : public AsyncBackend {
   }
   void CancelWait(uint64_t ticket) override { waits_.Cancel(ticket); }
   size_t LocalWaiters(std::string_view key) const override { return waits_.Count(key); }
+  void ShareWaitOrder(WaitOrder* order) override { waits_.set_order(order); }
 
   void Release(std::string_view key, std::string_view lock_id, StatusCompletion done) override {
     Run(key, postgres::ReleaseOp(key, lock_id), StatusOnly(std::move(done)));

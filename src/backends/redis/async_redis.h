@@ -51,6 +51,7 @@ class AsyncRedisBackend final : public AsyncBackend {
   const ClientStats& stats() const { return client_->stats(); }
   Duration timeout() const { return client_->timeout(); }
   std::vector<std::string> Warnings() const override { return client_->warnings(); }
+  void ShareWaitOrder(WaitOrder* order) override { waits_.set_order(order); }
 
  private:
   // After Shutdown: completes `done` with Unavailable and returns true.
