@@ -13,6 +13,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "backends/async/run_to_completion.h"
 #include "backends/etcd/async_etcd.h"
 #include "core/absl_compat.h"
 #include "tollgate/event_loop.h"
@@ -32,28 +33,10 @@ struct Driver {
   // Submits one operation and runs the loop until it completes.
   template <class T>
   absl::StatusOr<T> Call(absl::FunctionRef<void(Completion<T>)> submit) {
-    // Shared with the completion, which a safety-net timeout would leave pending.
-    auto result = std::make_shared<std::optional<absl::StatusOr<T>>>();
-    submit([result](absl::StatusOr<T> r) { *result = std::move(r); });
-    const Duration limit = kMaxRequestsPerCall * async->timeout();
-    loop->RunUntil([&] { return result->has_value(); }, RealClock()->SteadyNow() + limit);
-    if (!result->has_value()) {
-      return absl::UnavailableError("etcd: no answer within the backend's timeout");
-    }
-    return std::move(**result);
+    return RunToCompletion<T>(*loop, kMaxRequestsPerCall * async->timeout(), "etcd", submit);
   }
-
   absl::Status CallStatus(absl::FunctionRef<void(StatusCompletion)> submit) {
-    absl::StatusOr<bool> r = Call<bool>([&](Completion<bool> done) {
-      submit([done = std::move(done)](absl::Status st) mutable {
-        if (st.ok()) {
-          done(true);
-        } else {
-          done(std::move(st));
-        }
-      });
-    });
-    return r.status();
+    return RunStatusToCompletion(*loop, kMaxRequestsPerCall * async->timeout(), "etcd", submit);
   }
 };
 

@@ -12,6 +12,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "backends/async/run_to_completion.h"
 #include "backends/redis/async_redis.h"
 #include "backends/redis/fenced_write_lua.h"
 #include "core/absl_compat.h"
@@ -90,28 +91,14 @@ class RedisBackend final : public Backend {
   template <class T>
   absl::StatusOr<T> Call(absl::FunctionRef<void(Completion<T>)> submit) {
     absl::MutexLock l(&mu_);
-    // Shared with the completion, which a safety-net timeout would leave pending.
-    auto result = std::make_shared<std::optional<absl::StatusOr<T>>>();
-    submit([result](absl::StatusOr<T> r) { *result = std::move(r); });
-    const Duration limit = 4 * (redis::Client::kMaxRedirects + 2) * async_->timeout();
-    loop_->RunUntil([&] { return result->has_value(); }, RealClock()->SteadyNow() + limit);
-    if (!result->has_value()) {
-      return absl::UnavailableError("Redis: no answer within the backend's timeout");
-    }
-    return std::move(**result);
+    return RunToCompletion<T>(*loop_, Limit(), "Redis", submit);
   }
-
   absl::Status CallStatus(absl::FunctionRef<void(StatusCompletion)> submit) {
-    absl::StatusOr<bool> r = Call<bool>([&](Completion<bool> done) {
-      submit([done = std::move(done)](absl::Status st) mutable {
-        if (st.ok()) {
-          done(true);
-        } else {
-          done(std::move(st));
-        }
-      });
-    });
-    return r.status();
+    absl::MutexLock l(&mu_);
+    return RunStatusToCompletion(*loop_, Limit(), "Redis", submit);
+  }
+  Duration Limit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return 4 * (redis::Client::kMaxRedirects + 2) * async_->timeout();
   }
 
   absl::Mutex mu_;

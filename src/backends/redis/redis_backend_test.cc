@@ -12,6 +12,7 @@
 #include "backends/redis/cluster_slot.h"
 #include "gtest/gtest.h"
 #include "hiredis/hiredis.h"
+#include "tests/support/raw_redis.h"
 #include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
 
@@ -69,43 +70,7 @@ TEST(RedisUrlTest, NothingListeningIsUnavailablePromptly) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(3));
 }
 
-// A raw hiredis connection for poking at the server behind the backend's back.
-class Raw {
- public:
-  explicit Raw(int port) {
-    timeval tv{2, 0};
-    c_ = redisConnectWithTimeout("127.0.0.1", port, tv);
-  }
-  ~Raw() {
-    if (c_ != nullptr) redisFree(c_);
-  }
-  // The reply as text (string, status, error or integer); "(nil)" for nil.
-  bool ok() const { return c_ != nullptr && c_->err == 0; }
-  std::string Cmd(std::vector<std::string> args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (r == nullptr) return "(io error)";
-    std::string out;
-    if (r->type == REDIS_REPLY_INTEGER) {
-      out = std::to_string(r->integer);
-    } else if (r->type == REDIS_REPLY_NIL) {
-      out = "(nil)";
-    } else if (r->str != nullptr) {
-      out = std::string(r->str, r->len);
-    }
-    freeReplyObject(r);
-    return out;
-  }
-
- private:
-  redisContext* c_ = nullptr;
-};
+using Raw = testing::RawRedis;
 
 class RedisBackendTest : public ::testing::Test {
  protected:
