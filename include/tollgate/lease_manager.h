@@ -134,6 +134,8 @@ class LeaseManager {
 [[nodiscard]] absl::Status ValidateKey(std::string_view key, std::string_view what = "key");
 [[nodiscard]] absl::Status ValidateTtl(Duration ttl);
 [[nodiscard]] absl::Status ValidateWait(Duration wait);
+// An acquire request's key, ttl and wait, in that order (the first error).
+[[nodiscard]] absl::Status ValidateAcquireRequest(const AcquireRequest& req);
 
 }  // namespace tollgate
 

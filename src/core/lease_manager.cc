@@ -44,6 +44,12 @@ absl::Status ValidateRange(Duration d, Duration lo, Duration hi, std::string_vie
 }  // namespace
 
 absl::Status ValidateTtl(Duration ttl) { return ValidateRange(ttl, kMinTtl, kMaxTtl, "ttl_ms"); }
+absl::Status ValidateAcquireRequest(const AcquireRequest& req) {
+  if (absl::Status st = ValidateKey(req.key); !st.ok()) return st;
+  if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return st;
+  return ValidateWait(req.wait);
+}
+
 absl::Status ValidateWait(Duration wait) {
   return ValidateRange(wait, Duration(0), kMaxWait, "WAIT");
 }
@@ -158,9 +164,7 @@ class LeaseManager::Impl {
   }
 
   absl::StatusOr<AsyncStart> AcquireAsync(const AcquireRequest& req, GrantCallback cb) {
-    if (absl::Status st = ValidateKey(req.key); !st.ok()) return st;
-    if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return st;
-    if (absl::Status st = ValidateWait(req.wait); !st.ok()) return st;
+    if (absl::Status st = ValidateAcquireRequest(req); !st.ok()) return st;
     std::vector<Delivery> out;
     AsyncStart start;
     {

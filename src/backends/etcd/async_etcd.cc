@@ -384,15 +384,7 @@ bool Holds(const std::string* lock_value, std::string_view lock_id) {
 
 uint64_t AsyncEtcdBackend::Acquire(const AcquireRequest& req,
                                    Completion<std::optional<LeaseGrant>> done) {
-  if (absl::Status st = ValidateKey(req.key); !st.ok()) {
-    done(std::move(st));
-    return 0;
-  }
-  if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) {
-    done(std::move(st));
-    return 0;
-  }
-  if (absl::Status st = ValidateWait(req.wait); !st.ok()) {
+  if (absl::Status st = ValidateAcquireRequest(req); !st.ok()) {
     done(std::move(st));
     return 0;
   }

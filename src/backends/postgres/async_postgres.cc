@@ -482,11 +482,9 @@ class AsyncPostgresBackend final : public AsyncBackend {
       done(Closed());
       return 0;
     }
-    for (absl::Status st : {ValidateKey(req.key), ValidateTtl(req.ttl), ValidateWait(req.wait)}) {
-      if (!st.ok()) {
-        done(st);
-        return 0;
-      }
+    if (absl::Status st = ValidateAcquireRequest(req); !st.ok()) {
+      done(std::move(st));
+      return 0;
     }
     return waits_.Acquire(req, std::move(done));
   }

@@ -41,15 +41,7 @@ bool AsyncRedisBackend::Refused(Done& done) {
 
 uint64_t AsyncRedisBackend::Acquire(const AcquireRequest& req,
                                     Completion<std::optional<LeaseGrant>> done) {
-  if (absl::Status st = ValidateKey(req.key); !st.ok()) {
-    done(std::move(st));
-    return 0;
-  }
-  if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) {
-    done(std::move(st));
-    return 0;
-  }
-  if (absl::Status st = ValidateWait(req.wait); !st.ok()) {
+  if (absl::Status st = ValidateAcquireRequest(req); !st.ok()) {
     done(std::move(st));
     return 0;
   }
