@@ -26,6 +26,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "tollgate/backend.h"
 #include "tollgate/clock.h"
 #include "tollgate/fenced_register.h"
@@ -96,6 +97,51 @@ class AsyncBackend {
   virtual void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
                       Completion<Duration> done) = 0;
   virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  // Semaphores, as Backend::SemAcquire etc. SemAcquire with req.wait > 0 and every slot held
+  // waits like Acquire (FIFO per semaphore key; a waiter is served when a slot frees) and returns a
+  // ticket for CancelWait (a permit granted to a cancelled waiter is released).
+  // The defaults, for an AsyncBackend of your own without them, complete with Unimplemented.
+  virtual uint64_t SemAcquire(const SemAcquireRequest& req,
+                              Completion<std::optional<PermitGrant>> done) {
+    (void)req;
+    done(NotOffered("semaphores"));
+    return 0;
+  }
+  virtual void SemRelease(std::string_view key, std::string_view permit_id,
+                          StatusCompletion done) {
+    (void)key, (void)permit_id;
+    done(NotOffered("semaphores"));
+  }
+  virtual void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                         Completion<Duration> done) {
+    (void)key, (void)permit_id, (void)ttl;
+    done(NotOffered("semaphores"));
+  }
+  // `waiters` counts this object's waiters (and those sharing its WaitOrder).
+  virtual void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) {
+    (void)key;
+    done(NotOffered("semaphores"));
+  }
+  // Multi-key locks, as Backend::MultiAcquire etc. With req.wait > 0 it waits until every key can
+  // be taken together, holding none meanwhile, queued in each key's FIFO (so single-key acquirers
+  // arriving later wait behind it); returns a ticket for CancelWait. `keys` need only live during
+  // the call.
+  virtual uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                                Completion<std::optional<LeaseGrant>> done) {
+    (void)req;
+    done(NotOffered("multi-key locks"));
+    return 0;
+  }
+  virtual void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                            Completion<size_t> done) {
+    (void)keys, (void)lock_id;
+    done(NotOffered("multi-key locks"));
+  }
+  virtual void MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                           Duration ttl, Completion<Duration> done) {
+    (void)keys, (void)lock_id, (void)ttl;
+    done(NotOffered("multi-key locks"));
+  }
   virtual void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                          StatusCompletion done) = 0;
   virtual void FencedGet(std::string_view resource,
@@ -109,6 +155,12 @@ class AsyncBackend {
   // Stops accepting work: waiting Acquires complete with nullopt now; operations already sent
   // complete normally (or at their deadline). Later calls complete with Unavailable.
   virtual void Shutdown() = 0;
+
+ protected:
+  // Unimplemented: "<kind> backend offers no <what>".
+  absl::Status NotOffered(std::string_view what) const {
+    return absl::UnimplementedError(absl::StrCat(std::string(kind()), " backend offers no ", std::string(what)));
+  }
 };
 
 // Opens a synchronous backend from a URL, exactly as `tollgate serve --backend URL` does:

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "tollgate/clock.h"
 #include "tollgate/fenced_register.h"
 #include "tollgate/lease_manager.h"
@@ -49,6 +50,73 @@ class Backend {
   [[nodiscard]] virtual absl::StatusOr<Duration> Extend(std::string_view key,
                                                         std::string_view lock_id, Duration ttl) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) = 0;
+
+  // Semaphores and multi-key locks: every backend of tollgate offers them; the defaults, for a
+  // Backend of your own that does not, return Unimplemented.
+  //
+  // Fenced semaphores (see SemAcquireRequest in lease_manager.h). SemAcquire never waits
+  // (req.wait is ignored): a free slot → the lowest one, with a new fence; all `limit` slots held by
+  // unexpired permits → nullopt. InvalidArgument for a bad request, or for a limit different from
+  // that of the current holders (the message names both limits); nothing changes then.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<PermitGrant>> SemAcquire(
+      const SemAcquireRequest& req) {
+    (void)req;
+    return NotOffered("semaphores");
+  }
+  // OK; FailedPrecondition if `permit_id` holds no unexpired permit of `key`.
+  [[nodiscard]] virtual absl::Status SemRelease(std::string_view key,
+                                                std::string_view permit_id) {
+    (void)key, (void)permit_id;
+    return NotOffered("semaphores");
+  }
+  // Sets the permit's expiry to now + ttl and returns ttl; never revives (FailedPrecondition).
+  [[nodiscard]] virtual absl::StatusOr<Duration> SemExtend(std::string_view key,
+                                                           std::string_view permit_id,
+                                                           Duration ttl) {
+    (void)key, (void)permit_id, (void)ttl;
+    return NotOffered("semaphores");
+  }
+  // nullopt when the semaphore has no unexpired permit. `waiters` is 0 here (a server counts its
+  // own). Never reveals permit ids.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(
+      std::string_view key) {
+    (void)key;
+    return NotOffered("semaphores");
+  }
+
+  // Multi-key locks (see MultiAcquireRequest). MultiAcquire never waits (req.wait is ignored):
+  // every key free → all granted under one lock_id and one fence, atomically; any key taken (or in
+  // lock-delay) → nullopt and nothing changes. On a Redis Cluster the keys must hash to one slot
+  // (InvalidArgument saying so; use a {hash tag}).
+  [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(
+      const MultiAcquireRequest& req) {
+    (void)req;
+    return NotOffered("multi-key locks");
+  }
+  // Releases each of `keys` that `lock_id` holds; returns how many it released (others untouched).
+  [[nodiscard]] virtual absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                                            std::string_view lock_id) {
+    (void)keys, (void)lock_id;
+    return NotOffered("multi-key locks");
+  }
+  // All or none: when `lock_id` holds every one of `keys` (unexpired), sets each expiry to now + ttl
+  // and returns ttl; otherwise FailedPrecondition and nothing changes.
+  [[nodiscard]] virtual absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys,
+                                                             std::string_view lock_id,
+                                                             Duration ttl) {
+    (void)keys, (void)lock_id, (void)ttl;
+    return NotOffered("multi-key locks");
+  }
+
+  // Whether Acquire-style calls can wait in a FIFO queue kept by the backend itself (a tollgate
+  // server reached through tollgate::Client): then AcquireQueued, SemAcquire and MultiAcquire
+  // honour req.wait, and the holder API (lease_holder.h) uses that instead of retrying.
+  virtual bool queues_waiters() const { return false; }
+  // Acquire honouring req.wait where queues_waiters(); the default ignores req.wait.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseGrant>> AcquireQueued(
+      const AcquireRequest& req) {
+    return Acquire(req.key, req.ttl, req.owner);
+  }
 
   // Blocks the calling thread until the lease on `key` may have become free (released or expired)
   // or `max_wait` has passed, whichever comes first; the caller then tries Acquire again. A hint,
@@ -84,6 +152,12 @@ class Backend {
                                                           Decimal cost) = 0;
   [[nodiscard]] virtual absl::StatusOr<PolicyDecision> CheckLayers(
       std::span<const LayerCheck> layers, Decimal cost) = 0;
+
+ protected:
+  // Unimplemented: "<kind> backend offers no <what>".
+  absl::Status NotOffered(std::string_view what) const {
+    return absl::UnimplementedError(absl::StrCat(std::string(kind()), " backend offers no ", std::string(what)));
+  }
 };
 
 inline absl::Status Backend::WaitForRelease(std::string_view key, Duration max_wait) {

@@ -13,8 +13,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -46,6 +48,47 @@ struct AcquireRequest {
   Duration ttl{0};                   // [kMinTtl, kMaxTtl]
   Duration wait{0};                  // [0, kMaxWait]; 0 = do not wait
   std::optional<std::string> owner;  // free-form label shown by Info
+};
+
+// Fenced semaphores: at most `limit` unexpired permits per semaphore key. Each permit occupies a
+// numbered slot in [0, limit) (the lowest free one) and carries a fence from the same strictly
+// increasing sequence as lease fences, so a stale holder of a slot (expired, slot re-granted) is
+// refused by any fenced resource of that slot. Semaphore keys are a namespace of their own: "jobs"
+// as a semaphore and "jobs" as a lease are unrelated.
+inline constexpr int64_t kMaxSemaphoreLimit = 1024;
+// Multi-key locks: at most this many keys per LOCK.MACQUIRE.
+inline constexpr size_t kMaxMultiKeys = 64;
+
+struct PermitGrant {
+  std::string permit_id;  // 32 lowercase hex chars, like a lock_id
+  int64_t slot = 0;       // [0, limit)
+  uint64_t fence = 0;
+  Duration ttl{0};
+};
+
+struct SemaphoreInfo {
+  int64_t limit = 0;   // of the current holders
+  int64_t holders = 0;  // unexpired permits
+  size_t waiters = 0;
+  uint64_t fence = 0;  // of the newest unexpired permit
+};
+
+struct SemAcquireRequest {
+  std::string key;                   // 1..kMaxKeyBytes bytes
+  int64_t limit = 0;                 // [1, kMaxSemaphoreLimit]; must equal the current holders'
+  Duration ttl{0};                   // [kMinTtl, kMaxTtl]
+  Duration wait{0};                  // [0, kMaxWait]
+  std::optional<std::string> owner;  // free-form label
+};
+
+// All of `keys` or none, under one lock_id and one fence (greater than every fence issued before
+// for any of the keys). Each key is then held as an ordinary lease: Release/Extend/Info work on it
+// one key at a time.
+struct MultiAcquireRequest {
+  std::vector<std::string> keys;     // 1..kMaxMultiKeys distinct keys, each as AcquireRequest::key
+  Duration ttl{0};                   // [kMinTtl, kMaxTtl]
+  Duration wait{0};                  // [0, kMaxWait]
+  std::optional<std::string> owner;  // free-form label
 };
 
 // Called exactly once for a queued waiter: with the grant, or nullopt when the wait ran out (or the
@@ -136,6 +179,13 @@ class LeaseManager {
 [[nodiscard]] absl::Status ValidateWait(Duration wait);
 // An acquire request's key, ttl and wait, in that order (the first error).
 [[nodiscard]] absl::Status ValidateAcquireRequest(const AcquireRequest& req);
+// A semaphore request's key, limit ([1, kMaxSemaphoreLimit]), ttl and wait, in that order.
+[[nodiscard]] absl::Status ValidateSemAcquireRequest(const SemAcquireRequest& req);
+// A multi-key request's number of keys ([1, kMaxMultiKeys]), each key, distinctness ("key \"x\"
+// given twice"), ttl and wait, in that order.
+[[nodiscard]] absl::Status ValidateMultiAcquireRequest(const MultiAcquireRequest& req);
+// The keys of LOCK.MRELEASE / LOCK.MEXTEND: count, each key, distinctness, as above.
+[[nodiscard]] absl::Status ValidateKeyList(std::span<const std::string> keys);
 
 }  // namespace tollgate
 

@@ -50,6 +50,41 @@ absl::Status ValidateAcquireRequest(const AcquireRequest& req) {
   return ValidateWait(req.wait);
 }
 
+absl::Status ValidateSemAcquireRequest(const SemAcquireRequest& req) {
+  if (absl::Status st = ValidateKey(req.key); !st.ok()) return st;
+  if (req.limit < 1 || req.limit > kMaxSemaphoreLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("limit must be an integer in [1, ",
+                                                   kMaxSemaphoreLimit, "], got ", req.limit));
+  }
+  if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return st;
+  return ValidateWait(req.wait);
+}
+
+absl::Status ValidateKeyList(std::span<const std::string> keys) {
+  if (keys.empty() || keys.size() > kMaxMultiKeys) {
+    return absl::InvalidArgumentError(absl::StrCat("numkeys must be an integer in [1, ",
+                                                   kMaxMultiKeys, "], got ", keys.size()));
+  }
+  for (const std::string& key : keys) {
+    if (absl::Status st = ValidateKey(key); !st.ok()) return st;
+  }
+  // At most 64 keys: sorting copies is cheaper than hashing them.
+  std::vector<std::string_view> sorted(keys.begin(), keys.end());
+  std::sort(sorted.begin(), sorted.end());
+  auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key \"", AV(dup->substr(0, 64)), "\" given twice; keys must be distinct"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMultiAcquireRequest(const MultiAcquireRequest& req) {
+  if (absl::Status st = ValidateKeyList(req.keys); !st.ok()) return st;
+  if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return st;
+  return ValidateWait(req.wait);
+}
+
 absl::Status ValidateWait(Duration wait) {
   return ValidateRange(wait, Duration(0), kMaxWait, "WAIT");
 }

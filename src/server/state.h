@@ -43,6 +43,21 @@ class State {
                       Completion<Duration> done) = 0;
   // As AsyncBackend::Info, with `waiters` counting this server's waiters for the key.
   virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  // As AsyncBackend::SemAcquire ... MultiExtend (tickets share CancelWait with Acquire);
+  // SemInfo's `waiters` counts this server's waiters for the semaphore.
+  virtual uint64_t SemAcquire(const SemAcquireRequest& req,
+                              Completion<std::optional<PermitGrant>> done) = 0;
+  virtual void SemRelease(std::string_view key, std::string_view permit_id,
+                          StatusCompletion done) = 0;
+  virtual void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                         Completion<Duration> done) = 0;
+  virtual void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) = 0;
+  virtual uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                                Completion<std::optional<LeaseGrant>> done) = 0;
+  virtual void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                            Completion<size_t> done) = 0;
+  virtual void MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                           Duration ttl, Completion<Duration> done) = 0;
   virtual void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                          StatusCompletion done) = 0;
   virtual void FencedGet(std::string_view resource,

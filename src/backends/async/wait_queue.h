@@ -57,13 +57,29 @@ class WaitQueue {
       absl::AnyInvocable<void(const AcquireRequest&, Completion<std::optional<LeaseGrant>>)>;
   // Releases a lease nobody will take (its waiter was cancelled after the grant was requested).
   using ReleaseAbandoned = absl::AnyInvocable<void(const std::string& key, const std::string& id)>;
-
+  // The backend's non-waiting operations, each completing exactly once on the loop, and how to
+  // give back a grant nobody will take (its waiter was cancelled after the attempt was sent).
+  // Semaphore and multi-key members may be left empty by a backend without them: their requests
+  // then complete with Unimplemented.
+  struct Ops {
+    TryAcquire acquire;
+    ReleaseAbandoned release;
+    absl::AnyInvocable<void(const SemAcquireRequest&, Completion<std::optional<PermitGrant>>)>
+        sem_acquire;
+    absl::AnyInvocable<void(const std::string& key, const std::string& permit_id)> sem_release;
+    absl::AnyInvocable<void(const MultiAcquireRequest&, Completion<std::optional<LeaseGrant>>)>
+        multi_acquire;
+    absl::AnyInvocable<void(const std::vector<std::string>& keys, const std::string& lock_id)>
+        multi_release;
+  };
   struct Options {
     Duration poll = std::chrono::milliseconds(25);
   };
-
   // `loop` must outlive this object; the callbacks are called on it.
-  WaitQueue(EventLoop& loop, TryAcquire try_acquire, ReleaseAbandoned release, Options options);
+  WaitQueue(EventLoop& loop, Ops ops, Options options);
+  WaitQueue(EventLoop& loop, Ops ops) : WaitQueue(loop, std::move(ops), Options{}) {}
+  WaitQueue(EventLoop& loop, TryAcquire try_acquire, ReleaseAbandoned release, Options options)
+      : WaitQueue(loop, Ops{std::move(try_acquire), std::move(release), {}, {}, {}, {}}, options) {}
   WaitQueue(EventLoop& loop, TryAcquire try_acquire, ReleaseAbandoned release)
       : WaitQueue(loop, std::move(try_acquire), std::move(release), Options{}) {}
   // Shutdown(), then forgets pending timers.
@@ -76,15 +92,29 @@ class WaitQueue {
   // waiters for the key: req.wait == 0 → done(nullopt) at once, else queues behind them. Returns a
   // ticket for Cancel when the request may still wait, else 0.
   uint64_t Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
-  // AsyncBackend::CancelWait.
+  // AsyncBackend::SemAcquire for a validated request, as Acquire, per semaphore key. After a
+  // waiter is granted a permit, the next waiter tries at once (more slots may be free).
+  uint64_t SemAcquire(const SemAcquireRequest& req, Completion<std::optional<PermitGrant>> done);
+  // AsyncBackend::MultiAcquire for a validated request: the waiter queues on every one of its keys
+  // (behind earlier waiters of any of them, ahead of later ones) and tries only when it is first on
+  // all of them, so it holds nothing while it waits and later single-key waiters cannot pass it.
+  uint64_t MultiAcquire(const MultiAcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
+  // AsyncBackend::CancelWait, for a ticket of any of the three.
   void Cancel(uint64_t ticket);
-  // Waiters queued for `key`: in every queue sharing this one's WaitOrder, if it has one.
+  // Waiters queued for lease `key` (single- and multi-key): in every queue sharing this one's
+  // WaitOrder, if it has one.
   size_t Count(std::string_view key) const;
-  // The key may have become free (a backend that can watch keys saw it deleted): the head waiter
-  // of `key` tries at once instead of at its next poll. No effect without waiters for `key`.
+  // Waiters queued for semaphore `key`, likewise.
+  size_t SemCount(std::string_view key) const;
+  // The lease key may have become free (a backend that can watch keys saw it deleted): its head
+  // waiter tries at once instead of at its next poll. No effect without waiters for `key`.
   void Poke(const std::string& key);
-  // Keys with waiters (for a backend that watches them).
+  // Likewise for a semaphore key (a permit was released or expired).
+  void PokeSemaphore(const std::string& key);
+  // Lease keys with waiters (for a backend that watches them).
   std::vector<std::string> WaitingKeys() const;
+  // Semaphore keys with waiters.
+  std::vector<std::string> WaitingSemaphores() const;
   // Shares `order` (null: none) with other queues from now on. REQUIRES: no waiter queued yet.
   void set_order(WaitOrder* order) { order_ = order; }
   // Every waiter completes with nullopt now; later Acquires with wait complete with nullopt too.
