@@ -1,7 +1,7 @@
-// The PostgreSQL backend: leases, fenced registers and token buckets kept in tables of a
-// PostgreSQL (>= 14) database, manipulated only through SQL functions that `tollgate migrate`
-// (MigratePostgres) installs. The server's now() is the only time authority, so clients with
-// skewed clocks agree; every operation is one round trip (one function call).
+// The PostgreSQL backend: leases, semaphores, multi-key locks, fenced registers and token buckets
+// kept in tables of a PostgreSQL (>= 14) database, manipulated only through SQL functions that
+// `tollgate migrate` (MigratePostgres) installs. The server's now() is the only time authority, so
+// clients with skewed clocks agree; every operation is one round trip (one function call).
 //
 // Also installed: tollgate_fence_check(resource text, fence bigint), for fencing the user's own
 // tables inside their own transactions (see docs/fencing-your-data.md).
@@ -22,7 +22,8 @@
 namespace tollgate {
 
 // The schema version this build installs and requires.
-inline constexpr int kPostgresSchemaVersion = 2;  // 2: FencedSet refuses fences never issued
+// 2: FencedSet refuses fences never issued. 3: semaphores (tollgate_permits) and multi-key locks.
+inline constexpr int kPostgresSchemaVersion = 3;
 
 // Connects to the database named by `conninfo` (a postgres:// URL or a libpq "key=value" string)
 // and checks the installed schema. One connection per Backend, shared by its callers under a
@@ -65,9 +66,9 @@ inline constexpr int kPostgresMaxConnections = 64;
 // read-only server, admin shutdown, statement timeout...) fails its own operation; the operations
 // sent after it complete normally, then the connection is replaced. Every session gets SET
 // bytea_output = hex, the schema check and the prepared statements.
-// LOCK.ACQUIRE with WAIT polls on the loop (WaitQueue). Shutdown() refuses later calls with
-// Unavailable "backend is shutting down"; destroying the backend completes every pending operation
-// with Unavailable.
+// LOCK.ACQUIRE, SEM.ACQUIRE and LOCK.MACQUIRE with WAIT poll on the loop (WaitQueue). Shutdown()
+// refuses later calls with Unavailable "backend is shutting down"; destroying the backend completes
+// every pending operation with Unavailable.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<AsyncBackend>> NewAsyncPostgresBackend(
     const std::string& conninfo, EventLoop& loop, Duration timeout = std::chrono::seconds(2),
     int connections = 1);

@@ -20,6 +20,12 @@
 //                            sets both, so fences increase across keys and FencedSet refuses a
 //                            fence above it ("was never issued", InvalidArgument)
 //   tollgate:{<res>}:reg     fenced register: hash {fence, value}
+//   tollgate:s:{<key>}       semaphore: hash {limit, <permit_id> -> "<slot> <fence> <expiry ms of
+//                            TIME>[ <owner>]"}, PX = its furthest permit expiry (expired permits
+//                            count as free, purged at the next grant)
+//   tollgate:s:{<key>}:fence semaphore's fence counter (as a lease key's; standalone: follows
+//                            tollgate:fence). A multi-key grant makes each key an ordinary lease
+//                            (lock and fence keys above; one fence: above every counter involved)
 //   tollgate:t:{<key>}       THROTTLE bucket: hash {d debt, t time, r rate}, PEXPIRE = to full
 //   tollgate:l:{tollgate-rl}:<len(layer)>:<layer>:<key>
 //                            CheckLayers bucket (same layout)

@@ -65,6 +65,8 @@ const CommandTable& AllCommands() {
     auto* t = new CommandTable();
     RegisterConnectionCommands(*t);
     RegisterLeaseCommands(*t);
+    RegisterMultiLockCommands(*t);
+    RegisterSemaphoreCommands(*t);
     RegisterLimitCommands(*t);
     return t;
   }();

@@ -51,6 +51,11 @@ class ClientControl {
   // closed, while the reply waits for its fsync), the lease is released at once and the reply
   // becomes "not acquired". Every grant reply goes through here.
   virtual void ReplyWithGrant(const std::string& key, const LeaseGrant& grant) = 0;
+  // Likewise for SEM.ACQUIRE's permit ([permit_id, slot, fence, ttl_ms]; withdrawn = released) and
+  // LOCK.MACQUIRE's grant of `keys` (withdrawn = every key released).
+  virtual void ReplyWithPermit(const std::string& key, const PermitGrant& grant) = 0;
+  virtual void ReplyWithMultiGrant(const std::vector<std::string>& keys,
+                                   const LeaseGrant& grant) = 0;
 };
 
 // Where a deferred reply goes: the I/O thread that owns the connection.
@@ -162,6 +167,8 @@ class CommandTable {
 // Families register their commands (connection_commands.cc, lease_commands.cc).
 void RegisterConnectionCommands(CommandTable& table);
 void RegisterLeaseCommands(CommandTable& table);
+void RegisterMultiLockCommands(CommandTable& table);
+void RegisterSemaphoreCommands(CommandTable& table);
 void RegisterLimitCommands(CommandTable& table);
 
 // The table with every tollgate command.

@@ -73,7 +73,20 @@ struct IoThread::Conn final : public ClientControl {
   void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
     const size_t start = building.size();
     ReplyGrant(reply, g);
-    building_grants.push_back({key, g.lock_id, start, building.size() - start});
+    building_grants.push_back(
+        {PendingGrant::Kind::kLease, key, {}, g.lock_id, start, building.size() - start});
+  }
+  void ReplyWithPermit(const std::string& key, const PermitGrant& g) override {
+    const size_t start = building.size();
+    server::ReplyPermit(reply, g);
+    building_grants.push_back(
+        {PendingGrant::Kind::kPermit, key, {}, g.permit_id, start, building.size() - start});
+  }
+  void ReplyWithMultiGrant(const std::vector<std::string>& keys, const LeaseGrant& g) override {
+    const size_t start = building.size();
+    ReplyGrant(reply, g);
+    building_grants.push_back(
+        {PendingGrant::Kind::kMultiLease, {}, keys, g.lock_id, start, building.size() - start});
   }
 
   IoThread* thread;
@@ -545,7 +558,7 @@ size_t IoThread::WithdrawGrants(std::string& bytes, std::vector<PendingGrant>& g
   protocol::ReplyBuilder(&not_acquired, protocol).NullArray();
   // Back to front, so the offsets of the grants not yet replaced stay valid.
   for (auto g = grants.rbegin(); g != grants.rend(); ++g) {
-    ReleaseAbandoned(g->key, g->lock_id);
+    ReleaseAbandoned(*g);
     bytes.replace(g->offset, g->length, not_acquired);
   }
   const size_t n = grants.size();
@@ -567,7 +580,7 @@ void IoThread::WithdrawUnsentTailGrant(Conn& c) {
   // The grant is the end of `out`, so unsent bytes mean its last byte at least was not sent.
   if (!c.tail_grant || c.out_off == c.out.size()) return;
   const PendingGrant& g = *c.tail_grant;
-  ReleaseAbandoned(g.key, g.lock_id);
+  ReleaseAbandoned(g);
   if (c.out_off <= g.offset) {  // nothing of it sent yet: answer "not acquired" instead
     c.out.resize(g.offset);
     protocol::ReplyBuilder(&c.out, c.reply.protocol()).NullArray();
@@ -575,14 +588,23 @@ void IoThread::WithdrawUnsentTailGrant(Conn& c) {
   c.tail_grant.reset();
 }
 
-void IoThread::ReleaseAbandoned(const std::string& key, const std::string& lock_id) {
+void IoThread::ReleaseAbandoned(const PendingGrant& g) {
   services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
-  state_->Release(key, lock_id, [index = index_](absl::Status st) {
+  auto warn = [index = index_](const absl::Status& st) {
     if (!st.ok() && st.code() != absl::StatusCode::kFailedPrecondition) {
       spdlog::warn("io thread {}: releasing an abandoned grant: {}", index,
                    std::string(st.message()));
     }
-  });
+  };
+  switch (g.kind) {
+    case PendingGrant::Kind::kLease:
+      return state_->Release(g.key, g.lock_id, warn);
+    case PendingGrant::Kind::kPermit:
+      return state_->SemRelease(g.key, g.lock_id, warn);
+    case PendingGrant::Kind::kMultiLease:
+      return state_->MultiRelease(g.keys, g.lock_id,
+                                  [warn](absl::StatusOr<size_t> n) { warn(n.status()); });
+  }
 }
 
 void IoThread::ReleaseDurable() {
@@ -667,7 +689,7 @@ void IoThread::Close(Conn& c, bool peer_reset) {
   if (peer_reset && c.tail_grant) {
     // The peer reset the connection, so the last reply we sent was not (completely) read: if it
     // was a grant, its client never learned of the lease.
-    ReleaseAbandoned(c.tail_grant->key, c.tail_grant->lock_id);
+    ReleaseAbandoned(*c.tail_grant);
   }
   if (c.blocked) {
     // No answer comes after this; a grant obtained meanwhile is released by the State.
@@ -688,16 +710,22 @@ namespace {
 // released at once.
 class GoneClient final : public ClientControl {
  public:
-  explicit GoneClient(absl::FunctionRef<void(const std::string&, const std::string&)> release)
-      : release_(release) {}
+  using Release = absl::FunctionRef<void(const WithdrawableGrant&)>;
+  explicit GoneClient(Release release) : release_(release) {}
   DeferredReply Defer() override { return {}; }
   void BlockUntilReply(uint64_t) override {}
   void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
-    release_(key, g.lock_id);
+    release_({WithdrawableGrant::Kind::kLease, key, {}, g.lock_id, 0, 0});
+  }
+  void ReplyWithPermit(const std::string& key, const PermitGrant& g) override {
+    release_({WithdrawableGrant::Kind::kPermit, key, {}, g.permit_id, 0, 0});
+  }
+  void ReplyWithMultiGrant(const std::vector<std::string>& keys, const LeaseGrant& g) override {
+    release_({WithdrawableGrant::Kind::kMultiLease, {}, keys, g.lock_id, 0, 0});
   }
 
  private:
-  absl::FunctionRef<void(const std::string&, const std::string&)> release_;
+  Release release_;
 };
 
 }  // namespace
@@ -714,8 +742,8 @@ void IoThread::FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) {
   if (c == nullptr) {
     std::string scratch;
     protocol::ReplyBuilder discard(&scratch);
-    GoneClient gone([this](const std::string& key, const std::string& lock_id) {
-      ReleaseAbandoned(key, lock_id);
+    GoneClient gone([this](const PendingGrant& g) {
+      ReleaseAbandoned(g);
     });
     write(discard, gone);
     return;

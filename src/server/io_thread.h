@@ -38,6 +38,17 @@
 
 namespace tollgate::server {
 
+// A grant reply inside a reply buffer that may still be withdrawn (ReplyWithGrant).
+struct WithdrawableGrant {
+  enum class Kind { kLease, kPermit, kMultiLease };
+  Kind kind = Kind::kLease;
+  std::string key;                // kLease, kPermit
+  std::vector<std::string> keys;  // kMultiLease
+  std::string lock_id;            // or the permit id
+  size_t offset;                  // of the grant reply in its buffer
+  size_t length;
+};
+
 class IoThread final : public EventLoop, public DeferredReplyTarget {
  public:
   // Makes this thread's State, driven by this thread's loop (called by Start).
@@ -75,13 +86,7 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
 
  private:
   struct Conn;
-  // A grant reply inside a reply buffer that may still be withdrawn (ReplyWithGrant).
-  struct PendingGrant {
-    std::string key;
-    std::string lock_id;
-    size_t offset;  // of the grant reply in its buffer
-    size_t length;
-  };
+  using PendingGrant = WithdrawableGrant;
   // A reply in a connection's queue behind a deferred one (or the deferred one itself).
   struct Slot {
     uint64_t ticket = 0;  // of the deferred reply; 0 for replies written at once
@@ -142,7 +147,7 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
   void WithdrawUnsentTailGrant(Conn& c);
   // Releases a lease nobody will learn about (its client is gone) and counts it in
   // grants_withdrawn.
-  void ReleaseAbandoned(const std::string& key, const std::string& lock_id);
+  void ReleaseAbandoned(const PendingGrant& g);
   // A blocked connection's wait is abandoned (EOF, stop): cancels it and answers "not acquired".
   void AbandonWait(Conn& c);
   // Runs Resume for the connections whose deferred replies were written since the last call.

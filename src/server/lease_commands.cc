@@ -1,6 +1,7 @@
 // LOCK.* and FENCE.*: the lease core and fenced registers over RESP.
 #include <limits>
 
+#include "server/acquire_options.h"
 #include "server/args.h"
 #include "server/command_table.h"
 #include "server/replies.h"
@@ -9,9 +10,6 @@ namespace tollgate::server {
 namespace {
 
 using std::chrono::milliseconds;
-
-constexpr int64_t kMaxMs = 86'400'000;
-constexpr size_t kMaxOwnerBytes = 512;
 
 void ReplyStatus(CommandContext& ctx, const absl::Status& st) {
   server::ReplyStatus(ctx.reply, st);
@@ -31,37 +29,9 @@ void LockAcquire(CommandContext& ctx, std::span<const std::string> args) {
   std::string err;
   auto ttl = ParseIntInRange(args[2], "ttl_ms", 1, kMaxMs, &err);
   if (!ttl) return ctx.reply.Error(err);
-  AcquireRequest req{args[1], milliseconds(*ttl), Duration(0), std::nullopt};
-  bool have_wait = false;
-  for (size_t i = 3; i < args.size(); i += 2) {
-    const std::string& opt = args[i];
-    const bool is_wait = EqualsIgnoreCase(opt, "WAIT"), is_owner = EqualsIgnoreCase(opt, "OWNER");
-    if (!is_wait && !is_owner) {
-      return ctx.reply.Error("ERR unknown option '" + opt.substr(0, 64) +
-                             "' for 'lock.acquire'; accepted: WAIT ms, OWNER label");
-    }
-    if (i + 1 >= args.size()) {
-      return ctx.reply.Error(is_wait ? "ERR WAIT needs a value: an integer in [0, 86400000]"
-                                     : "ERR OWNER needs a value: a label of 1 to 512 bytes");
-    }
-    if ((is_wait && have_wait) || (is_owner && req.owner)) {
-      return ctx.reply.Error("ERR option " + std::string(is_wait ? "WAIT" : "OWNER") +
-                             " given more than once");
-    }
-    if (is_wait) {
-      auto wait = ParseIntInRange(args[i + 1], "WAIT", 0, kMaxMs, &err);
-      if (!wait) return ctx.reply.Error(err);
-      req.wait = milliseconds(*wait);
-      have_wait = true;
-    } else {
-      const std::string& label = args[i + 1];
-      if (label.empty() || label.size() > kMaxOwnerBytes) {
-        return ctx.reply.Error("ERR OWNER label must be 1 to 512 bytes long, got " +
-                               std::to_string(label.size()) + " bytes");
-      }
-      req.owner = label;
-    }
-  }
+  auto opts = ParseAcquireOptions(args.subspan(3), "lock.acquire", &err);
+  if (!opts) return ctx.reply.Error(err);
+  AcquireRequest req{args[1], milliseconds(*ttl), opts->wait, std::move(opts->owner)};
   const std::string key = req.key;
   const uint64_t ticket =
       ctx.state.Acquire(req, ReplyLater<absl::StatusOr<std::optional<LeaseGrant>>>(

@@ -28,6 +28,15 @@ inline void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g) {
   reply.Integer(CeilMs(g.ttl));
 }
 
+// SEM.ACQUIRE's success reply: [permit_id, slot, fence, ttl_ms].
+inline void ReplyPermit(protocol::ReplyBuilder& reply, const PermitGrant& g) {
+  reply.ArrayHeader(4);
+  reply.Bulk(g.permit_id);
+  reply.Integer(g.slot);
+  reply.Integer(static_cast<int64_t>(g.fence));
+  reply.Integer(CeilMs(g.ttl));
+}
+
 // Replies with a non-OK status: Aborted (stale fence) as -STALE, Unavailable (backend down) as
 // -UNAVAILABLE, everything else as -ERR, each followed by the status message.
 inline void ReplyStatus(protocol::ReplyBuilder& reply, const absl::Status& st) {

@@ -24,6 +24,34 @@ class SharedState final : public State {
               Completion<Duration> done) override {
     backend_->Extend(key, lock_id, ttl, std::move(done));
   }
+  uint64_t SemAcquire(const SemAcquireRequest& req,
+                      Completion<std::optional<PermitGrant>> done) override {
+    return backend_->SemAcquire(req, std::move(done));
+  }
+  void SemRelease(std::string_view key, std::string_view permit_id,
+                  StatusCompletion done) override {
+    backend_->SemRelease(key, permit_id, std::move(done));
+  }
+  void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                 Completion<Duration> done) override {
+    backend_->SemExtend(key, permit_id, ttl, std::move(done));
+  }
+  // The backend fills in its own (this server's) waiters.
+  void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) override {
+    backend_->SemInfo(key, std::move(done));
+  }
+  uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                        Completion<std::optional<LeaseGrant>> done) override {
+    return backend_->MultiAcquire(req, std::move(done));
+  }
+  void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                    Completion<size_t> done) override {
+    backend_->MultiRelease(keys, lock_id, std::move(done));
+  }
+  void MultiExtend(std::span<const std::string> keys, std::string_view lock_id, Duration ttl,
+                   Completion<Duration> done) override {
+    backend_->MultiExtend(keys, lock_id, ttl, std::move(done));
+  }
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
     backend_->Info(key, [this, k = std::string(key), done = std::move(done)](
                             absl::StatusOr<std::optional<LeaseInfo>> info) mutable {

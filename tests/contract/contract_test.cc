@@ -9,15 +9,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/contract/harness.h"
+#include "tests/contract/contract_fixture.h"
 
 namespace tollgate::testing {
-namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-Decimal D(const char* s) { return *Decimal::ParsePositive(s, "test", kMaxCapacity); }
 
 std::vector<std::string> HarnessNames() {
   std::vector<std::string> names = {"memory", "embedded"};
@@ -38,6 +35,7 @@ std::vector<std::string> HarnessNames() {
 
 // One started harness per backend kind for the whole test program; torn down by a gtest
 // environment, i.e. before static destructors run (RocksDB's statics must outlive the store).
+namespace {
 std::mutex harness_mu;
 std::map<std::string, std::unique_ptr<BackendHarness>>* harnesses =
     new std::map<std::string, std::unique_ptr<BackendHarness>>();
@@ -50,6 +48,7 @@ class HarnessEnvironment : public ::testing::Environment {
   }
 };
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new HarnessEnvironment);
+}  // namespace
 
 BackendHarness* GetHarness(const std::string& name) {
   std::lock_guard<std::mutex> l(harness_mu);
@@ -74,30 +73,9 @@ BackendHarness* GetHarness(const std::string& name) {
   return ((*harnesses)[name] = std::move(h)).get();
 }
 
-class ContractTest : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    harness_ = GetHarness(GetParam());
-    ASSERT_NE(harness_, nullptr) << "backend " << GetParam() << " did not start";
-    auto b = harness_->Connect();
-    ASSERT_TRUE(b.ok()) << b.status();
-    b_ = std::move(*b);
-    // Unique names per test, so tests sharing one backend server never meet.
-    prefix_ = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ":" +
-              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":";
-  }
-  std::string K(std::string_view s) const { return prefix_ + std::string(s); }
-  std::optional<LeaseGrant> Grant(std::string_view key, Duration ttl,
-                                  std::optional<std::string> owner = std::nullopt) {
-    auto g = b_->Acquire(K(key), ttl, std::move(owner));
-    EXPECT_TRUE(g.ok()) << g.status();
-    return g.ok() ? *g : std::nullopt;
-  }
+namespace {
 
-  BackendHarness* harness_ = nullptr;
-  std::unique_ptr<Backend> b_;
-  std::string prefix_;
-};
+Decimal D(const char* s) { return *Decimal::ParsePositive(s, "test", kMaxCapacity); }
 
 TEST_P(ContractTest, LeaseLifecycleAndOwnership) {
   auto g = Grant("k", seconds(30), "worker-1");

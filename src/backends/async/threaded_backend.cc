@@ -23,14 +23,7 @@ class ThreadedAsyncBackend final : public AsyncBackend {
       : loop_(loop),
         kind_(conns.front()->kind()),
         max_queued_(max_queued),
-        waits_(
-            loop,
-            [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
-              TryAcquire(req, std::move(done));
-            },
-            [this](const std::string& key, const std::string& id) {
-              Release(key, id, [](absl::Status) {});
-            }) {
+        waits_(loop, WaitOps()) {
     for (auto& c : conns) {
       auto w = std::make_unique<Worker>();
       w->backend = std::move(c);
@@ -81,6 +74,67 @@ class ThreadedAsyncBackend final : public AsyncBackend {
     Submit<absl::StatusOr<std::optional<LeaseInfo>>>(
         key, std::move(done), [k = std::string(key)](Backend& b) { return b.Info(k); });
   }
+  uint64_t SemAcquire(const SemAcquireRequest& req,
+                      Completion<std::optional<PermitGrant>> done) override {
+    if (shut_down_) {
+      done(Closed());
+      return 0;
+    }
+    return waits_.SemAcquire(req, std::move(done));
+  }
+  void SemRelease(std::string_view key, std::string_view permit_id,
+                  StatusCompletion done) override {
+    Submit<absl::Status>(key, std::move(done),
+                         [k = std::string(key), id = std::string(permit_id)](Backend& b) {
+                           return b.SemRelease(k, id);
+                         });
+  }
+  void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                 Completion<Duration> done) override {
+    Submit<absl::StatusOr<Duration>>(
+        key, std::move(done), [k = std::string(key), id = std::string(permit_id), ttl](Backend& b) {
+          return b.SemExtend(k, id, ttl);
+        });
+  }
+  void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) override {
+    Submit<absl::StatusOr<std::optional<SemaphoreInfo>>>(
+        key,
+        [this, k = std::string(key), done = std::move(done)](
+            absl::StatusOr<std::optional<SemaphoreInfo>> r) mutable {
+          if (r.ok() && r->has_value()) (*r)->waiters = waits_.SemCount(k);
+          done(std::move(r));
+        },
+        [k = std::string(key)](Backend& b) { return b.SemInfo(k); });
+  }
+  uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                        Completion<std::optional<LeaseGrant>> done) override {
+    if (shut_down_) {
+      done(Closed());
+      return 0;
+    }
+    return waits_.MultiAcquire(req, std::move(done));
+  }
+  // Operations on a group of keys run on the worker of its first key.
+  void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                    Completion<size_t> done) override {
+    std::vector<std::string> copy(keys.begin(), keys.end());
+    const std::string route = copy.empty() ? std::string() : copy.front();
+    Submit<absl::StatusOr<size_t>>(
+        route, std::move(done),
+        [copy = std::move(copy), id = std::string(lock_id)](Backend& b) {
+          return b.MultiRelease(copy, id);
+        });
+  }
+  void MultiExtend(std::span<const std::string> keys, std::string_view lock_id, Duration ttl,
+                   Completion<Duration> done) override {
+    std::vector<std::string> copy(keys.begin(), keys.end());
+    const std::string route = copy.empty() ? std::string() : copy.front();
+    Submit<absl::StatusOr<Duration>>(
+        route, std::move(done),
+        [copy = std::move(copy), id = std::string(lock_id), ttl](Backend& b) {
+          return b.MultiExtend(copy, id, ttl);
+        });
+  }
   void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                  StatusCompletion done) override {
     Submit<absl::Status>(resource, std::move(done),
@@ -124,6 +178,35 @@ class ThreadedAsyncBackend final : public AsyncBackend {
   };
 
   static absl::Status Closed() { return absl::UnavailableError("backend is shutting down"); }
+
+  // The WaitQueue's view of the workers: non-waiting attempts and releases of abandoned grants.
+  WaitQueue::Ops WaitOps() {
+    WaitQueue::Ops ops;
+    ops.acquire = [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
+      TryAcquire(req, std::move(done));
+    };
+    ops.release = [this](const std::string& key, const std::string& id) {
+      Release(key, id, [](absl::Status) {});
+    };
+    ops.sem_acquire = [this](const SemAcquireRequest& req,
+                             Completion<std::optional<PermitGrant>> done) {
+      Submit<absl::StatusOr<std::optional<PermitGrant>>>(
+          req.key, std::move(done), [req](Backend& b) { return b.SemAcquire(req); });
+    };
+    ops.sem_release = [this](const std::string& key, const std::string& id) {
+      SemRelease(key, id, [](absl::Status) {});
+    };
+    ops.multi_acquire = [this](const MultiAcquireRequest& req,
+                               Completion<std::optional<LeaseGrant>> done) {
+      const std::string route = req.keys.empty() ? std::string() : req.keys.front();
+      Submit<absl::StatusOr<std::optional<LeaseGrant>>>(
+          route, std::move(done), [req](Backend& b) { return b.MultiAcquire(req); });
+    };
+    ops.multi_release = [this](const std::vector<std::string>& keys, const std::string& id) {
+      MultiRelease(keys, id, [](absl::StatusOr<size_t>) {});
+    };
+    return ops;
+  }
 
   void TryAcquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
     Submit<absl::StatusOr<std::optional<LeaseGrant>>>(

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 #include "core/absl_compat.h"
 
 namespace tollgate {
@@ -9,6 +11,11 @@ namespace tollgate {
 void WaitOrder::Join(const std::string& key, const void* queue, uint64_t ticket) {
   absl::MutexLock l(&mu_);
   keys_[key].emplace_back(queue, ticket);
+}
+
+void WaitOrder::JoinAll(std::span<const std::string> keys, const void* queue, uint64_t ticket) {
+  absl::MutexLock l(&mu_);
+  for (const std::string& key : keys) keys_[key].emplace_back(queue, ticket);
 }
 
 void WaitOrder::Leave(const std::string& key, const void* queue, uint64_t ticket) {
@@ -37,29 +44,81 @@ size_t WaitOrder::Count(const std::string& key) const {
   return it == keys_.end() ? 0 : it->second.size();
 }
 
+// One queued request, whatever it acquires. The typed part (what to try, what to hand back) lives
+// in TypedWaiter; the queue only sees attempts and their outcome.
 struct WaitQueue::Waiter {
+  virtual ~Waiter() = default;
+  enum class Outcome { kGranted, kNotGranted, kFailed };
+  // Sends the backend's non-waiting attempt; `then(outcome, status)` runs once, on the loop. A grant
+  // is kept inside the waiter for Deliver or Abandon.
+  virtual void Try(WaitQueue& q, absl::AnyInvocable<void(Outcome, absl::Status)> then) = 0;
+  // Completes the request with the kept grant.
+  virtual void DeliverGrant() = 0;
+  // Completes it with "not acquired" (nullopt), or with `error`.
+  virtual void DeliverNone() = 0;
+  virtual void DeliverError(absl::Status error) = 0;
+  // Gives the kept grant back (nobody will take it).
+  virtual void Abandon(WaitQueue& q) = 0;
+  // Drops the completion without calling it (cancelled).
+  virtual void Forget() = 0;
+
   uint64_t ticket = 0;
-  AcquireRequest req;
-  Completion<std::optional<LeaseGrant>> done;
+  std::vector<std::string> qkeys;
+  bool semaphore = false;  // a grant leaves other slots possibly free: the next tries at once
   uint64_t deadline_timer = 0;
   int attempts = 0;
+  bool attempting = false;
   // The error of every attempt since the last clean answer, if the last attempt failed.
   std::optional<absl::Status> trouble;
-  bool answered = false;  // completed or cancelled; dropped from the queue lazily
+  bool answered = false;  // completed or cancelled; dropped from the queues lazily
+};
+
+template <class Grant>
+struct WaitQueue::TypedWaiter : WaitQueue::Waiter {
+  using TryFn = absl::AnyInvocable<void(WaitQueue&, Completion<std::optional<Grant>>)>;
+  using AbandonFn = absl::AnyInvocable<void(WaitQueue&, const Grant&)>;
+  TypedWaiter(TryFn try_fn, AbandonFn abandon_fn, Completion<std::optional<Grant>> done)
+      : try_fn(std::move(try_fn)), abandon_fn(std::move(abandon_fn)), done(std::move(done)) {}
+
+  void Try(WaitQueue& q, absl::AnyInvocable<void(Outcome, absl::Status)> then) override {
+    try_fn(q, [this, then = std::move(then)](absl::StatusOr<std::optional<Grant>> r) mutable {
+      if (!r.ok()) return then(Outcome::kFailed, r.status());
+      if (!r->has_value()) return then(Outcome::kNotGranted, absl::OkStatus());
+      grant = std::move(**r);
+      then(Outcome::kGranted, absl::OkStatus());
+    });
+  }
+  void DeliverGrant() override { Complete(std::move(grant)); }
+  void DeliverNone() override { Complete(std::optional<Grant>()); }
+  void DeliverError(absl::Status error) override { Complete(std::move(error)); }
+  void Abandon(WaitQueue& q) override {
+    if (grant) abandon_fn(q, *grant);
+    grant.reset();
+  }
+  void Forget() override { done = nullptr; }
+  void Complete(absl::StatusOr<std::optional<Grant>> r) {
+    if (!done) return;
+    auto d = std::move(done);
+    done = nullptr;
+    d(std::move(r));
+  }
+
+  TryFn try_fn;
+  AbandonFn abandon_fn;
+  Completion<std::optional<Grant>> done;
+  std::optional<Grant> grant;
 };
 
 struct WaitQueue::Key {
   std::deque<std::shared_ptr<Waiter>> waiters;
-  bool attempting = false;  // an acquire for the head is in flight
   uint64_t poll_timer = 0;
 };
 
-WaitQueue::WaitQueue(EventLoop& loop, TryAcquire try_acquire, ReleaseAbandoned release,
-                     Options options)
-    : loop_(loop),
-      try_acquire_(std::move(try_acquire)),
-      release_(std::move(release)),
-      options_(options) {}
+std::string WaitQueue::LeaseQKey(std::string_view key) { return absl::StrCat("L", AV(key)); }
+std::string WaitQueue::SemQKey(std::string_view key) { return absl::StrCat("S", AV(key)); }
+
+WaitQueue::WaitQueue(EventLoop& loop, Ops ops, Options options)
+    : loop_(loop), ops_(std::move(ops)), options_(options) {}
 
 WaitQueue::~WaitQueue() {
   Shutdown();
@@ -67,63 +126,110 @@ WaitQueue::~WaitQueue() {
 }
 
 uint64_t WaitQueue::Acquire(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
-  auto it = keys_.find(req.key);
-  const bool local_others = it != keys_.end() && LocalCount(req.key) > 0;
-  const bool others = local_others || (order_ != nullptr && order_->Count(req.key) > 0);
-  if (req.wait <= Duration(0) || shut_down_) {
+  auto w = std::make_shared<TypedWaiter<LeaseGrant>>(
+      [req](WaitQueue& q, Completion<std::optional<LeaseGrant>> cb) {
+        q.ops_.acquire(req, std::move(cb));
+      },
+      [key = req.key](WaitQueue& q, const LeaseGrant& g) { q.ops_.release(key, g.lock_id); },
+      std::move(done));
+  w->qkeys.push_back(LeaseQKey(req.key));
+  return Enqueue(std::move(w), req.wait);
+}
+
+uint64_t WaitQueue::SemAcquire(const SemAcquireRequest& req,
+                               Completion<std::optional<PermitGrant>> done) {
+  if (!ops_.sem_acquire || !ops_.sem_release) {
+    done(absl::UnimplementedError("this backend offers no semaphores"));
+    return 0;
+  }
+  auto w = std::make_shared<TypedWaiter<PermitGrant>>(
+      [req](WaitQueue& q, Completion<std::optional<PermitGrant>> cb) {
+        q.ops_.sem_acquire(req, std::move(cb));
+      },
+      [key = req.key](WaitQueue& q, const PermitGrant& g) { q.ops_.sem_release(key, g.permit_id); },
+      std::move(done));
+  w->qkeys.push_back(SemQKey(req.key));
+  w->semaphore = true;
+  return Enqueue(std::move(w), req.wait);
+}
+
+uint64_t WaitQueue::MultiAcquire(const MultiAcquireRequest& req,
+                                 Completion<std::optional<LeaseGrant>> done) {
+  if (!ops_.multi_acquire || !ops_.multi_release) {
+    done(absl::UnimplementedError("this backend offers no multi-key locks"));
+    return 0;
+  }
+  auto w = std::make_shared<TypedWaiter<LeaseGrant>>(
+      [req](WaitQueue& q, Completion<std::optional<LeaseGrant>> cb) {
+        q.ops_.multi_acquire(req, std::move(cb));
+      },
+      [keys = req.keys](WaitQueue& q, const LeaseGrant& g) { q.ops_.multi_release(keys, g.lock_id); },
+      std::move(done));
+  for (const std::string& key : req.keys) w->qkeys.push_back(LeaseQKey(key));
+  return Enqueue(std::move(w), req.wait);
+}
+
+uint64_t WaitQueue::Enqueue(std::shared_ptr<Waiter> w, Duration wait) {
+  bool others = false;
+  for (const std::string& qk : w->qkeys) others = others || CountQ(qk) > 0;
+  if (wait <= Duration(0) || shut_down_) {
     if (others || shut_down_) {
-      done(std::optional<LeaseGrant>());
+      w->DeliverNone();
     } else {
-      try_acquire_(req, std::move(done));
+      // Nobody waits for these keys: one attempt, answered as the backend answers it.
+      Waiter* raw = w.get();
+      raw->Try(*this, [w = std::move(w)](Waiter::Outcome outcome, absl::Status st) {
+        if (outcome == Waiter::Outcome::kGranted) return w->DeliverGrant();
+        if (outcome == Waiter::Outcome::kFailed) return w->DeliverError(std::move(st));
+        w->DeliverNone();
+      });
     }
     return 0;
   }
-  auto w = std::make_shared<Waiter>();
   w->ticket = next_ticket_++;
-  w->req = req;
-  w->done = std::move(done);
   const uint64_t ticket = w->ticket;
   w->deadline_timer =
-      loop_.RunAt(loop_.clock()->SteadyNow() + req.wait, [this, ticket] { Expire(ticket); });
-  ticket_keys_.emplace(ticket, req.key);
-  if (order_ != nullptr) order_->Join(req.key, this, ticket);
-  std::unique_ptr<Key>& k = keys_[req.key];
-  if (k == nullptr) k = std::make_unique<Key>();
-  std::shared_ptr<Waiter> mine = w;
-  k->waiters.push_back(std::move(w));
-  // The head of this queue for the key starts polling (it tries the backend only once it is first
-  // in the shared order, if any); behind a local waiter, that head's polling serves it in turn.
-  if (!local_others) Attempt(req.key);
-  return mine->answered ? 0 : ticket;  // 0: it completed before returning
+      loop_.RunAt(loop_.clock()->SteadyNow() + wait, [this, ticket] { Expire(ticket); });
+  tickets_.emplace(ticket, w);
+  if (order_ != nullptr) order_->JoinAll(w->qkeys, this, ticket);
+  for (const std::string& qk : w->qkeys) {
+    std::unique_ptr<Key>& k = keys_[qk];
+    if (k == nullptr) k = std::make_unique<Key>();
+    k->waiters.push_back(w);
+  }
+  // Where it is first, it starts trying now (Attempt checks it is first on all of its keys);
+  // behind others, their attempts and polls serve it in turn.
+  for (const std::string& qk : w->qkeys) {
+    Key& k = *keys_[qk];
+    PruneHead(k);
+    if (k.waiters.front() == w) {
+      Attempt(qk);
+      break;
+    }
+  }
+  return w->answered ? 0 : ticket;  // 0: it completed before returning
 }
 
 void WaitQueue::Cancel(uint64_t ticket) {
-  auto t = ticket_keys_.find(ticket);
-  if (t == ticket_keys_.end()) return;
-  const std::string key = std::move(t->second);
-  ticket_keys_.erase(t);
-  auto it = keys_.find(key);
-  if (it == keys_.end()) return;
-  for (auto& w : it->second->waiters) {
-    if (w->ticket != ticket || w->answered) continue;
-    MarkAnswered(*w, key);
-    loop_.CancelTimer(w->deadline_timer);
-    w->done = nullptr;
-  }
-  PruneHead(*it->second);
-  if (it->second->waiters.empty() && !it->second->attempting) {
-    loop_.CancelTimer(it->second->poll_timer);
-    keys_.erase(it);
-  }
+  auto t = tickets_.find(ticket);
+  if (t == tickets_.end()) return;
+  std::shared_ptr<Waiter> w = t->second;
+  MarkAnswered(*w);
+  loop_.CancelTimer(w->deadline_timer);
+  w->Forget();
+  AfterLeaving(*w, /*at_once=*/false);
 }
 
-size_t WaitQueue::Count(std::string_view key) const {
-  if (order_ != nullptr) return order_->Count(std::string(key));
-  return LocalCount(key);
+size_t WaitQueue::Count(std::string_view key) const { return CountQ(LeaseQKey(key)); }
+size_t WaitQueue::SemCount(std::string_view key) const { return CountQ(SemQKey(key)); }
+
+size_t WaitQueue::CountQ(const std::string& qkey) const {
+  if (order_ != nullptr) return order_->Count(qkey);
+  return LocalCount(qkey);
 }
 
-size_t WaitQueue::LocalCount(std::string_view key) const {
-  auto it = keys_.find(AV(key));
+size_t WaitQueue::LocalCount(std::string_view qkey) const {
+  auto it = keys_.find(AV(qkey));
   if (it == keys_.end()) return 0;
   size_t n = 0;
   for (const auto& w : it->second->waiters) n += w->answered ? 0 : 1;
@@ -131,16 +237,35 @@ size_t WaitQueue::LocalCount(std::string_view key) const {
 }
 
 void WaitQueue::Poke(const std::string& key) {
-  auto it = keys_.find(key);
-  if (it == keys_.end() || it->second->attempting) return;
+  const std::string qk = LeaseQKey(key);
+  auto it = keys_.find(qk);
+  if (it == keys_.end()) return;
   loop_.CancelTimer(it->second->poll_timer);
-  Attempt(key);
+  it->second->poll_timer = 0;
+  Attempt(qk);
+}
+
+void WaitQueue::PokeSemaphore(const std::string& key) {
+  const std::string qk = SemQKey(key);
+  auto it = keys_.find(qk);
+  if (it == keys_.end()) return;
+  loop_.CancelTimer(it->second->poll_timer);
+  it->second->poll_timer = 0;
+  Attempt(qk);
 }
 
 std::vector<std::string> WaitQueue::WaitingKeys() const {
   std::vector<std::string> out;
-  for (const auto& [key, k] : keys_) {
-    if (LocalCount(key) > 0) out.push_back(key);
+  for (const auto& [qk, k] : keys_) {
+    if (qk[0] == 'L' && LocalCount(qk) > 0) out.push_back(qk.substr(1));
+  }
+  return out;
+}
+
+std::vector<std::string> WaitQueue::WaitingSemaphores() const {
+  std::vector<std::string> out;
+  for (const auto& [qk, k] : keys_) {
+    if (qk[0] == 'S' && LocalCount(qk) > 0) out.push_back(qk.substr(1));
   }
   return out;
 }
@@ -148,136 +273,146 @@ std::vector<std::string> WaitQueue::WaitingKeys() const {
 void WaitQueue::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  std::vector<Completion<std::optional<LeaseGrant>>> answers;
-  for (auto& [key, k] : keys_) {
+  std::vector<std::shared_ptr<Waiter>> answers;
+  for (auto& [ticket, w] : tickets_) answers.push_back(w);
+  for (auto& w : answers) {
+    MarkAnswered(*w);
+    loop_.CancelTimer(w->deadline_timer);
+  }
+  for (auto& [qk, k] : keys_) {
     loop_.CancelTimer(k->poll_timer);
     k->poll_timer = 0;
-    for (auto& w : k->waiters) {
-      if (w->answered) continue;
-      MarkAnswered(*w, key);
-      loop_.CancelTimer(w->deadline_timer);
-      answers.push_back(std::move(w->done));
-    }
     k->waiters.clear();
   }
-  ticket_keys_.clear();
-  // Keys with an attempt in flight stay until it completes (its grant, if any, is released).
-  for (auto it = keys_.begin(); it != keys_.end();) {
-    if (!it->second->attempting) {
-      keys_.erase(it++);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& done : answers) done(std::optional<LeaseGrant>());
+  // An attempt in flight keeps its waiter alive (its grant, if any, is then released).
+  keys_.clear();
+  for (auto& w : answers) w->DeliverNone();
 }
 
-void WaitQueue::MarkAnswered(Waiter& w, const std::string& key) {
+void WaitQueue::MarkAnswered(Waiter& w) {
+  if (w.answered) return;
   w.answered = true;
-  if (order_ != nullptr) order_->Leave(key, this, w.ticket);
+  tickets_.erase(w.ticket);
+  if (order_ != nullptr) {
+    for (const std::string& qk : w.qkeys) order_->Leave(qk, this, w.ticket);
+  }
+}
+
+void WaitQueue::AfterLeaving(const Waiter& w, bool at_once) {
+  for (const std::string& qk : w.qkeys) {
+    if (at_once) {
+      Attempt(qk);
+    } else {
+      Schedule(qk);
+    }
+  }
 }
 
 void WaitQueue::PruneHead(Key& k) {
   while (!k.waiters.empty() && k.waiters.front()->answered) k.waiters.pop_front();
 }
 
-void WaitQueue::Attempt(const std::string& key) {
-  auto it = keys_.find(key);
+bool WaitQueue::FirstEverywhere(const Waiter& w) const {
+  for (const std::string& qk : w.qkeys) {
+    auto it = keys_.find(qk);
+    if (it == keys_.end()) return false;
+    const auto& q = it->second->waiters;
+    // Skip answered waiters ahead of it (pruned lazily).
+    bool first = false;
+    for (const auto& other : q) {
+      if (other->answered) continue;
+      first = other.get() == &w;
+      break;
+    }
+    if (!first) return false;
+    if (order_ != nullptr && !order_->IsFirst(qk, this, w.ticket)) return false;
+  }
+  return true;
+}
+
+void WaitQueue::Attempt(const std::string& qkey) {
+  auto it = keys_.find(qkey);
   if (it == keys_.end()) return;
   Key& k = *it->second;
+  loop_.CancelTimer(k.poll_timer);
   k.poll_timer = 0;
-  if (k.attempting) return;
   PruneHead(k);
   if (k.waiters.empty()) {
     keys_.erase(it);
     return;
   }
   std::shared_ptr<Waiter> head = k.waiters.front();
-  if (order_ != nullptr && !order_->IsFirst(key, this, head->ticket)) {
-    // A waiter of another queue (another I/O thread) came first: it goes before this one.
-    Schedule(key);
+  if (head->attempting) return;
+  if (!FirstEverywhere(*head)) {
+    // Someone earlier waits for another of its keys (here or on another I/O thread): it goes
+    // first; this key polls until then.
+    Schedule(qkey);
     return;
   }
   ++head->attempts;
-  k.attempting = true;
+  head->attempting = true;
   std::weak_ptr<bool> alive = alive_;
-  try_acquire_(head->req, [this, alive, key, head](absl::StatusOr<std::optional<LeaseGrant>> r) {
+  head->Try(*this, [this, alive, head](Waiter::Outcome outcome, absl::Status st) {
     auto a = alive.lock();
-    if (!a || !*a) return;  // the queue is gone (and its release_ with it): the lease expires
-    auto kit = keys_.find(key);
-    if (kit != keys_.end()) kit->second->attempting = false;
+    if (!a || !*a) return;  // the queue is gone (and its ops with it): the grant expires
+    head->attempting = false;
     if (head->answered) {
       // Cancelled, expired or shut down while the attempt was in flight: nobody takes the grant.
-      if (r.ok() && r->has_value()) release_(key, (*r)->lock_id);
-      if (kit != keys_.end()) Attempt(key);  // the next waiter, if any, goes on at once
+      if (outcome == Waiter::Outcome::kGranted) head->Abandon(*this);
+      AfterLeaving(*head, /*at_once=*/true);
       return;
     }
-    if (r.ok() && r->has_value()) {
-      MarkAnswered(*head, key);
+    if (outcome == Waiter::Outcome::kGranted) {
+      MarkAnswered(*head);
       loop_.CancelTimer(head->deadline_timer);
-      ticket_keys_.erase(head->ticket);
-      auto done = std::move(head->done);
-      Schedule(key);  // the next waiter polls
-      done(std::move(r));
+      head->DeliverGrant();
+      if (*a) AfterLeaving(*head, /*at_once=*/head->semaphore);
       return;
     }
-    if (!r.ok() && head->attempts == 1 && r.status().code() != absl::StatusCode::kUnavailable) {
+    if (outcome == Waiter::Outcome::kFailed && head->attempts == 1 &&
+        st.code() != absl::StatusCode::kUnavailable) {
       // A request the backend refuses outright (bad input) fails at once.
-      MarkAnswered(*head, key);
+      MarkAnswered(*head);
       loop_.CancelTimer(head->deadline_timer);
-      ticket_keys_.erase(head->ticket);
-      auto done = std::move(head->done);
-      Schedule(key);
-      done(r.status());
+      AfterLeaving(*head, /*at_once=*/false);
+      head->DeliverError(std::move(st));
       return;
     }
-    if (r.ok()) {
-      head->trouble.reset();
+    if (outcome == Waiter::Outcome::kFailed) {
+      head->trouble = std::move(st);
     } else {
-      head->trouble = r.status();
+      head->trouble.reset();
     }
-    Schedule(key);
+    for (const std::string& qk : head->qkeys) Schedule(qk);
   });
 }
 
-void WaitQueue::Schedule(const std::string& key) {
-  auto it = keys_.find(key);
+void WaitQueue::Schedule(const std::string& qkey) {
+  auto it = keys_.find(qkey);
   if (it == keys_.end()) return;
   Key& k = *it->second;
   PruneHead(k);
   if (k.waiters.empty()) {
-    if (!k.attempting) {
-      loop_.CancelTimer(k.poll_timer);
-      keys_.erase(it);
-    }
+    loop_.CancelTimer(k.poll_timer);
+    keys_.erase(it);
     return;
   }
-  if (k.attempting || k.poll_timer != 0) return;
+  if (k.waiters.front()->attempting || k.poll_timer != 0) return;
   k.poll_timer =
-      loop_.RunAt(loop_.clock()->SteadyNow() + options_.poll, [this, key] { Attempt(key); });
+      loop_.RunAt(loop_.clock()->SteadyNow() + options_.poll, [this, qkey] { Attempt(qkey); });
 }
 
 void WaitQueue::Expire(uint64_t ticket) {
-  auto t = ticket_keys_.find(ticket);
-  if (t == ticket_keys_.end()) return;
-  const std::string key = std::move(t->second);
-  ticket_keys_.erase(t);
-  auto it = keys_.find(key);
-  if (it == keys_.end()) return;
-  Completion<std::optional<LeaseGrant>> done;
-  std::optional<absl::Status> trouble;
-  for (auto& w : it->second->waiters) {
-    if (w->ticket != ticket || w->answered) continue;
-    MarkAnswered(*w, key);
-    done = std::move(w->done);
-    trouble = w->trouble;
-  }
-  Schedule(key);
-  if (!done) return;
+  auto t = tickets_.find(ticket);
+  if (t == tickets_.end()) return;
+  std::shared_ptr<Waiter> w = t->second;
+  MarkAnswered(*w);
+  std::optional<absl::Status> trouble = w->trouble;
+  AfterLeaving(*w, /*at_once=*/false);
   if (trouble) {
-    done(*trouble);
+    w->DeliverError(*trouble);
   } else {
-    done(std::optional<LeaseGrant>());
+    w->DeliverNone();
   }
 }
 

@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,9 @@ namespace tollgate {
 class WaitOrder {
  public:
   void Join(const std::string& key, const void* queue, uint64_t ticket);
+  // Joins every key at once (one critical section), so two multi-key waiters never end up in
+  // opposite orders on two keys (which would deadlock them).
+  void JoinAll(std::span<const std::string> keys, const void* queue, uint64_t ticket);
   void Leave(const std::string& key, const void* queue, uint64_t ticket);
   bool IsFirst(const std::string& key, const void* queue, uint64_t ticket) const;
   size_t Count(const std::string& key) const;
@@ -122,26 +126,39 @@ class WaitQueue {
 
  private:
   struct Waiter;
+  template <class Grant>
+  struct TypedWaiter;
   struct Key;
-  void Attempt(const std::string& key);
-  void Schedule(const std::string& key);
+  // Queue keys: a namespace byte ('L' lease, 'S' semaphore) and the key, so one map (and one
+  // WaitOrder) holds both namespaces.
+  static std::string LeaseQKey(std::string_view key);
+  static std::string SemQKey(std::string_view key);
+  // Queues `w` (deadline `wait`) on its keys, or answers at once when it cannot wait; the shared
+  // body of Acquire, SemAcquire and MultiAcquire.
+  uint64_t Enqueue(std::shared_ptr<Waiter> w, Duration wait);
+  void Attempt(const std::string& qkey);
+  void Schedule(const std::string& qkey);
   void Expire(uint64_t ticket);
   void PruneHead(Key& k);
-  // Waiters queued for `key` in this queue.
-  size_t LocalCount(std::string_view key) const;
-  // Marks `w` answered and takes it out of the shared order.
-  void MarkAnswered(Waiter& w, const std::string& key);
+  // Whether `w` is first on every one of its keys, here and in the shared order.
+  bool FirstEverywhere(const Waiter& w) const;
+  // Waiters queued for `qkey` in this queue; in the shared order too, if any.
+  size_t LocalCount(std::string_view qkey) const;
+  size_t CountQ(const std::string& qkey) const;
+  // Marks `w` answered, takes it out of the shared order and out of ticket lookup.
+  void MarkAnswered(Waiter& w);
+  // After `w` left: each of its keys' next waiter goes on (at once, or at the next poll).
+  void AfterLeaving(const Waiter& w, bool at_once);
 
   EventLoop& loop_;
-  TryAcquire try_acquire_;
-  ReleaseAbandoned release_;
+  Ops ops_;
   const Options options_;
   bool shut_down_ = false;
   WaitOrder* order_ = nullptr;
   uint64_t next_ticket_ = 1;
   absl::flat_hash_map<std::string, std::unique_ptr<Key>> keys_;
-  absl::flat_hash_map<uint64_t, std::string> ticket_keys_;      // waiting tickets → their key
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks after destruction
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Waiter>> tickets_;  // waiting tickets
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);      // for callbacks after destruction
 };
 
 }  // namespace tollgate

@@ -1,5 +1,6 @@
 #include "backends/async/wait_queue.h"
 
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -203,6 +204,163 @@ TEST_F(WaitQueueTest, ManyWaitingKeysAllProgressWithoutThreads) {
   }
   store_.free = true;
   ASSERT_TRUE(RunUntil([&] { return granted == 200; }));
+}
+
+
+// Multi-key and semaphore waiters: a fake store of held lease keys and semaphore permits.
+struct FakeMultiStore {
+  std::set<std::string> held;
+  int sem_limit = 2;
+  int sem_holders = 0;
+  uint64_t fence = 0;
+  std::vector<std::string> released;
+  WaitQueue::Ops Ops() {
+    WaitQueue::Ops ops;
+    ops.acquire = [this](const AcquireRequest& r, Completion<std::optional<LeaseGrant>> d) {
+      if (held.count(r.key)) return d(std::optional<LeaseGrant>());
+      held.insert(r.key);
+      d(std::optional<LeaseGrant>(LeaseGrant{"s" + std::to_string(++fence), fence, r.ttl}));
+    };
+    ops.release = [this](const std::string& key, const std::string& id) {
+      held.erase(key);
+      released.push_back(id);
+    };
+    ops.multi_acquire = [this](const MultiAcquireRequest& r,
+                               Completion<std::optional<LeaseGrant>> d) {
+      for (const auto& k : r.keys) {
+        if (held.count(k)) return d(std::optional<LeaseGrant>());
+      }
+      for (const auto& k : r.keys) held.insert(k);
+      d(std::optional<LeaseGrant>(LeaseGrant{"m" + std::to_string(++fence), fence, r.ttl}));
+    };
+    ops.multi_release = [this](const std::vector<std::string>& keys, const std::string& id) {
+      for (const auto& k : keys) held.erase(k);
+      released.push_back(id);
+    };
+    ops.sem_acquire = [this](const SemAcquireRequest& r, Completion<std::optional<PermitGrant>> d) {
+      if (sem_holders >= sem_limit) return d(std::optional<PermitGrant>());
+      ++sem_holders;
+      d(std::optional<PermitGrant>(PermitGrant{"p" + std::to_string(++fence), 0, fence, r.ttl}));
+    };
+    ops.sem_release = [this](const std::string&, const std::string& id) {
+      --sem_holders;
+      released.push_back(id);
+    };
+    return ops;
+  }
+};
+
+class MultiWaitTest : public ::testing::Test {
+ protected:
+  MultiWaitTest() : loop_(std::move(*EpollEventLoop::Create())) {}
+  bool RunUntil(const std::function<bool()>& f) {
+    return loop_->RunUntil(f, loop_->clock()->SteadyNow() + std::chrono::seconds(5));
+  }
+  static MultiAcquireRequest Multi(std::vector<std::string> keys, Duration wait) {
+    return {std::move(keys), milliseconds(1000), wait, std::nullopt};
+  }
+  FakeMultiStore store_;
+  std::unique_ptr<EpollEventLoop> loop_;
+};
+
+TEST_F(MultiWaitTest, SingleKeyAcquirersArrivingLaterCannotStarveAMultiKeyWaiter) {
+  WaitQueue q(*loop_, store_.Ops(), {.poll = milliseconds(5)});
+  store_.held.insert("a");  // someone holds a; b is free
+  std::optional<Result> multi, single, nowait;
+  ASSERT_NE(q.MultiAcquire(Multi({"a", "b"}, milliseconds(3000)), [&](Result r) { multi = r; }),
+            0u);
+  EXPECT_EQ(q.Count("a"), 1u);
+  EXPECT_EQ(q.Count("b"), 1u);
+  // b is free, but the multi-key waiter came first: a newcomer for b waits behind it.
+  q.Acquire({"b", milliseconds(1000), milliseconds(3000), std::nullopt},
+            [&](Result r) { single = r; });
+  q.Acquire({"b", milliseconds(1000), Duration(0), std::nullopt}, [&](Result r) { nowait = r; });
+  ASSERT_TRUE(nowait.has_value());
+  EXPECT_FALSE(nowait->value().has_value());
+  loop_->RunOnce(milliseconds(30));
+  EXPECT_FALSE(multi.has_value());
+  EXPECT_FALSE(single.has_value());
+  EXPECT_FALSE(store_.held.count("b")) << "the multi-key waiter must hold nothing while it waits";
+  store_.held.erase("a");
+  ASSERT_TRUE(RunUntil([&] { return multi.has_value(); }));
+  EXPECT_EQ((*multi)->value().lock_id.substr(0, 1), "m");
+  EXPECT_FALSE(single.has_value());
+  store_.held.erase("b");
+  ASSERT_TRUE(RunUntil([&] { return single.has_value(); }));
+  EXPECT_TRUE((*single)->has_value());
+}
+
+TEST_F(MultiWaitTest, OppositeKeyOrdersAcrossQueuesSharingAnOrderDoNotDeadlock) {
+  WaitOrder order;
+  WaitQueue q1(*loop_, store_.Ops(), {.poll = milliseconds(5)});
+  WaitQueue q2(*loop_, store_.Ops(), {.poll = milliseconds(5)});
+  q1.set_order(&order);
+  q2.set_order(&order);
+  store_.held = {"a", "b"};
+  std::vector<std::string> got;
+  q1.MultiAcquire(Multi({"a", "b"}, milliseconds(3000)), [&](Result r) {
+    ASSERT_TRUE(r.ok() && r->has_value());
+    got.push_back("w1");
+  });
+  q2.MultiAcquire(Multi({"b", "a"}, milliseconds(3000)), [&](Result r) {
+    ASSERT_TRUE(r.ok() && r->has_value());
+    got.push_back("w2");
+  });
+  EXPECT_EQ(q1.Count("a"), 2u);
+  store_.held.clear();
+  ASSERT_TRUE(RunUntil([&] { return got.size() == 1; }));
+  EXPECT_EQ(got[0], "w1");
+  store_.held.clear();
+  ASSERT_TRUE(RunUntil([&] { return got.size() == 2; }));
+  EXPECT_EQ(got[1], "w2");
+}
+
+TEST_F(MultiWaitTest, CancelledMultiKeyWaiterLetsTheNextGoAndItsGrantIsReleased) {
+  WaitQueue q(*loop_, store_.Ops(), {.poll = milliseconds(5)});
+  store_.held.insert("a");
+  bool multi_called = false;
+  std::optional<Result> single;
+  uint64_t t = q.MultiAcquire(Multi({"a", "b"}, milliseconds(3000)),
+                              [&](Result) { multi_called = true; });
+  q.Acquire({"b", milliseconds(1000), milliseconds(3000), std::nullopt},
+            [&](Result r) { single = r; });
+  q.Cancel(t);
+  ASSERT_TRUE(RunUntil([&] { return single.has_value(); }));
+  EXPECT_TRUE((*single)->has_value());
+  EXPECT_FALSE(multi_called);
+  EXPECT_EQ(q.Count("a"), 0u);
+}
+
+TEST_F(MultiWaitTest, FreedSemaphoreSlotsServeSeveralWaitersAtOnceInOrder) {
+  WaitQueue q(*loop_, store_.Ops(), {.poll = milliseconds(1000)});  // polls would be too late
+  store_.sem_holders = 2;  // full
+  std::vector<int> got;
+  for (int i = 0; i < 3; ++i) {
+    q.SemAcquire({"s", 2, milliseconds(1000), milliseconds(5000), std::nullopt},
+                 [&, i](absl::StatusOr<std::optional<PermitGrant>> r) {
+                   if (r.ok() && r->has_value()) got.push_back(i);
+                 });
+  }
+  EXPECT_EQ(q.SemCount("s"), 3u);
+  EXPECT_EQ(q.Count("s"), 0u) << "semaphore and lease waiters are separate namespaces";
+  store_.sem_holders = 0;  // two slots free
+  q.PokeSemaphore("s");
+  ASSERT_TRUE(RunUntil([&] { return got.size() == 2; }));
+  EXPECT_EQ(got, (std::vector<int>{0, 1}));
+  EXPECT_EQ(q.SemCount("s"), 1u);
+  EXPECT_EQ(q.WaitingSemaphores(), (std::vector<std::string>{"s"}));
+  EXPECT_TRUE(q.WaitingKeys().empty());
+}
+
+TEST_F(MultiWaitTest, BackendWithoutSemaphoresAnswersUnimplemented) {
+  WaitQueue q(
+      *loop_, [](const AcquireRequest&, Completion<std::optional<LeaseGrant>> d) { d(std::nullopt); },
+      [](const std::string&, const std::string&) {});
+  std::optional<absl::Status> st;
+  q.SemAcquire({"s", 2, milliseconds(1000), milliseconds(10), std::nullopt},
+               [&](absl::StatusOr<std::optional<PermitGrant>> r) { st = r.status(); });
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -265,6 +266,12 @@ class Channel {
     if (s.error != nullptr) {
       absl::Status st = postgres::MapError(s.error.get()).status;
       verdict = s.error_at == 1 ? postgres::CheckSchemaVersion(st) : postgres::SchemaHint(st);
+      // A statement failed to prepare after the schema check answered: an older schema lacks its
+      // function, and the check says so better ("version N, this build needs M").
+      if (s.error_at > 1 && s.result != nullptr) {
+        absl::Status version = postgres::CheckSchemaVersion(s.result.get());
+        if (!version.ok()) verdict = version;
+      }
     } else if (s.result == nullptr) {
       verdict = absl::InternalError("PostgreSQL returned no result for the schema check");
     } else {
@@ -453,18 +460,7 @@ class Channel {
 class AsyncPostgresBackend final : public AsyncBackend {
  public:
   AsyncPostgresBackend(EventLoop& loop, std::vector<std::unique_ptr<Channel>> channels)
-      : channels_(std::move(channels)),
-        waits_(
-            loop,
-            [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
-              Run(req.key, postgres::AcquireOp(req.key, req.ttl, req.owner), std::move(done),
-                  /*internal=*/true);
-            },
-            [this](const std::string& key, const std::string& id) {
-              Run(
-                  key, postgres::ReleaseOp(key, id), [](absl::StatusOr<std::monostate>) {},
-                  /*internal=*/true);
-            }) {}
+      : channels_(std::move(channels)), waits_(loop, WaitOps()) {}
 
   ~AsyncPostgresBackend() override {
     shut_down_ = true;
@@ -502,6 +498,56 @@ class AsyncPostgresBackend final : public AsyncBackend {
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
     Run(key, postgres::InfoOp(key), std::move(done));
   }
+  uint64_t SemAcquire(const SemAcquireRequest& req,
+                      Completion<std::optional<PermitGrant>> done) override {
+    if (shut_down_) {
+      done(Closed());
+      return 0;
+    }
+    if (absl::Status st = ValidateSemAcquireRequest(req); !st.ok()) {
+      done(std::move(st));
+      return 0;
+    }
+    return waits_.SemAcquire(req, std::move(done));
+  }
+  void SemRelease(std::string_view key, std::string_view permit_id,
+                  StatusCompletion done) override {
+    Run(key, postgres::SemReleaseOp(key, permit_id), StatusOnly(std::move(done)));
+  }
+  void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                 Completion<Duration> done) override {
+    Run(key, postgres::SemExtendOp(key, permit_id, ttl), std::move(done));
+  }
+  // `waiters`: this object's waiters for the semaphore (and those sharing its WaitOrder) when the
+  // answer arrives.
+  void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) override {
+    Run(key, postgres::SemInfoOp(key),
+        [this, key = std::string(key),
+         done = std::move(done)](absl::StatusOr<std::optional<SemaphoreInfo>> r) mutable {
+          if (r.ok() && r->has_value()) (*r)->waiters = waits_.SemCount(key);
+          done(std::move(r));
+        });
+  }
+  uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                        Completion<std::optional<LeaseGrant>> done) override {
+    if (shut_down_) {
+      done(Closed());
+      return 0;
+    }
+    if (absl::Status st = ValidateMultiAcquireRequest(req); !st.ok()) {
+      done(std::move(st));
+      return 0;
+    }
+    return waits_.MultiAcquire(req, std::move(done));
+  }
+  void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                    Completion<size_t> done) override {
+    Run(MultiRoute(keys), postgres::MultiReleaseOp(keys, lock_id), std::move(done));
+  }
+  void MultiExtend(std::span<const std::string> keys, std::string_view lock_id, Duration ttl,
+                   Completion<Duration> done) override {
+    Run(MultiRoute(keys), postgres::MultiExtendOp(keys, lock_id, ttl), std::move(done));
+  }
   void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                  StatusCompletion done) override {
     Run(resource, postgres::FencedSetOp(resource, fence, value), StatusOnly(std::move(done)));
@@ -526,6 +572,45 @@ class AsyncPostgresBackend final : public AsyncBackend {
 
  private:
   static absl::Status Closed() { return absl::UnavailableError("backend is shutting down"); }
+
+  // The WaitQueue's access to the non-waiting operations (its own calls: `internal`).
+  WaitQueue::Ops WaitOps() {
+    WaitQueue::Ops ops;
+    ops.acquire = [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
+      Run(req.key, postgres::AcquireOp(req.key, req.ttl, req.owner), std::move(done),
+          /*internal=*/true);
+    };
+    ops.release = [this](const std::string& key, const std::string& id) {
+      Run(
+          key, postgres::ReleaseOp(key, id), [](absl::StatusOr<std::monostate>) {},
+          /*internal=*/true);
+    };
+    ops.sem_acquire = [this](const SemAcquireRequest& req,
+                             Completion<std::optional<PermitGrant>> done) {
+      Run(req.key, postgres::SemAcquireOp(req), std::move(done), /*internal=*/true);
+    };
+    ops.sem_release = [this](const std::string& key, const std::string& id) {
+      Run(
+          key, postgres::SemReleaseOp(key, id), [](absl::StatusOr<std::monostate>) {},
+          /*internal=*/true);
+    };
+    ops.multi_acquire = [this](const MultiAcquireRequest& req,
+                               Completion<std::optional<LeaseGrant>> done) {
+      Run(MultiRoute(req.keys), postgres::MultiAcquireOp(req), std::move(done),
+          /*internal=*/true);
+    };
+    ops.multi_release = [this](const std::vector<std::string>& keys, const std::string& id) {
+      Run(
+          MultiRoute(keys), postgres::MultiReleaseOp(keys, id), [](absl::StatusOr<size_t>) {},
+          /*internal=*/true);
+    };
+    return ops;
+  }
+
+  // The connection of a multi-key operation: its first key's.
+  static std::string_view MultiRoute(std::span<const std::string> keys) {
+    return keys.empty() ? std::string_view() : std::string_view(keys.front());
+  }
 
   static Completion<std::monostate> StatusOnly(StatusCompletion done) {
     return [done = std::move(done)](absl::StatusOr<std::monostate> r) mutable { done(r.status()); };

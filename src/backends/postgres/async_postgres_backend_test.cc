@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -122,6 +123,37 @@ class AsyncPostgresTest : public ::testing::Test {
   absl::StatusOr<Decision> Throttle(AsyncBackend& b, const std::string& key, BucketParams p,
                                     Decimal cost) {
     return Sync<Decision>([&](auto done) { b.Throttle(key, p, cost, std::move(done)); });
+  }
+
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(AsyncBackend& b, const std::string& key,
+                                                        int64_t limit, Duration ttl,
+                                                        Duration wait = Duration(0)) {
+    return Sync<std::optional<PermitGrant>>([&](auto done) {
+      SemAcquireRequest req;
+      req.key = key;
+      req.limit = limit;
+      req.ttl = ttl;
+      req.wait = wait;
+      b.SemAcquire(req, std::move(done));
+    });
+  }
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(AsyncBackend& b, const std::string& key) {
+    return Sync<std::optional<SemaphoreInfo>>([&](auto done) { b.SemInfo(key, std::move(done)); });
+  }
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(AsyncBackend& b,
+                                                         std::vector<std::string> keys,
+                                                         Duration ttl,
+                                                         Duration wait = Duration(0)) {
+    return Sync<std::optional<LeaseGrant>>([&](auto done) {
+      MultiAcquireRequest req;
+      req.keys = std::move(keys);
+      req.ttl = ttl;
+      req.wait = wait;
+      b.MultiAcquire(req, std::move(done));
+    });
+  }
+  absl::StatusOr<std::optional<LeaseInfo>> Info(AsyncBackend& b, const std::string& key) {
+    return Sync<std::optional<LeaseInfo>>([&](auto done) { b.Info(key, std::move(done)); });
   }
 
   static PostgresServer* server_;
@@ -518,6 +550,225 @@ TEST_F(AsyncPostgresTest, WaitingAcquireGetsTheLeaseWhenReleased) {
   EXPECT_GE(waited, milliseconds(100));
   EXPECT_LT(waited, milliseconds(1000));
   EXPECT_EQ(b_->LocalWaiters("wait-key"), 0u);
+}
+
+// Semaphores (issue 11): lowest free slot, a full semaphore, the limit mismatch, Info, Extend,
+// Release.
+TEST_F(AsyncPostgresTest, SemaphoreLifecycle) {
+  std::vector<PermitGrant> permits;
+  for (int i = 0; i < 2; ++i) {
+    auto p = SemAcquire(*b_, "async-sem", 2, seconds(30));
+    ASSERT_TRUE(p.ok() && p->has_value()) << p.status();
+    EXPECT_EQ((*p)->slot, i);
+    EXPECT_EQ((*p)->permit_id.size(), 32u);
+    if (i > 0) {
+      EXPECT_GT((*p)->fence, permits.back().fence);
+    }
+    permits.push_back(**p);
+  }
+  auto full = SemAcquire(*b_, "async-sem", 2, seconds(30));
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_FALSE(full->has_value());
+  auto bad = SemAcquire(*b_, "async-sem", 3, seconds(30));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "limit 3 differs from the limit 2 of the current holders of semaphore \"async-sem\"");
+  auto info = SemInfo(*b_, "async-sem");
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->limit, 2);
+  EXPECT_EQ((*info)->holders, 2);
+  EXPECT_EQ((*info)->waiters, 0u);
+  EXPECT_EQ((*info)->fence, permits[1].fence);
+  auto ext = Sync<Duration>([&](auto done) {
+    b_->SemExtend("async-sem", permits[0].permit_id, seconds(60), std::move(done));
+  });
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  EXPECT_EQ(*ext, seconds(60));
+  auto released = Sync<std::monostate>([&](auto done) {
+    b_->SemRelease("async-sem", permits[0].permit_id,
+                   [done = std::move(done)](absl::Status st) mutable {
+                     if (st.ok()) {
+                       done(std::monostate());
+                     } else {
+                       done(st);
+                     }
+                   });
+  });
+  ASSERT_TRUE(released.ok()) << released.status();
+  std::optional<absl::Status> again;
+  b_->SemRelease("async-sem", permits[0].permit_id, [&](absl::Status st) { again = st; });
+  ASSERT_TRUE(RunUntil([&] { return again.has_value(); }));
+  EXPECT_EQ(again->code(), absl::StatusCode::kFailedPrecondition);
+  auto slot0 = SemAcquire(*b_, "async-sem", 2, seconds(30));
+  ASSERT_TRUE(slot0.ok() && slot0->has_value()) << slot0.status();
+  EXPECT_EQ((*slot0)->slot, 0);
+  EXPECT_GT((*slot0)->fence, permits[1].fence);
+  // Bad requests answer at once.
+  int answered = 0;
+  SemAcquireRequest zero;
+  zero.key = "async-sem";
+  zero.limit = 0;
+  zero.ttl = seconds(1);
+  EXPECT_EQ(b_->SemAcquire(zero,
+                           [&](absl::StatusOr<std::optional<PermitGrant>> p) {
+                             EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+                             ++answered;
+                           }),
+            0u);
+  b_->SemExtend("async-sem", "nope", seconds(1), [&](absl::StatusOr<Duration> d) {
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+    ++answered;
+  });
+  EXPECT_EQ(answered, 2);
+}
+
+// SEM.ACQUIRE ... WAIT: the waiter is counted by SemInfo and gets the slot freed by a release.
+TEST_F(AsyncPostgresTest, WaitingSemAcquireGetsTheFreedSlot) {
+  auto holder = SemAcquire(*b_, "async-sem-wait", 1, seconds(30));
+  ASSERT_TRUE(holder.ok() && holder->has_value()) << holder.status();
+  std::optional<absl::StatusOr<std::optional<PermitGrant>>> got;
+  SemAcquireRequest req;
+  req.key = "async-sem-wait";
+  req.limit = 1;
+  req.ttl = seconds(30);
+  req.wait = seconds(3);
+  const uint64_t ticket = b_->SemAcquire(
+      req, [&](absl::StatusOr<std::optional<PermitGrant>> p) { got = std::move(p); });
+  EXPECT_NE(ticket, 0u);
+  auto info = SemInfo(*b_, "async-sem-wait");
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->holders, 1);
+  EXPECT_EQ((*info)->waiters, 1u);
+  EXPECT_FALSE(got.has_value());
+  const auto start = std::chrono::steady_clock::now();
+  b_->SemRelease("async-sem-wait", (*holder)->permit_id,
+                 [](absl::Status st) { EXPECT_TRUE(st.ok()) << st; });
+  ASSERT_TRUE(RunUntil([&] { return got.has_value(); }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(1));
+  ASSERT_TRUE(got->ok()) << got->status();
+  ASSERT_TRUE((*got)->has_value());
+  EXPECT_EQ((**got)->slot, 0);
+  EXPECT_GT((**got)->fence, (*holder)->fence);
+}
+
+// Multi-key locks over several connections: all or nothing, MRELEASE counts, MEXTEND all or none,
+// and each key is an ordinary lease afterwards.
+TEST_F(AsyncPostgresTest, MultiKeyLocksOverSeveralConnections) {
+  auto multi = NewAsyncPostgresBackend(server_->url(), *loop_, seconds(2), 4);
+  ASSERT_TRUE(multi.ok()) << multi.status();
+  AsyncBackend& b = **multi;
+  auto single = Acquire(b, "am-2", seconds(30));
+  ASSERT_TRUE(single.ok() && single->has_value());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 6; ++i) keys.push_back("am-" + std::to_string(i));
+  auto refused = MultiAcquire(b, keys, seconds(30));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE(refused->has_value());
+  auto free0 = Info(b, "am-0");
+  ASSERT_TRUE(free0.ok());
+  EXPECT_FALSE(free0->has_value());
+  auto released = Sync<std::monostate>([&](auto done) {
+    b.Release("am-2", (*single)->lock_id, [done = std::move(done)](absl::Status st) mutable {
+      if (st.ok()) {
+        done(std::monostate());
+      } else {
+        done(st);
+      }
+    });
+  });
+  ASSERT_TRUE(released.ok()) << released.status();
+  auto g = MultiAcquire(b, keys, seconds(5));
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  EXPECT_GT((*g)->fence, (*single)->fence);
+  for (const std::string& k : keys) {
+    auto info = Info(b, k);
+    ASSERT_TRUE(info.ok() && info->has_value()) << k;
+    EXPECT_EQ((*info)->fence, (*g)->fence);
+  }
+  auto ext = Sync<Duration>(
+      [&](auto done) { b.MultiExtend(keys, (*g)->lock_id, seconds(60), std::move(done)); });
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  EXPECT_EQ(*ext, seconds(60));
+  std::optional<absl::Status> one;
+  b.Release("am-4", (*g)->lock_id, [&](absl::Status st) { one = st; });
+  ASSERT_TRUE(RunUntil([&] { return one.has_value(); }));
+  ASSERT_TRUE(one->ok()) << *one;
+  auto partial = Sync<Duration>(
+      [&](auto done) { b.MultiExtend(keys, (*g)->lock_id, seconds(600), std::move(done)); });
+  EXPECT_EQ(partial.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto info = Info(b, "am-0");
+  ASSERT_TRUE(info.ok() && info->has_value());
+  EXPECT_LE((*info)->ttl_remaining, seconds(60));
+  auto n = Sync<size_t>([&](auto done) { b.MultiRelease(keys, (*g)->lock_id, std::move(done)); });
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, keys.size() - 1);
+  n = Sync<size_t>([&](auto done) { b.MultiRelease(keys, (*g)->lock_id, std::move(done)); });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+  auto dup = MultiAcquire(b, {"x", "x"}, seconds(1));
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// LOCK.MACQUIRE ... WAIT: granted all keys together once the last one is released.
+TEST_F(AsyncPostgresTest, WaitingMultiAcquireGetsAllKeysWhenReleased) {
+  auto holder = Acquire(*b_, "amw-b", seconds(30));
+  ASSERT_TRUE(holder.ok() && holder->has_value());
+  std::optional<absl::StatusOr<std::optional<LeaseGrant>>> got;
+  MultiAcquireRequest req;
+  req.keys = {"amw-a", "amw-b"};
+  req.ttl = seconds(30);
+  req.wait = seconds(3);
+  const uint64_t ticket = b_->MultiAcquire(
+      req, [&](absl::StatusOr<std::optional<LeaseGrant>> g) { got = std::move(g); });
+  EXPECT_NE(ticket, 0u);
+  RunFor(milliseconds(100));
+  EXPECT_FALSE(got.has_value());
+  auto a = Info(*b_, "amw-a");  // nothing held while waiting
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->has_value());
+  b_->Release("amw-b", (*holder)->lock_id, [](absl::Status st) { EXPECT_TRUE(st.ok()) << st; });
+  ASSERT_TRUE(RunUntil([&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->status();
+  ASSERT_TRUE((*got)->has_value());
+  EXPECT_GT((**got)->fence, (*holder)->fence);
+  for (const std::string& k : req.keys) {
+    auto info = Info(*b_, k);
+    ASSERT_TRUE(info.ok() && info->has_value());
+    EXPECT_EQ((*info)->fence, (**got)->fence);
+  }
+}
+
+// Many SEM.ACQUIREs in one pass, from two backends (two sessions): exactly `limit` granted, in
+// distinct slots.
+TEST_F(AsyncPostgresTest, OnePassOfSemAcquiresGrantsExactlyTheLimit) {
+  auto other = Open(seconds(2));
+  ASSERT_NE(other, nullptr);
+  constexpr int kLimit = 5, kTries = 40;
+  int answered = 0, granted = 0, errors = 0;
+  std::vector<int> slots;
+  loop_->Post([&] {
+    for (int i = 0; i < kTries; ++i) {
+      SemAcquireRequest req;
+      req.key = "async-sem-burst";
+      req.limit = kLimit;
+      req.ttl = seconds(30);
+      (i % 2 == 0 ? *b_ : *other)
+          .SemAcquire(req, [&](absl::StatusOr<std::optional<PermitGrant>> p) {
+            ++answered;
+            if (!p.ok()) {
+              ++errors;
+            } else if (p->has_value()) {
+              ++granted;
+              slots.push_back(static_cast<int>((*p)->slot));
+            }
+          });
+    }
+  });
+  ASSERT_TRUE(RunUntil([&] { return answered == kTries; }));
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(granted, kLimit);
+  std::sort(slots.begin(), slots.end());
+  EXPECT_EQ(slots, (std::vector<int>{0, 1, 2, 3, 4}));
 }
 
 // An error after which the synchronous backend drops its session (here 25006, a read-only server)

@@ -109,6 +109,25 @@ absl::Status NotHeld() {
   return absl::FailedPreconditionError("the key is not held by that lock_id");
 }
 
+absl::Status NoPermit() {
+  return absl::FailedPreconditionError("the semaphore has no unexpired permit with that permit_id");
+}
+
+absl::Status NotAllHeld() {
+  return absl::FailedPreconditionError("the keys are not all held by that lock_id");
+}
+
+// A bytea[] array literal of `keys`, for a text parameter.
+std::string ByteaArray(std::span<const std::string> keys) {
+  std::string out = "{";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendByteaElement(keys[i], &out);
+  }
+  out.push_back('}');
+  return out;
+}
+
 template <class T>
 Op<T> Immediate(absl::StatusOr<T> answer) {
   Op<T> op;
@@ -185,6 +204,14 @@ constexpr StatementText kStatements[kStatementCount] = {
      "SELECT ord, allowed, remaining, retry_ns, reset_ns FROM "
      "tollgate_check_layers($1::bytea[], $2::bytea[], $3::numeric[], $4::numeric[], "
      "$5::boolean[], $6::numeric)"},
+    {"tollgate_sem_acquire",
+     "SELECT out_slot, out_fence, out_limit FROM tollgate_sem_acquire($1, $2, $3, $4, $5)"},
+    {"tollgate_sem_release", "SELECT tollgate_sem_release($1, $2)"},
+    {"tollgate_sem_extend", "SELECT tollgate_sem_extend($1, $2, $3)"},
+    {"tollgate_sem_info", "SELECT out_limit, out_holders, out_fence FROM tollgate_sem_info($1)"},
+    {"tollgate_multi_acquire", "SELECT tollgate_multi_acquire($1::bytea[], $2, $3, $4)"},
+    {"tollgate_multi_release", "SELECT tollgate_multi_release($1::bytea[], $2)"},
+    {"tollgate_multi_extend", "SELECT tollgate_multi_extend($1::bytea[], $2, $3)"},
 };
 
 }  // namespace
@@ -392,6 +419,119 @@ Op<PolicyDecision> CheckLayersOp(std::span<const LayerCheck> layers, Decimal cos
                                 if (!d.ok()) return d.status();
                                 return CombineLayerDecisions(copy, *d);
                               });
+}
+
+Op<std::optional<PermitGrant>> SemAcquireOp(const SemAcquireRequest& req) {
+  using T = std::optional<PermitGrant>;
+  if (absl::Status st = ValidateSemAcquireRequest(req); !st.ok()) return Immediate<T>(st);
+  std::string permit_id = core::NewLockId();
+  std::vector<Param> params = {Bytes(req.key), Text(std::to_string(req.limit)), Text(permit_id),
+                               Text(std::to_string(req.ttl.count())),
+                               req.owner ? Bytes(*req.owner) : Null()};
+  return Call<T>(
+      Statement::kSemAcquire, std::move(params),
+      [permit_id = std::move(permit_id), limit = req.limit, ttl = req.ttl,
+       key = req.key.substr(0, 64)](const PGresult* r) mutable -> absl::StatusOr<T> {
+        if (PQntuples(r) != 1) return absl::InternalError("bad reply from PostgreSQL");
+        if (!IsNull(r, 0, 0)) {
+          PermitGrant g;
+          g.permit_id = std::move(permit_id);
+          g.slot = static_cast<int64_t>(U64(r, 0, 0, static_cast<uint64_t>(kMaxSemaphoreLimit)));
+          g.fence = U64(r, 0, 1, UINT64_MAX);
+          g.ttl = ttl;
+          return T(std::move(g));
+        }
+        if (!IsNull(r, 0, 2)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("limit ", limit, " differs from the limit ", AV(Value(r, 0, 2)),
+                           " of the current holders of semaphore \"", AV(key), "\""));
+        }
+        return T();
+      });
+}
+
+Op<std::monostate> SemReleaseOp(std::string_view key, std::string_view permit_id) {
+  using T = std::monostate;
+  if (absl::Status st = ValidateKey(key); !st.ok()) return Immediate<T>(st);
+  if (!LooksLikeLockId(permit_id)) return Immediate<T>(NoPermit());
+  return Call<T>(Statement::kSemRelease, {Bytes(key), Text(std::string(permit_id))},
+                 [](const PGresult* r) -> absl::StatusOr<T> {
+                   if (PQntuples(r) != 1 || Value(r, 0, 0) != "t") return NoPermit();
+                   return T();
+                 });
+}
+
+Op<Duration> SemExtendOp(std::string_view key, std::string_view permit_id, Duration ttl) {
+  if (absl::Status st = ValidateKey(key); !st.ok()) return Immediate<Duration>(st);
+  if (absl::Status st = ValidateTtl(ttl); !st.ok()) return Immediate<Duration>(st);
+  if (!LooksLikeLockId(permit_id)) return Immediate<Duration>(NoPermit());
+  return Call<Duration>(
+      Statement::kSemExtend,
+      {Bytes(key), Text(std::string(permit_id)), Text(std::to_string(ttl.count()))},
+      [ttl](const PGresult* r) -> absl::StatusOr<Duration> {
+        if (PQntuples(r) != 1 || Value(r, 0, 0) != "t") return NoPermit();
+        return ttl;
+      });
+}
+
+Op<std::optional<SemaphoreInfo>> SemInfoOp(std::string_view key) {
+  using T = std::optional<SemaphoreInfo>;
+  if (absl::Status st = ValidateKey(key); !st.ok()) return Immediate<T>(st);
+  return Call<T>(Statement::kSemInfo, {Bytes(key)}, [](const PGresult* r) -> absl::StatusOr<T> {
+    if (PQntuples(r) != 1 || IsNull(r, 0, 0)) return T();
+    SemaphoreInfo info;
+    info.limit = static_cast<int64_t>(U64(r, 0, 0, static_cast<uint64_t>(kMaxSemaphoreLimit)));
+    info.holders = static_cast<int64_t>(U64(r, 0, 1, static_cast<uint64_t>(kMaxSemaphoreLimit)));
+    info.fence = U64(r, 0, 2, UINT64_MAX);
+    if (info.holders == 0) return T();
+    return T(info);
+  });
+}
+
+Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req) {
+  using T = std::optional<LeaseGrant>;
+  if (absl::Status st = ValidateMultiAcquireRequest(req); !st.ok()) return Immediate<T>(st);
+  std::string lock_id = core::NewLockId();
+  std::vector<Param> params = {Text(ByteaArray(req.keys)), Text(lock_id),
+                               Text(std::to_string(req.ttl.count())),
+                               req.owner ? Bytes(*req.owner) : Null()};
+  return Call<T>(Statement::kMultiAcquire, std::move(params),
+                 [lock_id = std::move(lock_id),
+                  ttl = req.ttl](const PGresult* r) mutable -> absl::StatusOr<T> {
+                   if (PQntuples(r) != 1 || IsNull(r, 0, 0)) return T();
+                   LeaseGrant g;
+                   g.lock_id = std::move(lock_id);
+                   g.fence = U64(r, 0, 0, UINT64_MAX);
+                   g.ttl = ttl;
+                   return T(std::move(g));
+                 });
+}
+
+Op<size_t> MultiReleaseOp(std::span<const std::string> keys, std::string_view lock_id) {
+  if (absl::Status st = ValidateKeyList(keys); !st.ok()) return Immediate<size_t>(st);
+  if (!LooksLikeLockId(lock_id)) return Immediate<size_t>(size_t{0});
+  return Call<size_t>(Statement::kMultiRelease,
+                      {Text(ByteaArray(keys)), Text(std::string(lock_id))},
+                      [n = keys.size()](const PGresult* r) -> absl::StatusOr<size_t> {
+                        if (PQntuples(r) != 1 || IsNull(r, 0, 0)) {
+                          return absl::InternalError("bad reply from PostgreSQL");
+                        }
+                        return static_cast<size_t>(U64(r, 0, 0, n));
+                      });
+}
+
+Op<Duration> MultiExtendOp(std::span<const std::string> keys, std::string_view lock_id,
+                           Duration ttl) {
+  if (absl::Status st = ValidateKeyList(keys); !st.ok()) return Immediate<Duration>(st);
+  if (absl::Status st = ValidateTtl(ttl); !st.ok()) return Immediate<Duration>(st);
+  if (!LooksLikeLockId(lock_id)) return Immediate<Duration>(NotAllHeld());
+  return Call<Duration>(
+      Statement::kMultiExtend,
+      {Text(ByteaArray(keys)), Text(std::string(lock_id)), Text(std::to_string(ttl.count()))},
+      [ttl](const PGresult* r) -> absl::StatusOr<Duration> {
+        if (PQntuples(r) != 1 || Value(r, 0, 0) != "t") return NotAllHeld();
+        return ttl;
+      });
 }
 
 // Connection.

@@ -112,8 +112,15 @@ enum class Statement : int {
   kFencedSet,
   kFencedGet,
   kCheckLayers,
+  kSemAcquire,
+  kSemRelease,
+  kSemExtend,
+  kSemInfo,
+  kMultiAcquire,
+  kMultiRelease,
+  kMultiExtend,
 };
-inline constexpr int kStatementCount = 7;
+inline constexpr int kStatementCount = 14;
 // The statement's SQL ($1... parameters) and the name it is prepared under on a session.
 const char* StatementSql(Statement s);
 const char* StatementName(Statement s);
@@ -141,6 +148,21 @@ Op<std::monostate> FencedSetOp(std::string_view resource, uint64_t fence, std::s
 Op<std::optional<FencedValue>> FencedGetOp(std::string_view resource);
 Op<Decision> ThrottleOp(std::string_view key, const BucketParams& params, Decimal cost);
 Op<PolicyDecision> CheckLayersOp(std::span<const LayerCheck> layers, Decimal cost);
+// Semaphores and multi-key locks. Inputs are checked with ValidateSemAcquireRequest /
+// ValidateMultiAcquireRequest / ValidateKeyList (and ValidateKey, ValidateTtl); req.wait is
+// validated but not acted on (waiting is the caller's: WaitQueue). A permit id or lock id that
+// tollgate could not have issued holds nothing: FailedPrecondition (MultiRelease: 0) without a
+// round trip. SemAcquire: a limit different from the current holders' is InvalidArgument
+// `limit <req.limit> differs from the limit <L> of the current holders of semaphore "<key>"`
+// (key cut to 64 bytes). SemInfo's `waiters` is 0.
+Op<std::optional<PermitGrant>> SemAcquireOp(const SemAcquireRequest& req);
+Op<std::monostate> SemReleaseOp(std::string_view key, std::string_view permit_id);
+Op<Duration> SemExtendOp(std::string_view key, std::string_view permit_id, Duration ttl);
+Op<std::optional<SemaphoreInfo>> SemInfoOp(std::string_view key);
+Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req);
+Op<size_t> MultiReleaseOp(std::span<const std::string> keys, std::string_view lock_id);
+Op<Duration> MultiExtendOp(std::span<const std::string> keys, std::string_view lock_id,
+                           Duration ttl);
 
 // A libpq connection used with the asynchronous API and poll(), so every wait has a deadline: the
 // synchronous backend's connection, and the one-off connections of MigratePostgres and of the

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,7 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "backends/postgres/pg_ops.h"
-#include "backends/postgres/schema.h"
+#include "backends/postgres/schema_sql.h"
+#include "core/absl_compat.h"
 
 namespace tollgate {
 namespace {
@@ -50,6 +52,37 @@ class PostgresBackend final : public Backend {
 
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return Run(postgres::InfoOp(key));
+  }
+
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
+    return Run(postgres::SemAcquireOp(req));
+  }
+
+  absl::Status SemRelease(std::string_view key, std::string_view permit_id) override {
+    return Run(postgres::SemReleaseOp(key, permit_id)).status();
+  }
+
+  absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view permit_id,
+                                     Duration ttl) override {
+    return Run(postgres::SemExtendOp(key, permit_id, ttl));
+  }
+
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key) override {
+    return Run(postgres::SemInfoOp(key));
+  }
+
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(const MultiAcquireRequest& req) override {
+    return Run(postgres::MultiAcquireOp(req));
+  }
+
+  absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                      std::string_view lock_id) override {
+    return Run(postgres::MultiReleaseOp(keys, lock_id));
+  }
+
+  absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                                       Duration ttl) override {
+    return Run(postgres::MultiExtendOp(keys, lock_id, ttl));
   }
 
   absl::Status FencedSet(std::string_view resource, uint64_t fence,
@@ -104,7 +137,7 @@ absl::Status MigratePostgres(const std::string& conninfo) {
   if (absl::Status st = postgres::CheckConninfo(conninfo); !st.ok()) return st;
   Connection conn(conninfo, std::chrono::seconds(60), /*check_schema=*/false);
   const std::string script = absl::StrCat(
-      postgres::kMigrationSql, "INSERT INTO tollgate_schema (id, version) VALUES (true, ",
+      AV(postgres::kMigrationSql), "INSERT INTO tollgate_schema (id, version) VALUES (true, ",
       kPostgresSchemaVersion,
       ") ON CONFLICT (id) DO UPDATE SET version = greatest(tollgate_schema.version, "
       "excluded.version);\nCOMMIT;\n");

@@ -14,29 +14,12 @@ namespace tollgate::redis {
 
 AsyncRedisBackend::AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop,
                                      Duration lock_delay)
-    : client_(std::move(client)),
-      lock_delay_(lock_delay),
-      waits_(
-          loop,
-          [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
-            AcquireNow(req, std::move(done));
-          },
-          // Also after Shutdown: an attempt in flight then may still bring a grant to give back.
-          [this](const std::string& key, const std::string& id) {
-            client_->Run(ReleaseCall(key, id), [](absl::StatusOr<Reply>) {});
-          }) {}
+    : client_(std::move(client)), lock_delay_(lock_delay), waits_(loop, QueueOps()) {}
 
 AsyncRedisBackend::~AsyncRedisBackend() {
   // Waiters complete (nullopt) while this object is whole; requests in flight are dropped.
   shut_down_ = true;
   waits_.Shutdown();
-}
-
-template <class Done>
-bool AsyncRedisBackend::Refused(Done& done) {
-  if (!shut_down_) return false;
-  done(absl::UnavailableError("the Redis backend is shut down"));
-  return true;
 }
 
 uint64_t AsyncRedisBackend::Acquire(const AcquireRequest& req,

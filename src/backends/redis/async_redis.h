@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "backends/async/wait_queue.h"
@@ -41,9 +42,29 @@ class AsyncRedisBackend final : public AsyncBackend {
                    Completion<PolicyDecision> done) override;
   void Shutdown() override;
 
+  // Semaphores and multi-key locks (async_redis_sem_multi.cc; keys and scripts: sem_scripts.h,
+  // multi_scripts.h). SemAcquire and MultiAcquire wait in the WaitQueue as Acquire does; SemInfo's
+  // waiters are this object's (and its WaitOrder's) waiters for the semaphore.
+  uint64_t SemAcquire(const SemAcquireRequest& req,
+                      Completion<std::optional<PermitGrant>> done) override;
+  void SemRelease(std::string_view key, std::string_view permit_id, StatusCompletion done) override;
+  void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                 Completion<Duration> done) override;
+  void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) override;
+  uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                        Completion<std::optional<LeaseGrant>> done) override;
+  void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                    Completion<size_t> done) override;
+  void MultiExtend(std::span<const std::string> keys, std::string_view lock_id, Duration ttl,
+                   Completion<Duration> done) override;
+
   // The non-waiting acquire (req.wait ignored): Backend::Acquire's contract. The WaitQueue's
   // attempts and the synchronous wrapper use it.
   void AcquireNow(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
+  // The non-waiting semaphore and multi-key acquires (req.wait ignored beyond validation):
+  // Backend::SemAcquire's and Backend::MultiAcquire's contracts, likewise.
+  void SemAcquireNow(const SemAcquireRequest& req, Completion<std::optional<PermitGrant>> done);
+  void MultiAcquireNow(const MultiAcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
   // RedisFencedWrite (include/tollgate/redis_backend.h) on this backend's connections.
   void FencedWrite(std::string_view key, uint64_t fence, std::string_view value,
                    StatusCompletion done);
@@ -56,7 +77,16 @@ class AsyncRedisBackend final : public AsyncBackend {
  private:
   // After Shutdown: completes `done` with Unavailable and returns true.
   template <class Done>
-  bool Refused(Done& done);
+  bool Refused(Done& done) {
+    if (!shut_down_) return false;
+    done(absl::UnavailableError("the Redis backend is shut down"));
+    return true;
+  }
+  // The WaitQueue's view of this backend: its non-waiting acquires, and how to give back a grant
+  // whose waiter was cancelled (also after Shutdown: an attempt in flight may still bring one).
+  WaitQueue::Ops QueueOps();
+  // On a Redis Cluster, CheckOneSlot(command, keys); OK on standalone Redis.
+  absl::Status CheckSlots(std::string_view command, std::span<const std::string> keys) const;
 
   std::unique_ptr<Client> client_;
   const Duration lock_delay_;

@@ -54,6 +54,50 @@ class RedisBackend final : public Backend {
         [&](Completion<std::optional<LeaseInfo>> done) { async_->Info(key, std::move(done)); });
   }
 
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
+    return Call<std::optional<PermitGrant>>([&](Completion<std::optional<PermitGrant>> done) {
+      async_->SemAcquireNow(req, std::move(done));
+    });
+  }
+
+  absl::Status SemRelease(std::string_view key, std::string_view permit_id) override {
+    return CallStatus(
+        [&](StatusCompletion done) { async_->SemRelease(key, permit_id, std::move(done)); });
+  }
+
+  absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view permit_id,
+                                     Duration ttl) override {
+    return Call<Duration>([&](Completion<Duration> done) {
+      async_->SemExtend(key, permit_id, ttl, std::move(done));
+    });
+  }
+
+  // waiters is 0: nobody waits on this object (SemAcquire never waits).
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key) override {
+    return Call<std::optional<SemaphoreInfo>>([&](Completion<std::optional<SemaphoreInfo>> done) {
+      async_->SemInfo(key, std::move(done));
+    });
+  }
+
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(const MultiAcquireRequest& req) override {
+    return Call<std::optional<LeaseGrant>>([&](Completion<std::optional<LeaseGrant>> done) {
+      async_->MultiAcquireNow(req, std::move(done));
+    });
+  }
+
+  absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                      std::string_view lock_id) override {
+    return Call<size_t>(
+        [&](Completion<size_t> done) { async_->MultiRelease(keys, lock_id, std::move(done)); });
+  }
+
+  absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                                       Duration ttl) override {
+    return Call<Duration>([&](Completion<Duration> done) {
+      async_->MultiExtend(keys, lock_id, ttl, std::move(done));
+    });
+  }
+
   absl::Status FencedSet(std::string_view resource, uint64_t fence,
                          std::string_view value) override {
     return CallStatus(

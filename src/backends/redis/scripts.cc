@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "backends/redis/cluster_slot.h"
 #include "backends/redis/fenced_write_lua.h"
+#include "backends/redis/lua_scripts.h"
 #include "core/absl_compat.h"
 #include "tollgate/redis_backend.h"
 
@@ -217,7 +218,13 @@ constexpr uint64_t kNanosPerMicro = 1'000;         // Decimal nanos per micro-to
 constexpr uint64_t kRateNanosPerUnit = 1'000'000;  // rate nanos per (micro-token per ms)
 constexpr uint64_t kMaxRedisAmountMicros = 4'000'000'000'000'000;  // 4e9 tokens
 
-// TTLs go to Redis in whole milliseconds, rounded up (a lease never ends before its ttl).
+absl::Status NotHeld(std::string_view key) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
+}
+
+}  // namespace
+
 std::string TtlMs(Duration ttl) {
   const int64_t ns = ttl.count();
   return std::to_string((ns + 999'999) / 1'000'000);
@@ -226,13 +233,6 @@ std::string TtlMs(Duration ttl) {
 absl::Status Unexpected(std::string_view what) {
   return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", AV(what)));
 }
-
-absl::Status NotHeld(std::string_view key) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
-}
-
-}  // namespace
 
 std::string_view ScriptText(int s) {
   switch (s) {
@@ -250,8 +250,24 @@ std::string_view ScriptText(int s) {
       return kRegGetLua;
     case kBuckets:
       return kBucketsLua;
-    default:
+    case kFencedWrite:
       return kFencedWriteLua;
+    case kSemAcquire:
+      return kSemAcquireLua;
+    case kSemRelease:
+      return kSemReleaseLua;
+    case kSemExtend:
+      return kSemExtendLua;
+    case kSemInfo:
+      return kSemInfoLua;
+    case kMultiAcquire:
+      return kMultiAcquireLua;
+    case kMultiRelease:
+      return kMultiReleaseLua;
+    case kMultiExtend:
+      return kMultiExtendLua;
+    default:
+      return {};
   }
 }
 

@@ -34,6 +34,14 @@ enum Script {
   kRegGet,
   kBuckets,
   kFencedWrite,
+  // Semaphores and multi-key locks: lua/*.lua (see sem_scripts.h, multi_scripts.h).
+  kSemAcquire,
+  kSemRelease,
+  kSemExtend,
+  kSemInfo,
+  kMultiAcquire,
+  kMultiRelease,
+  kMultiExtend,
   kCount
 };
 
@@ -70,6 +78,11 @@ std::string ThrottleKey(std::string_view key);
 std::string LayerKey(std::string_view layer, std::string_view key);
 
 // ---- Validation and calls (InvalidArgument as the synchronous backend always said) ----
+
+// A TTL as Redis gets it: whole milliseconds, rounded up (a lease never ends before its ttl).
+std::string TtlMs(Duration ttl);
+// Internal "unexpected reply from Redis to <what>" (a reply of the wrong shape).
+absl::Status Unexpected(std::string_view what);
 
 // The cost rules of the core (the Throttler's message).
 absl::Status ValidateCost(Decimal cost);

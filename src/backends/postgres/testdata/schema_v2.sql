@@ -1,19 +1,5 @@
-#include "backends/postgres/schema.h"
-
-namespace tollgate::postgres {
-
-// Units. Leases: server time (now()), microsecond resolution. Buckets: a bucket's debt (tokens
-// consumed and not yet refilled) is an integer count of 1e-18 tokens, exactly the core's unit, so
-// with nano-token capacities, rates and costs every step is integer `numeric` arithmetic: no
-// rounding anywhere. Elapsed time is whole microseconds of now(); a rate of r nano-tokens/s refills
-// r * 1000 debt units per microsecond.
-//
-// Why now() and not clock_timestamp(): now() is fixed for the transaction, so every bucket of one
-// CheckLayers call is evaluated at one instant (as the core does), and each call is its own
-// transaction, so now() is the moment the call started. A transaction that waited for a row lock
-// may carry an older now() than the row's last update; that (and a server clock stepping back)
-// counts as zero elapsed time: debts never shrink for it and stored times never go back.
-const char kMigrationSql[] = R"sql(
+-- The schema of version 2 exactly as tollgate installed it (before semaphores and multi-key locks),
+-- for the test that upgrades it with `tollgate migrate`. Never edit: it is a record of the past.
 BEGIN;
 SELECT pg_advisory_xact_lock(7463829101552001);
 
@@ -272,7 +258,6 @@ BEGIN
   END LOOP;
 END $$;
 
--- MigratePostgres appends: recording the schema version, and COMMIT.
-)sql";
-
-}  // namespace tollgate::postgres
+INSERT INTO tollgate_schema (id, version) VALUES (true, 2)
+ON CONFLICT (id) DO UPDATE SET version = greatest(tollgate_schema.version, excluded.version);
+COMMIT;
