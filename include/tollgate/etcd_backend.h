@@ -13,6 +13,12 @@
 //                        revision of the txn that created it (cluster-wide, strictly increasing,
 //                        kept across server restarts), so fences are never stored separately.
 //   tollgate/reg/<hex>   fenced register: {"fence": N, "value": base64(value)}
+//   tollgate/sem/<hex>/<slot>  a semaphore permit (slot: 4 digits, 0000..1023): {"id": permit_id,
+//                        "limit": N, "owner_b64"?}, attached to an etcd lease of its own; its fence
+//                        is its create_revision, like a lease's. A multi-key grant is ordinary lock
+//                        keys put in one txn, sharing one etcd lease and one create_revision (the
+//                        fence), marked "shared": true (see src/backends/etcd/async_etcd_multi.cc).
+//   Semaphore permits' ttls are whole seconds as leases' are (below).
 //
 // Acquire grants an etcd lease, then one txn: if create_revision(lock) == 0, put the lock with that
 // lease; otherwise the lease is revoked and the answer is nullopt. Release deletes the lock (and

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "backends/etcd/etcd_codec.h"
 #include "core/absl_compat.h"
 #include "core/lock_id.h"
 #include "tollgate/etcd_backend.h"
@@ -24,103 +24,12 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kMaxTxnRetries = 100;
 // A watch for waiters is one long request, renewed at this period (or at its first DELETE).
 constexpr Duration kKeyWatchPeriod = std::chrono::seconds(30);
 // After a watch for waiters failed (etcd unreachable), the next one starts this much later; the
 // waiters still poll meanwhile.
 constexpr Duration kKeyWatchRetry = std::chrono::seconds(1);
 
-std::string B64(std::string_view s) { return absl::Base64Escape(AV(s)); }
-
-std::optional<std::string> UnB64(const json& j) {
-  if (!j.is_string()) return std::nullopt;
-  std::string out;
-  if (!absl::Base64Unescape(AV(j.get_ref<const std::string&>()), &out)) return std::nullopt;
-  return out;
-}
-
-// The gateway writes int64 fields as JSON strings ("7") and omits zero values.
-int64_t Int(const json& obj, const char* field) {
-  if (!obj.is_object()) return 0;
-  auto it = obj.find(field);
-  if (it == obj.end()) return 0;
-  if (it->is_number_integer()) return it->get<int64_t>();
-  int64_t v = 0;
-  if (it->is_string() && absl::SimpleAtoi(AV(it->get_ref<const std::string&>()), &v)) return v;
-  return 0;
-}
-
-// The cluster revision in a reply's header (0 if absent).
-int64_t HeaderRevision(const json& r) {
-  if (!r.is_object()) return 0;
-  auto h = r.find("header");
-  return h == r.end() ? 0 : Int(*h, "revision");
-}
-
-std::string LockKey(std::string_view key) {
-  return absl::StrCat("tollgate/lock/", absl::BytesToHexString(AV(key)));
-}
-std::string RegKey(std::string_view r) {
-  return absl::StrCat("tollgate/reg/", absl::BytesToHexString(AV(r)));
-}
-
-// Whole seconds, rounded up (etcd leases are whole seconds).
-int64_t TtlSeconds(Duration ttl) {
-  const int64_t ns = ttl.count();
-  return std::max<int64_t>(1, (ns + 999'999'999) / 1'000'000'000);
-}
-
-// The lock's value.
-struct LockValue {
-  std::string id;
-  std::optional<std::string> owner;
-};
-
-std::string EncodeLock(const LockValue& v) {
-  json j = {{"id", v.id}};
-  if (v.owner) j["owner_b64"] = B64(*v.owner);
-  return j.dump();
-}
-
-std::optional<LockValue> DecodeLock(const std::string& s) {
-  json j = json::parse(s, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) return std::nullopt;
-  LockValue v;
-  v.id = j["id"].get<std::string>();
-  if (j.contains("owner_b64")) {
-    v.owner = UnB64(j["owner_b64"]);
-    if (!v.owner) return std::nullopt;
-  }
-  return v;
-}
-
-// The optimistic loops give up after kMaxTxnRetries lost races. Unavailable (retryable), never
-// Aborted: Aborted means "stale fence" to callers.
-absl::Status Contention(std::string_view what) {
-  return absl::UnavailableError(absl::StrCat("etcd: ", AV(what), " lost ", kMaxTxnRetries,
-                                             " races in a row with other writers of the same key "
-                                             "(contention); try again"));
-}
-absl::Status Unexpected(std::string_view what) {
-  return absl::InternalError(absl::StrCat("unexpected reply from etcd to ", AV(what)));
-}
-absl::Status NotHeld(std::string_view key) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
-}
-absl::Status ShutDown() { return absl::UnavailableError("the etcd backend is shut down"); }
-
-bool Succeeded(const json& r) {
-  auto it = r.find("succeeded");
-  return it != r.end() && it->is_boolean() && it->get<bool>();
-}
-json ModIs(const std::string& key, int64_t mod) {
-  return {{"key", B64(key)},
-          {"result", "EQUAL"},
-          {"target", "MOD"},
-          {"mod_revision", std::to_string(mod)}};
-}
 absl::StatusOr<FencedValue> DecodeReg(const std::string& s) {
   json j = json::parse(s, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("fence") || !j["fence"].is_number_unsigned()) {
@@ -222,14 +131,6 @@ struct WatchStream {
 
 }  // namespace
 
-// A read of one key: absent, or its revisions, lease and value.
-struct AsyncEtcdBackend::Kv {
-  int64_t create_revision = 0;
-  int64_t mod_revision = 0;
-  int64_t lease = 0;
-  std::string value;
-};
-
 // How a watch ended without error: `fired` when a DELETE came or etcd cancelled it; `revision`:
 // the highest revision it saw (a later watch starts after it), 0 when cancelled.
 struct AsyncEtcdBackend::WatchResult {
@@ -242,17 +143,43 @@ AsyncEtcdBackend::AsyncEtcdBackend(std::string base, Duration timeout, EventLoop
       timeout_(timeout),
       http_(loop, base, timeout, kMaxConnections),
       watch_http_(loop, base, timeout, 0),
-      waits_(
-          loop,
-          [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
-            AcquireIfFree(req, std::move(done));
-          },
-          // Also after Shutdown: an attempt in flight then may still bring a grant to give back.
-          [this](const std::string& key, const std::string& id) {
-            Sequence<absl::Status>(
-                absl::StrCat("l", key), [](absl::Status) {},
-                [this, key, id](StatusCompletion done) { DoRelease(key, id, 0, std::move(done)); });
-          }) {}
+      waits_(loop, WaitOps()) {}
+
+WaitQueue::Ops AsyncEtcdBackend::WaitOps() {
+  WaitQueue::Ops ops;
+  ops.acquire = [this](const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done) {
+    AcquireIfFree(req, std::move(done));
+  };
+  ops.sem_acquire = [this](const SemAcquireRequest& req,
+                           Completion<std::optional<PermitGrant>> done) {
+    SemAcquireNow(req, std::move(done));
+  };
+  ops.multi_acquire = [this](const MultiAcquireRequest& req,
+                             Completion<std::optional<LeaseGrant>> done) {
+    MultiAcquireIfFree(req, std::move(done));
+  };
+  // The give-backs run also after Shutdown: an attempt in flight then may still bring a grant.
+  ops.release = [this](const std::string& key, const std::string& id) {
+    Sequence<absl::Status>(
+        LockSeq(key), [](absl::Status) {},
+        [this, key, id](StatusCompletion done) { DoRelease(key, id, 0, std::move(done)); });
+  };
+  ops.sem_release = [this](const std::string& key, const std::string& id) {
+    Sequence<absl::Status>(
+        SemSeq(key), [](absl::Status) {},
+        [this, key, id](StatusCompletion done) { DoSemRelease(key, id, 0, std::move(done)); });
+  };
+  ops.multi_release = [this](const std::vector<std::string>& keys, const std::string& id) {
+    std::vector<std::string> seqs;
+    for (const std::string& key : keys) seqs.push_back(LockSeq(key));
+    SequenceAll<absl::StatusOr<size_t>>(
+        std::move(seqs), [](absl::StatusOr<size_t>) {},
+        [this, keys, id](Completion<size_t> done) {
+          DoMultiRelease(keys, id, 0, std::move(done));
+        });
+  };
+  return ops;
+}
 
 AsyncEtcdBackend::~AsyncEtcdBackend() {
   // Waiters complete (nullopt) while this object is whole; requests in flight are dropped.
@@ -264,49 +191,24 @@ AsyncEtcdBackend::~AsyncEtcdBackend() {
   }
 }
 
-template <class Done>
-bool AsyncEtcdBackend::Refused(Done& done) {
-  if (!shut_down_) return false;
-  done(ShutDown());
-  return true;
-}
-
-template <class T>
-void AsyncEtcdBackend::Sequence(std::string seq, absl::AnyInvocable<void(T)> done,
-                                absl::AnyInvocable<void(absl::AnyInvocable<void(T)>)> start) {
-  if (pending_ops_ >= kEtcdMaxInFlight) {
-    done(absl::UnavailableError(
-        absl::StrCat("backend pipeline full (", kEtcdMaxInFlight, " requests in flight)")));
-    return;
+void AsyncEtcdBackend::Finished(const std::vector<std::string>& seqs) {
+  std::vector<std::shared_ptr<Queued>> ready;
+  for (const std::string& seq : seqs) {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end()) continue;
+    it->second.pop_front();
+    if (it->second.empty()) {
+      seqs_.erase(it);
+      continue;
+    }
+    const std::shared_ptr<Queued>& next = it->second.front();
+    if (--next->fronts_missing == 0) ready.push_back(next);
   }
-  ++pending_ops_;
-  absl::AnyInvocable<void(T)> finish = [this, alive = alive_, seq,
-                                        done = std::move(done)](T r) mutable {
-    --pending_ops_;
-    done(std::move(r));
-    if (*alive) Finished(seq);
-  };
-  Next run = [start = std::move(start), finish = std::move(finish)]() mutable {
-    start(std::move(finish));
-  };
-  std::deque<Next>& q = seqs_[seq];
-  const bool idle = q.empty();
-  q.push_back(std::move(run));
-  if (!idle) return;                // starts when the operations before it on `seq` completed
-  Next now = std::move(q.front());  // the front stays as the running operation's placeholder
-  now();
-}
-
-void AsyncEtcdBackend::Finished(const std::string& seq) {
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return;
-  it->second.pop_front();
-  if (it->second.empty()) {
-    seqs_.erase(it);
-    return;
+  // Each stays at the front of its FIFOs as the running operation's placeholder.
+  for (const std::shared_ptr<Queued>& q : ready) {
+    Next run = std::move(q->run);
+    run();
   }
-  Next next = std::move(it->second.front());
-  next();
 }
 
 void AsyncEtcdBackend::Call(std::string_view path, const json& body,
@@ -345,6 +247,95 @@ void AsyncEtcdBackend::Revoke(int64_t lease, Next k) {
        [k = std::move(k)](absl::StatusOr<json>) mutable { k(); });
 }
 
+// A lease nobody will attach a key to again (each acquire and extend grants a new one), so once no
+// key is attached it stays so: checking, then revoking, cannot strand a key.
+void AsyncEtcdBackend::RevokeIfUnused(int64_t lease, Next k) {
+  Call("/v3/lease/timetolive", json{{"ID", std::to_string(lease)}, {"keys", true}},
+       [this, lease, k = std::move(k)](absl::StatusOr<json> r) mutable {
+         if (!r.ok() || Int(*r, "TTL") < 0) return k();  // unknown, or gone already
+         auto keys = r->find("keys");
+         if (keys != r->end() && keys->is_array() && !keys->empty()) return k();
+         Revoke(lease, std::move(k));
+       });
+}
+
+void AsyncEtcdBackend::ReleaseLeases(std::vector<std::pair<int64_t, bool>> leases, Next k) {
+  std::sort(leases.begin(), leases.end());
+  // Once per lease (shared if any of its keys said so).
+  std::vector<std::pair<int64_t, bool>> unique;
+  for (const auto& [lease, shared] : leases) {
+    if (lease == 0) continue;
+    if (!unique.empty() && unique.back().first == lease) {
+      unique.back().second = unique.back().second || shared;
+    } else {
+      unique.emplace_back(lease, shared);
+    }
+  }
+  if (unique.empty()) return k();
+  auto left = std::make_shared<size_t>(unique.size());
+  auto shared_k = std::make_shared<Next>(std::move(k));
+  for (const auto& [lease, shared] : unique) {
+    Next one = [left, shared_k] {
+      if (--*left == 0) (*shared_k)();
+    };
+    if (shared) {
+      RevokeIfUnused(lease, std::move(one));
+    } else {
+      Revoke(lease, std::move(one));
+    }
+  }
+}
+
+void AsyncEtcdBackend::GetAll(
+    std::vector<std::string> keys,
+    absl::AnyInvocable<void(absl::StatusOr<std::vector<std::optional<Kv>>>)> k) {
+  json ops = json::array();
+  for (const std::string& key : keys) ops.push_back({{"request_range", {{"key", B64(key)}}}});
+  Call("/v3/kv/txn", json{{"success", std::move(ops)}},
+       [n = keys.size(), k = std::move(k)](absl::StatusOr<json> r) mutable {
+         if (!r.ok()) return k(r.status());
+         auto responses = r->find("responses");
+         if (!Succeeded(*r) || responses == r->end() || !responses->is_array() ||
+             responses->size() != n) {
+           return k(Unexpected("txn"));
+         }
+         std::vector<std::optional<Kv>> out;
+         for (const json& resp : *responses) {
+           auto range = resp.find("response_range");
+           if (range == resp.end() || !range->is_object()) return k(Unexpected("txn"));
+           auto kvs = range->find("kvs");
+           if (kvs == range->end() || !kvs->is_array() || kvs->empty()) {
+             out.emplace_back();
+             continue;
+           }
+           std::optional<Kv> kv = ParseKv((*kvs)[0]);
+           if (!kv) return k(Unexpected("txn"));
+           out.push_back(std::move(kv));
+         }
+         k(std::move(out));
+       });
+}
+
+void AsyncEtcdBackend::GetPermits(
+    const std::string& key, absl::AnyInvocable<void(absl::StatusOr<std::vector<Kv>>, int64_t)> k) {
+  Call("/v3/kv/range", json{{"key", B64(SemPrefix(key))}, {"range_end", B64(SemRangeEnd(key))}},
+       [k = std::move(k)](absl::StatusOr<json> r) mutable {
+         if (!r.ok()) return k(r.status(), 0);
+         const int64_t revision = HeaderRevision(*r);
+         if (revision <= 0) return k(Unexpected("range"), 0);
+         std::vector<Kv> out;
+         auto kvs = r->find("kvs");
+         if (kvs != r->end() && kvs->is_array()) {
+           for (const json& e : *kvs) {
+             std::optional<Kv> kv = ParseKv(e);
+             if (!kv) return k(Unexpected("range"), 0);
+             out.push_back(std::move(*kv));
+           }
+         }
+         k(std::move(out), revision);
+       });
+}
+
 void AsyncEtcdBackend::Get(const std::string& key, bool want_revision,
                            absl::AnyInvocable<void(absl::StatusOr<std::optional<Kv>>, int64_t)> k) {
   Call("/v3/kv/range", json{{"key", B64(key)}},
@@ -356,29 +347,11 @@ void AsyncEtcdBackend::Get(const std::string& key, bool want_revision,
          if (kvs == r->end() || !kvs->is_array() || kvs->empty()) {
            return k(std::optional<Kv>(), revision);
          }
-         const json& e = (*kvs)[0];
-         Kv kv;
-         kv.create_revision = Int(e, "create_revision");
-         kv.mod_revision = Int(e, "mod_revision");
-         kv.lease = Int(e, "lease");
-         if (e.is_object() && e.contains("value")) {
-           std::optional<std::string> v = UnB64(e["value"]);
-           if (!v) return k(Unexpected("range"), 0);
-           kv.value = std::move(*v);
-         }
-         if (kv.create_revision <= 0 || kv.mod_revision <= 0) return k(Unexpected("range"), 0);
-         k(std::optional<Kv>(std::move(kv)), revision);
+         std::optional<Kv> kv = ParseKv((*kvs)[0]);
+         if (!kv) return k(Unexpected("range"), 0);
+         k(std::move(kv), revision);
        });
 }
-
-namespace {
-// Whether the lock's value (null: no lock) names `lock_id`.
-bool Holds(const std::string* lock_value, std::string_view lock_id) {
-  if (lock_value == nullptr) return false;
-  std::optional<LockValue> v = DecodeLock(*lock_value);
-  return v && core::ConstantTimeEquals(v->id, lock_id);
-}
-}  // namespace
 
 // ---- Operations ---------------------------------------------------------------------------------
 
@@ -391,12 +364,7 @@ uint64_t AsyncEtcdBackend::Acquire(const AcquireRequest& req,
   if (Refused(done)) return 0;
   if (req.wait <= Duration(0)) return waits_.Acquire(req, std::move(done));
   // A waiter: when it completes the key may need its watch no more.
-  const uint64_t ticket =
-      waits_.Acquire(req, [this, alive = alive_, done = std::move(done)](
-                              absl::StatusOr<std::optional<LeaseGrant>> r) mutable {
-        done(std::move(r));
-        if (*alive) SyncWatchesSoon();
-      });
+  const uint64_t ticket = waits_.Acquire(req, ThenSyncWatches(std::move(done)));
   SyncWatchesSoon();
   return ticket;
 }
@@ -511,17 +479,19 @@ void AsyncEtcdBackend::DoRelease(std::string key, std::string lock_id, int attem
         const json txn = {
             {"compare", json::array({ModIs(lock, (*kv)->mod_revision)})},
             {"success", json::array({{{"request_delete_range", {{"key", B64(lock)}}}}})}};
-        Call("/v3/kv/txn", txn,
-             [this, lease = (*kv)->lease, key = std::move(key), lock_id = std::move(lock_id),
-              attempt, done = std::move(done)](absl::StatusOr<json> r) mutable {
-               if (!r.ok()) return done(r.status());
-               if (Succeeded(*r)) {
-                 if (lease == 0) return done(absl::OkStatus());
-                 return Revoke(lease,
-                               [done = std::move(done)]() mutable { done(absl::OkStatus()); });
-               }
-               DoRelease(std::move(key), std::move(lock_id), attempt + 1, std::move(done));
-             });
+        const bool shared = DecodeLock((*kv)->value)->shared;  // Holds decoded it
+        Call(
+            "/v3/kv/txn", txn,
+            [this, lease = (*kv)->lease, shared, key = std::move(key), lock_id = std::move(lock_id),
+             attempt, done = std::move(done)](absl::StatusOr<json> r) mutable {
+              if (!r.ok()) return done(r.status());
+              if (Succeeded(*r)) {
+                return ReleaseLeases({{lease, shared}}, [done = std::move(done)]() mutable {
+                  done(absl::OkStatus());
+                });
+              }
+              DoRelease(std::move(key), std::move(lock_id), attempt + 1, std::move(done));
+            });
       });
 }
 
@@ -555,21 +525,25 @@ void AsyncEtcdBackend::DoExtend(std::string key, std::string lock_id, Duration t
                                 lock_id = std::move(lock_id), ttl, attempt, done = std::move(done)](
                                    absl::StatusOr<std::pair<int64_t, int64_t>> lease) mutable {
           if (!lease.ok()) return done(lease.status());
+          // The new lease is this key's alone (even for a key of a multi-key grant).
+          LockValue value = *DecodeLock(cur.value);  // Holds decoded it
+          const bool was_shared = value.shared;
+          value.shared = false;
           const json txn = {
               {"compare", json::array({ModIs(lock, cur.mod_revision)})},
               {"success", json::array({{{"request_put",
                                          {{"key", B64(lock)},
-                                          {"value", B64(cur.value)},
+                                          {"value", B64(EncodeLock(value))},
                                           {"lease", std::to_string(lease->first)}}}}})}};
           Call("/v3/kv/txn", txn,
-               [this, old_lease = cur.lease, lease = *lease, key = std::move(key),
+               [this, old_lease = cur.lease, was_shared, lease = *lease, key = std::move(key),
                 lock_id = std::move(lock_id), ttl, attempt,
                 done = std::move(done)](absl::StatusOr<json> r) mutable {
                  if (r.ok() && Succeeded(*r)) {
                    const Duration granted = std::chrono::seconds(lease.second);
-                   if (old_lease == 0) return done(granted);
-                   return Revoke(old_lease,
-                                 [granted, done = std::move(done)]() mutable { done(granted); });
+                   return ReleaseLeases(
+                       {{old_lease, was_shared}},
+                       [granted, done = std::move(done)]() mutable { done(granted); });
                  }
                  absl::Status st = r.status();
                  Revoke(lease.first, [this, st = std::move(st), key = std::move(key),
@@ -739,7 +713,7 @@ uint64_t AsyncEtcdBackend::WatchForDelete(std::string_view key, int64_t after_re
   }
   uint64_t id = 0;
   Watch(
-      LockKey(key), after_revision, deadline,
+      LockKey(key), "", after_revision, deadline,
       [done = std::move(done)](absl::StatusOr<WatchResult> r) mutable {
         if (!r.ok()) return done(r.status());
         done(r->fired);
@@ -748,13 +722,15 @@ uint64_t AsyncEtcdBackend::WatchForDelete(std::string_view key, int64_t after_re
   return id;
 }
 
-void AsyncEtcdBackend::Watch(std::string_view lock_key, int64_t after_revision, SteadyTime deadline,
+void AsyncEtcdBackend::Watch(std::string_view watch_key, std::string_view range_end,
+                             int64_t after_revision, SteadyTime deadline,
                              absl::AnyInvocable<void(absl::StatusOr<WatchResult>)> k,
                              uint64_t* id) {
   *id = 0;
   const Duration remaining = deadline - loop_.clock()->SteadyNow();
   if (remaining < std::chrono::milliseconds(1)) return k(WatchResult{false, after_revision});
-  json create = {{"key", B64(lock_key)}, {"filters", json::array({"NOPUT"})}};
+  json create = {{"key", B64(watch_key)}, {"filters", json::array({"NOPUT"})}};
+  if (!range_end.empty()) create["range_end"] = B64(range_end);
   if (after_revision > 0) create["start_revision"] = std::to_string(after_revision + 1);
   auto stream = std::make_shared<WatchStream>();
   *id = watch_http_.Post(
@@ -794,9 +770,12 @@ void AsyncEtcdBackend::SyncWatchesSoon() {
 
 void AsyncEtcdBackend::SyncWatches() {
   sync_scheduled_ = false;
-  std::vector<std::string> keys;
-  if (!shut_down_) keys = waits_.WaitingKeys();
-  const absl::flat_hash_set<std::string> wanted(keys.begin(), keys.end());
+  std::vector<std::string> names;  // lease keys first
+  if (!shut_down_) {
+    for (const std::string& key : waits_.WaitingKeys()) names.push_back(LockSeq(key));
+    for (const std::string& key : waits_.WaitingSemaphores()) names.push_back(SemSeq(key));
+  }
+  const absl::flat_hash_set<std::string> wanted(names.begin(), names.end());
   for (auto it = key_watches_.begin(); it != key_watches_.end();) {
     if (wanted.contains(it->first)) {
       ++it;
@@ -806,51 +785,66 @@ void AsyncEtcdBackend::SyncWatches() {
     if (it->second.retry_timer != 0) loop_.CancelTimer(it->second.retry_timer);
     key_watches_.erase(it++);
   }
-  for (const std::string& key : keys) {
+  for (const std::string& name : names) {
     if (key_watches_.size() >= kMaxKeyWatches) break;
-    if (!key_watches_.contains(key)) StartKeyWatch(key, 0);
+    if (!key_watches_.contains(name)) StartKeyWatch(name, 0);
   }
 }
 
-// One watch for the waiters of `key`: each DELETE pokes the WaitQueue, and the next watch starts
-// after the revision this one saw, so no delete in between is missed.
-void AsyncEtcdBackend::StartKeyWatch(const std::string& key, int64_t after_revision) {
-  KeyWatch& w = key_watches_[key];
+size_t AsyncEtcdBackend::WatchWaiters(const std::string& name) const {
+  const std::string_view key = std::string_view(name).substr(1);
+  return name.front() == 's' ? waits_.SemCount(key) : waits_.Count(key);
+}
+
+// One watch for the waiters of a lease key or a semaphore (`name`: LockSeq or SemSeq): each DELETE
+// (of the lock; of any permit) pokes the WaitQueue, and the next watch starts after the revision
+// this one saw, so no delete in between is missed.
+void AsyncEtcdBackend::StartKeyWatch(const std::string& name, int64_t after_revision) {
+  KeyWatch& w = key_watches_[name];
   w.after_revision = after_revision;
   w.retry_timer = 0;
   w.id = 0;
+  const bool semaphore = name.front() == 's';
+  const std::string key = name.substr(1);
   uint64_t id = 0;
   Watch(
-      LockKey(key), after_revision, loop_.clock()->SteadyNow() + kKeyWatchPeriod,
-      [this, key](absl::StatusOr<WatchResult> r) {
-        auto it = key_watches_.find(key);
+      semaphore ? SemPrefix(key) : LockKey(key), semaphore ? SemRangeEnd(key) : "", after_revision,
+      loop_.clock()->SteadyNow() + kKeyWatchPeriod,
+      [this, name, semaphore, key](absl::StatusOr<WatchResult> r) {
+        auto it = key_watches_.find(name);
         if (it == key_watches_.end()) return;
         it->second.id = 0;
-        if (r.ok() && r->fired) waits_.Poke(key);
-        it = key_watches_.find(key);  // Poke may have changed the map (it does not today)
+        if (r.ok() && r->fired) {
+          if (semaphore) {
+            waits_.PokeSemaphore(key);
+          } else {
+            waits_.Poke(key);
+          }
+        }
+        it = key_watches_.find(name);  // Poke may have changed the map (it does not today)
         if (it == key_watches_.end()) return;
-        if (shut_down_ || waits_.Count(key) == 0) {
+        if (shut_down_ || WatchWaiters(name) == 0) {
           key_watches_.erase(it);
           return;
         }
-        if (r.ok()) return StartKeyWatch(key, r->revision);
+        if (r.ok()) return StartKeyWatch(name, r->revision);
         // etcd unreachable: look again a little later; the waiters poll meanwhile.
         it->second.retry_timer =
-            loop_.RunAt(loop_.clock()->SteadyNow() + kKeyWatchRetry, [this, alive = alive_, key] {
+            loop_.RunAt(loop_.clock()->SteadyNow() + kKeyWatchRetry, [this, alive = alive_, name] {
               if (!*alive) return;
-              auto t = key_watches_.find(key);
+              auto t = key_watches_.find(name);
               if (t == key_watches_.end()) return;
               t->second.retry_timer = 0;
-              if (shut_down_ || waits_.Count(key) == 0) {
+              if (shut_down_ || WatchWaiters(name) == 0) {
                 key_watches_.erase(t);
                 return;
               }
-              StartKeyWatch(key, t->second.after_revision);
+              StartKeyWatch(name, t->second.after_revision);
             });
       },
       &id);
   if (id != 0) {
-    auto it = key_watches_.find(key);
+    auto it = key_watches_.find(name);
     if (it != key_watches_.end() && it->second.id == 0) it->second.id = id;
   }
 }

@@ -4,10 +4,13 @@
 // wraps it. Internal to the etcd backend.
 //
 // Order: operations on one key (a lock key, or a register) form a FIFO: the next starts when the
-// previous completed; operations on different keys run at once. Waiting: LOCK.ACQUIRE with WAIT
-// waits in a WaitQueue; for each key with waiters (up to kMaxKeyWatches) a watch stream on the lock
-// key pokes the queue at each DELETE, so the head waiter tries at once rather than at its next
-// poll.
+// previous completed; operations on different keys run at once. A semaphore's operations form one
+// FIFO of their own; a multi-key operation starts when it is first in the FIFO of each of its
+// keys. Waiting: LOCK.ACQUIRE, SEM.ACQUIRE and LOCK.MACQUIRE with WAIT wait in a WaitQueue; for
+// each lease key and each semaphore with waiters (up to kMaxKeyWatches in all) a watch stream on
+// the lock key (on the semaphore's permit keys) pokes the queue at each DELETE, so the head waiter
+// tries at once rather than at its next poll. Multi-key waiters are counted among the waiters of
+// each of their keys, so the lease key watches cover them.
 #ifndef TOLLGATE_BACKENDS_ETCD_ASYNC_ETCD_H_
 #define TOLLGATE_BACKENDS_ETCD_ASYNC_ETCD_H_
 
@@ -18,17 +21,22 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "backends/async/wait_queue.h"
+#include "backends/etcd/etcd_codec.h"
 #include "backends/etcd/http.h"
+#include "core/absl_compat.h"
 #include "nlohmann/json.hpp"
 #include "tollgate/async_backend.h"
+#include "tollgate/etcd_backend.h"
 
 namespace tollgate::etcd {
 
-// The most keys with waiters that get a watch stream each (each holds an HTTP connection); waiters
-// on further keys rely on the WaitQueue's polling alone.
+// The most keys (lease keys and semaphores together) with waiters that get a watch stream each
+// (each holds an HTTP connection); waiters on further keys rely on the WaitQueue's polling alone.
 inline constexpr size_t kMaxKeyWatches = 64;
 // HTTP connections shared by the requests of one backend object (watches have their own).
 inline constexpr long kMaxConnections = 16;
@@ -54,6 +62,18 @@ class AsyncEtcdBackend final : public AsyncBackend {
   void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
               Completion<Duration> done) override;
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override;
+  uint64_t SemAcquire(const SemAcquireRequest& req,
+                      Completion<std::optional<PermitGrant>> done) override;
+  void SemRelease(std::string_view key, std::string_view permit_id, StatusCompletion done) override;
+  void SemExtend(std::string_view key, std::string_view permit_id, Duration ttl,
+                 Completion<Duration> done) override;
+  void SemInfo(std::string_view key, Completion<std::optional<SemaphoreInfo>> done) override;
+  uint64_t MultiAcquire(const MultiAcquireRequest& req,
+                        Completion<std::optional<LeaseGrant>> done) override;
+  void MultiRelease(std::span<const std::string> keys, std::string_view lock_id,
+                    Completion<size_t> done) override;
+  void MultiExtend(std::span<const std::string> keys, std::string_view lock_id, Duration ttl,
+                   Completion<Duration> done) override;
   void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                  StatusCompletion done) override;
   void FencedGet(std::string_view resource, Completion<std::optional<FencedValue>> done) override;
@@ -70,6 +90,15 @@ class AsyncEtcdBackend final : public AsyncBackend {
   // AcquireNow for the WaitQueue's attempts: a read first, and nullopt without writing anything
   // while the lock is held.
   void AcquireIfFree(const AcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
+  // The non-waiting semaphore acquire (req.wait ignored): Backend::SemAcquire's contract. It reads
+  // the permits first, so a full semaphore costs one read (the WaitQueue's attempts use it too).
+  void SemAcquireNow(const SemAcquireRequest& req, Completion<std::optional<PermitGrant>> done);
+  // The non-waiting multi-key acquire (req.wait ignored): Backend::MultiAcquire's contract.
+  void MultiAcquireNow(const MultiAcquireRequest& req, Completion<std::optional<LeaseGrant>> done);
+  // MultiAcquireNow for the WaitQueue's attempts: a read first, and nullopt without writing
+  // anything while any key is held.
+  void MultiAcquireIfFree(const MultiAcquireRequest& req,
+                          Completion<std::optional<LeaseGrant>> done);
   // WaitForRelease's first half: the cluster revision at which the lock on `key` was read held, or
   // 0 if it is free. InvalidArgument for a bad key; Unavailable as any request.
   void HeldAt(std::string_view key, Completion<int64_t> done);
@@ -87,7 +116,8 @@ class AsyncEtcdBackend final : public AsyncBackend {
 
   Duration timeout() const { return timeout_; }
   // For tests and monitoring: HTTP requests in flight now and at most so far (watches excluded),
-  // operations submitted and not completed, and keys being watched for waiters.
+  // operations submitted and not completed, and lease keys and semaphores being watched for
+  // waiters.
   size_t http_in_flight() const { return http_.in_flight(); }
   size_t max_http_in_flight() const { return http_.max_in_flight(); }
   size_t pending_operations() const { return pending_ops_; }
@@ -95,9 +125,16 @@ class AsyncEtcdBackend final : public AsyncBackend {
 
  private:
   using json = nlohmann::json;
-  struct Kv;
   struct WatchResult;
   using Next = absl::AnyInvocable<void()>;
+  // An operation waiting in the FIFOs of its keys; it starts when first in all of them.
+  struct Queued {
+    Next run;
+    size_t fronts_missing = 0;  // FIFOs where it is not first yet
+  };
+  // The FIFO names: a lease key, a register, a semaphore.
+  static std::string LockSeq(std::string_view key) { return absl::StrCat("l", AV(key)); }
+  static std::string SemSeq(std::string_view key) { return absl::StrCat("s", AV(key)); }
 
   // After Shutdown: completes `done` with Unavailable and returns true.
   template <class Done>
@@ -107,8 +144,16 @@ class AsyncEtcdBackend final : public AsyncBackend {
   // at once with Unavailable when kEtcdMaxInFlight operations are pending.
   template <class T>
   void Sequence(std::string seq, absl::AnyInvocable<void(T)> done,
-                absl::AnyInvocable<void(absl::AnyInvocable<void(T)>)> start);
-  void Finished(const std::string& seq);
+                absl::AnyInvocable<void(absl::AnyInvocable<void(T)>)> start) {
+    SequenceAll<T>({std::move(seq)}, std::move(done), std::move(start));
+  }
+  // Sequence in several FIFOs at once (distinct names): `start` runs when the operation is first in
+  // every one of them. Operations are appended to all their FIFOs at once, so the FIFOs agree on
+  // their order and none waits for another in a cycle.
+  template <class T>
+  void SequenceAll(std::vector<std::string> seqs, absl::AnyInvocable<void(T)> done,
+                   absl::AnyInvocable<void(absl::AnyInvocable<void(T)>)> start);
+  void Finished(const std::vector<std::string>& seqs);
 
   // One request: POSTs `body` to `path`; `k` gets the parsed reply or the mapped error.
   void Call(std::string_view path, const json& body,
@@ -118,11 +163,26 @@ class AsyncEtcdBackend final : public AsyncBackend {
              absl::AnyInvocable<void(absl::StatusOr<std::pair<int64_t, int64_t>>)> k);
   // Best effort (the lease expires anyway); `k` runs when etcd answered or the request failed.
   void Revoke(int64_t lease, Next k);
+  // Revoke for a lease that other lock keys may share (LockValue::shared): revokes it only when no
+  // key is attached to it any more. Best effort, as Revoke.
+  void RevokeIfUnused(int64_t lease, Next k);
+  // After lock keys were deleted or moved to a new lease: gives back their old leases
+  // ({lease, shared}; duplicates and 0 ignored), then `k`.
+  void ReleaseLeases(std::vector<std::pair<int64_t, bool>> leases, Next k);
   // Reads one key; with the store's revision at the read (checked positive when `want_revision`).
   void Get(const std::string& key, bool want_revision,
            absl::AnyInvocable<void(absl::StatusOr<std::optional<Kv>>, int64_t revision)> k);
-  void Watch(std::string_view lock_key, int64_t after_revision, SteadyTime deadline,
-             absl::AnyInvocable<void(absl::StatusOr<WatchResult>)> k, uint64_t* id);
+  // Reads every key of `keys` (etcd keys) in one read-only txn: each absent or its Kv.
+  void GetAll(std::vector<std::string> keys,
+              absl::AnyInvocable<void(absl::StatusOr<std::vector<std::optional<Kv>>>)> k);
+  // Reads the permits of semaphore `key` (in slot order) with the store's revision at the read.
+  void GetPermits(const std::string& key,
+                  absl::AnyInvocable<void(absl::StatusOr<std::vector<Kv>>, int64_t revision)> k);
+  // A watch for DELETEs of `watch_key` (of every key in [watch_key, range_end) when range_end is
+  // not empty).
+  void Watch(std::string_view watch_key, std::string_view range_end, int64_t after_revision,
+             SteadyTime deadline, absl::AnyInvocable<void(absl::StatusOr<WatchResult>)> k,
+             uint64_t* id);
 
   void DoAcquire(AcquireRequest req, Completion<std::optional<LeaseGrant>> done);
   void DoRelease(std::string key, std::string lock_id, int attempt, StatusCompletion done);
@@ -132,12 +192,31 @@ class AsyncEtcdBackend final : public AsyncBackend {
   void DoFencedSet(std::string resource, uint64_t fence, std::string value, int attempt,
                    StatusCompletion done);
   void DoFencedGet(std::string resource, Completion<std::optional<FencedValue>> done);
+  // `lease`: {id, granted seconds} once granted (kept across retries), else {0, 0}.
+  void DoSemAcquire(SemAcquireRequest req, int attempt, std::pair<int64_t, int64_t> lease,
+                    Completion<std::optional<PermitGrant>> done);
+  void DoSemRelease(std::string key, std::string permit_id, int attempt, StatusCompletion done);
+  void DoSemExtend(std::string key, std::string permit_id, Duration ttl, int attempt,
+                   Completion<Duration> done);
+  void DoSemInfo(std::string key, Completion<std::optional<SemaphoreInfo>> done);
+  void DoMultiAcquire(MultiAcquireRequest req, Completion<std::optional<LeaseGrant>> done);
+  void DoMultiRelease(std::vector<std::string> keys, std::string lock_id, int attempt,
+                      Completion<size_t> done);
+  void DoMultiExtend(std::vector<std::string> keys, std::string lock_id, Duration ttl, int attempt,
+                     Completion<Duration> done);
+  // The WaitQueue's hooks (WaitQueue::Ops).
+  WaitQueue::Ops WaitOps();
+  // After a waiting request was queued or completed: the watches may need to change.
+  template <class T>
+  Completion<T> ThenSyncWatches(Completion<T> done);
 
-  // Keeps one watch per key with waiters (up to kMaxKeyWatches), none for others; at the end of
-  // the pass.
+  // Keeps one watch per lease key and per semaphore with waiters (up to kMaxKeyWatches), none for
+  // others; at the end of the pass. Watches are named by their FIFO name (LockSeq / SemSeq).
   void SyncWatchesSoon();
   void SyncWatches();
-  void StartKeyWatch(const std::string& key, int64_t after_revision);
+  void StartKeyWatch(const std::string& name, int64_t after_revision);
+  // Waiters for the key or semaphore of a watch name.
+  size_t WatchWaiters(const std::string& name) const;
 
   EventLoop& loop_;
   const Duration timeout_;
@@ -145,17 +224,65 @@ class AsyncEtcdBackend final : public AsyncBackend {
   HttpClient watch_http_;
   bool shut_down_ = false;
   size_t pending_ops_ = 0;
-  absl::flat_hash_map<std::string, std::deque<Next>> seqs_;  // front: the running operation
+  // Front: the running operation (or one waiting for the front of another FIFO).
+  absl::flat_hash_map<std::string, std::deque<std::shared_ptr<Queued>>> seqs_;
   struct KeyWatch {
     uint64_t id = 0;           // the watch request, if one runs
     uint64_t retry_timer = 0;  // after a failed watch: when to start the next
     int64_t after_revision = 0;
   };
-  absl::flat_hash_map<std::string, KeyWatch> key_watches_;
+  absl::flat_hash_map<std::string, KeyWatch> key_watches_;  // by watch name
   bool sync_scheduled_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   WaitQueue waits_;  // destroyed first: its waiters complete while the rest is whole
 };
+
+template <class Done>
+bool AsyncEtcdBackend::Refused(Done& done) {
+  if (!shut_down_) return false;
+  done(absl::UnavailableError("the etcd backend is shut down"));
+  return true;
+}
+
+template <class T>
+void AsyncEtcdBackend::SequenceAll(std::vector<std::string> seqs, absl::AnyInvocable<void(T)> done,
+                                   absl::AnyInvocable<void(absl::AnyInvocable<void(T)>)> start) {
+  if (pending_ops_ >= kEtcdMaxInFlight) {
+    done(absl::UnavailableError(
+        absl::StrCat("backend pipeline full (", kEtcdMaxInFlight, " requests in flight)")));
+    return;
+  }
+  ++pending_ops_;
+  auto op = std::make_shared<Queued>();
+  op->fronts_missing = seqs.size();
+  for (const std::string& seq : seqs) {
+    std::deque<std::shared_ptr<Queued>>& q = seqs_[seq];
+    q.push_back(op);
+    if (q.size() == 1) --op->fronts_missing;
+  }
+  absl::AnyInvocable<void(T)> finish = [this, alive = alive_, seqs = std::move(seqs),
+                                        done = std::move(done)](T r) mutable {
+    --pending_ops_;
+    done(std::move(r));
+    if (*alive) Finished(seqs);
+  };
+  op->run = [start = std::move(start), finish = std::move(finish)]() mutable {
+    start(std::move(finish));
+  };
+  // Otherwise it starts when the operations before it in its FIFOs completed.
+  if (op->fronts_missing == 0) {
+    Next run = std::move(op->run);  // the entries stay as the running operation's placeholder
+    run();
+  }
+}
+
+template <class T>
+Completion<T> AsyncEtcdBackend::ThenSyncWatches(Completion<T> done) {
+  return [this, alive = alive_, done = std::move(done)](absl::StatusOr<T> r) mutable {
+    done(std::move(r));
+    if (*alive) SyncWatchesSoon();
+  };
+}
 
 }  // namespace tollgate::etcd
 

@@ -34,6 +34,25 @@ AcquireRequest Req(const std::string& key, Duration ttl, Duration wait = Duratio
   return req;
 }
 
+SemAcquireRequest SemReq(const std::string& key, int64_t limit, Duration ttl,
+                         Duration wait = Duration(0)) {
+  SemAcquireRequest req;
+  req.key = key;
+  req.limit = limit;
+  req.ttl = ttl;
+  req.wait = wait;
+  return req;
+}
+
+MultiAcquireRequest MultiReq(std::vector<std::string> keys, Duration ttl,
+                             Duration wait = Duration(0)) {
+  MultiAcquireRequest req;
+  req.keys = std::move(keys);
+  req.ttl = ttl;
+  req.wait = wait;
+  return req;
+}
+
 class AsyncEtcdTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -346,6 +365,115 @@ TEST_F(AsyncEtcdTest, ShutdownEndsWaitsAndRefusesLaterCalls) {
   auto other = Open(server_->url(), seconds(2));
   ASSERT_NE(other, nullptr);
   EXPECT_TRUE(Release(*other, key, (*g)->lock_id).ok());
+}
+
+// Semaphores with WAIT: the waiter gets a permit soon after a holder releases one (the watch on
+// the semaphore's permit keys pokes it) and is counted in SemInfo meanwhile.
+TEST_F(AsyncEtcdTest, SemaphoreWaiterIsServedSoonAfterARelease) {
+  auto holder = Open(server_->url(), seconds(2));
+  ASSERT_NE(holder, nullptr);
+  const std::string key = Key("semwait");
+  auto held = Sync<std::optional<PermitGrant>>(
+      [&](auto done) { holder->SemAcquire(SemReq(key, 1, seconds(60)), std::move(done)); });
+  ASSERT_TRUE(held.ok() && held->has_value()) << held.status();
+
+  std::optional<absl::StatusOr<std::optional<PermitGrant>>> got;
+  Clock::time_point granted_at;
+  const uint64_t ticket = b_->SemAcquire(SemReq(key, 1, seconds(30), seconds(10)),
+                                         [&](absl::StatusOr<std::optional<PermitGrant>> r) {
+                                           granted_at = Clock::now();
+                                           got = std::move(r);
+                                         });
+  EXPECT_NE(ticket, 0u);
+  RunFor(milliseconds(200));
+  EXPECT_FALSE(got.has_value());
+  EXPECT_EQ(Etcd(*b_).key_watches(), 1u);
+  auto info =
+      Sync<std::optional<SemaphoreInfo>>([&](auto done) { b_->SemInfo(key, std::move(done)); });
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->waiters, 1u);
+  EXPECT_EQ((*info)->holders, 1);
+
+  std::optional<absl::Status> released;
+  Clock::time_point released_at;
+  holder->SemRelease(key, (*held)->permit_id, [&](absl::Status st) {
+    released_at = Clock::now();
+    released = st;
+  });
+  ASSERT_TRUE(RunUntil([&] { return got.has_value(); }, seconds(10)));
+  ASSERT_TRUE(released.has_value() && released->ok());
+  ASSERT_TRUE(got->ok() && (*got)->has_value()) << got->status();
+  EXPECT_EQ((**got)->slot, 0);
+  EXPECT_GT((**got)->fence, (*held)->fence);
+  EXPECT_LT(granted_at - released_at, seconds(1));
+  RunFor(milliseconds(50));
+  EXPECT_EQ(Etcd(*b_).key_watches(), 0u);
+}
+
+// Multi-key WAIT: the waiter takes every key once the last one is free, holding none meanwhile.
+TEST_F(AsyncEtcdTest, MultiKeyWaiterTakesAllKeysWhenTheLastIsFree) {
+  auto holder = Open(server_->url(), seconds(2));
+  ASSERT_NE(holder, nullptr);
+  const std::string a = Key("mwa"), b = Key("mwb"), c = Key("mwc");
+  auto ga = Acquire(*holder, a, seconds(60)), gb = Acquire(*holder, b, seconds(60));
+  ASSERT_TRUE(ga.ok() && ga->has_value() && gb.ok() && gb->has_value());
+
+  std::optional<absl::StatusOr<std::optional<LeaseGrant>>> got;
+  b_->MultiAcquire(MultiReq({a, b, c}, seconds(30), seconds(10)),
+                   [&](absl::StatusOr<std::optional<LeaseGrant>> r) { got = std::move(r); });
+  RunFor(milliseconds(200));
+  EXPECT_FALSE(got.has_value());
+  EXPECT_EQ(b_->LocalWaiters(a), 1u);
+  EXPECT_GE(Etcd(*b_).key_watches(), 2u);  // at least the held keys
+  auto info_c = Sync<std::optional<LeaseInfo>>([&](auto done) { b_->Info(c, std::move(done)); });
+  ASSERT_TRUE(info_c.ok()) << info_c.status();
+  EXPECT_FALSE(info_c->has_value());  // holds nothing while it waits
+
+  EXPECT_TRUE(Release(*holder, a, (*ga)->lock_id).ok());
+  RunFor(milliseconds(300));
+  EXPECT_FALSE(got.has_value());
+  EXPECT_TRUE(Release(*holder, b, (*gb)->lock_id).ok());
+  ASSERT_TRUE(RunUntil([&] { return got.has_value(); }, seconds(10)));
+  ASSERT_TRUE(got->ok() && (*got)->has_value()) << got->status();
+  EXPECT_GT((**got)->fence, (*gb)->fence);
+  for (const std::string& k : {a, b, c}) {
+    auto info = Sync<std::optional<LeaseInfo>>([&](auto done) { b_->Info(k, std::move(done)); });
+    ASSERT_TRUE(info.ok() && info->has_value()) << k;
+    EXPECT_EQ((*info)->fence, (**got)->fence);
+  }
+  RunFor(milliseconds(50));
+  EXPECT_EQ(Etcd(*b_).key_watches(), 0u);
+}
+
+// A multi-key operation keeps its place in each of its keys' order: submitted in one pass, a
+// multi acquire, then single-key operations on its keys, complete in that order.
+TEST_F(AsyncEtcdTest, MultiKeyOperationsAreOrderedWithSingleKeyOnes) {
+  const std::string x = Key("ox"), y = Key("oy");
+  std::vector<std::string> order;
+  std::optional<LeaseGrant> multi;
+  std::optional<bool> info_held, single_granted;
+  b_->MultiAcquire(MultiReq({x, y}, seconds(30)), [&](absl::StatusOr<std::optional<LeaseGrant>> r) {
+    order.push_back("multi");
+    if (r.ok() && r->has_value()) multi = **r;
+  });
+  b_->Info(y, [&](absl::StatusOr<std::optional<LeaseInfo>> r) {
+    order.push_back("info");
+    if (r.ok()) info_held = r->has_value();
+  });
+  b_->Acquire(Req(x, seconds(30)), [&](absl::StatusOr<std::optional<LeaseGrant>> r) {
+    order.push_back("acquire");
+    if (r.ok()) single_granted = r->has_value();
+  });
+  ASSERT_TRUE(RunUntil([&] { return order.size() == 3; }));
+  ASSERT_TRUE(multi.has_value());
+  EXPECT_EQ(order[0], "multi");
+  EXPECT_EQ(info_held, true);
+  EXPECT_EQ(single_granted, false);
+  std::vector<std::string> keys = {x, y};
+  auto n =
+      Sync<size_t>([&](auto done) { b_->MultiRelease(keys, multi->lock_id, std::move(done)); });
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 2u);
 }
 
 // 3. etcd goes away with requests in flight: each completes with Unavailable, exactly once, naming

@@ -5,8 +5,11 @@
 // loop and backend (its own connection), under its own mutex.
 #include "tollgate/etcd_backend.h"
 
+#include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -22,8 +25,9 @@ namespace tollgate {
 namespace {
 
 // How long a call may take at most: an optimistic loop of kMaxTxnRetries (100) rounds of up to
-// three requests, each within the timeout. Only a safety net: every request has its own deadline.
-constexpr int kMaxRequestsPerCall = 3 * 100 + 2;
+// three requests, each within the timeout, then the old leases given back (a multi-key release:
+// up to two requests per key, concurrently). Only a safety net: every request has its own deadline.
+constexpr int kMaxRequestsPerCall = 3 * 100 + 4;
 
 // One private loop and the asynchronous backend it drives.
 struct Driver {
@@ -84,6 +88,62 @@ class EtcdBackend final : public Backend {
     absl::MutexLock l(&mu_);
     return requests_.Call<std::optional<LeaseInfo>>([&](Completion<std::optional<LeaseInfo>> done) {
       requests_.async->Info(key, std::move(done));
+    });
+  }
+
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<std::optional<PermitGrant>>(
+        [&](Completion<std::optional<PermitGrant>> done) {
+          requests_.async->SemAcquireNow(req, std::move(done));
+        });
+  }
+
+  absl::Status SemRelease(std::string_view key, std::string_view permit_id) override {
+    absl::MutexLock l(&mu_);
+    return requests_.CallStatus([&](StatusCompletion done) {
+      requests_.async->SemRelease(key, permit_id, std::move(done));
+    });
+  }
+
+  absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view permit_id,
+                                     Duration ttl) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<Duration>([&](Completion<Duration> done) {
+      requests_.async->SemExtend(key, permit_id, ttl, std::move(done));
+    });
+  }
+
+  // waiters is 0: the synchronous backend never queues.
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<std::optional<SemaphoreInfo>>(
+        [&](Completion<std::optional<SemaphoreInfo>> done) {
+          requests_.async->SemInfo(key, std::move(done));
+        });
+  }
+
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(const MultiAcquireRequest& req) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<std::optional<LeaseGrant>>(
+        [&](Completion<std::optional<LeaseGrant>> done) {
+          requests_.async->MultiAcquireNow(req, std::move(done));
+        });
+  }
+
+  absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                      std::string_view lock_id) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<size_t>([&](Completion<size_t> done) {
+      requests_.async->MultiRelease(keys, lock_id, std::move(done));
+    });
+  }
+
+  absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                                       Duration ttl) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<Duration>([&](Completion<Duration> done) {
+      requests_.async->MultiExtend(keys, lock_id, ttl, std::move(done));
     });
   }
 
