@@ -64,6 +64,10 @@ inline u128 Debt(const BucketSnapshot& s) {
 inline bool SameLease(const StoredLease& a, const StoredLease& b) {
   return a.lock_id == b.lock_id && a.fence == b.fence && a.expiry == b.expiry && a.owner == b.owner;
 }
+inline bool SamePermit(const StoredPermit& a, const StoredPermit& b) {
+  return a.slot == b.slot && a.limit == b.limit && a.fence == b.fence && a.expiry == b.expiry &&
+         a.owner == b.owner;
+}
 inline bool SameBucket(const BucketSnapshot& a, const BucketSnapshot& b) {
   return a.table == b.table && a.key == b.key && a.debt_hi == b.debt_hi && a.debt_lo == b.debt_lo &&
          a.rate == b.rate;
@@ -72,12 +76,13 @@ inline bool SameBucket(const BucketSnapshot& a, const BucketSnapshot& b) {
 // What a RecoveredState was before one record (records only ever append): cheaper than a copy.
 struct Summary {
   uint64_t max_fence;
-  size_t leases, registers, buckets;
+  size_t leases, registers, buckets, permits;
   explicit Summary(const RecoveredState& s)
       : max_fence(s.max_fence),
         leases(s.leases.size()),
         registers(s.registers.size()),
-        buckets(s.buckets.size()) {}
+        buckets(s.buckets.size()),
+        permits(s.permits.size()) {}
   bool operator==(const Summary&) const = default;
 };
 
@@ -90,6 +95,15 @@ inline std::string CheckDecoders(std::string_view bytes, uint8_t split) {
   if (auto reg = storage::DecodeRegister(bytes)) {
     if (storage::EncodeRegister(reg->first, reg->second) != bytes) {
       return "register: re-encoding differs";
+    }
+  }
+  if (auto permit = storage::DecodePermit(bytes)) {
+    if (storage::EncodePermit(*permit) != bytes) return "permit: re-encoding differs";
+  }
+  if (auto names = storage::DecodePermitKey(bytes)) {
+    if (storage::PermitKey(names->first, names->second) !=
+        std::string(1, 'P') + std::string(bytes)) {
+      return "permit key: re-encoding differs";
     }
   }
   const std::optional<uint64_t> u = storage::DecodeU64(bytes);
@@ -141,6 +155,23 @@ inline std::string CheckEncoders(std::string_view input) {
 
   const uint64_t u = r.Int(8);
   if (storage::DecodeU64(storage::EncodeU64(u)) != u) return "u64: decode(encode(x)) != x";
+
+  // Read last, so that older corpus inputs keep their meaning for the fields above.
+  StoredPermit permit;
+  permit.slot = static_cast<int64_t>(r.Int(4));
+  permit.limit = static_cast<int64_t>(r.Int(4));
+  permit.fence = r.Int(8);
+  permit.expiry = FromNanos(static_cast<int64_t>(r.Int(8)));
+  if (r.Int(1) & 1) permit.owner = std::string(r.Bytes(r.Int(1)));
+  auto p = storage::DecodePermit(storage::EncodePermit(permit));
+  if (!p || !SamePermit(*p, permit)) return "permit: decode(encode(x)) != x";
+  const std::string sem(r.Bytes(r.Int(1))), id(r.Bytes(r.Int(1)));
+  const std::string pkey = storage::PermitKey(sem, id);
+  if (pkey.empty() || pkey[0] != storage::kPermitPrefix) return "permit key lacks its prefix";
+  auto names = storage::DecodePermitKey(std::string_view(pkey).substr(1));
+  if (!names || names->first != sem || names->second != id) {
+    return "permit key: decode(encode(x)) != x";
+  }
   return "";
 }
 
@@ -157,6 +188,14 @@ inline bool Admissible(std::string_view key, std::string_view value) {
       const std::optional<StoredLease> lease = storage::DecodeLease(value);
       return lease && lease->fence != 0 && lease->fence <= storage::kMaxStoredFence &&
              Nanos(lease->expiry) >= 0;
+    }
+    case storage::kPermitPrefix: {
+      const auto names = storage::DecodePermitKey(key.substr(1));
+      const std::optional<StoredPermit> p = storage::DecodePermit(value);
+      return names && !names->first.empty() && names->first.size() <= kMaxKeyBytes &&
+             !names->second.empty() && names->second.size() <= 255 && p && p->fence != 0 &&
+             p->fence <= storage::kMaxStoredFence && p->limit >= 1 &&
+             p->limit <= kMaxSemaphoreLimit && p->slot < p->limit && Nanos(p->expiry) >= 0;
     }
     case storage::kBucketPrefix: {
       const auto b = storage::DecodeBucket(key.substr(1), value);
@@ -176,9 +215,9 @@ inline bool Admissible(std::string_view key, std::string_view value) {
 // an independent computation of the refill. `before` summarizes the state before the record.
 inline std::string CheckAccepted(std::string_view key, std::string_view value, WallTime now,
                                  const Summary& before, const RecoveredState& after) {
-  const bool same_sizes = after.leases.size() == before.leases &&
-                          after.registers.size() == before.registers &&
-                          after.buckets.size() == before.buckets;
+  const bool same_sizes =
+      after.leases.size() == before.leases && after.registers.size() == before.registers &&
+      after.buckets.size() == before.buckets && after.permits.size() == before.permits;
   if (key == storage::kFenceKey) {
     const std::optional<uint64_t> f = storage::DecodeU64(value);
     if (!same_sizes || after.max_fence != std::max(before.max_fence, *f)) {
@@ -190,6 +229,16 @@ inline std::string CheckAccepted(std::string_view key, std::string_view value, W
         !SameLease(after.leases.back().second, *lease) ||
         after.max_fence != std::max(before.max_fence, lease->fence)) {
       return "lease: wrong state";
+    }
+  } else if (!key.empty() && key[0] == storage::kPermitPrefix) {
+    const auto names = storage::DecodePermitKey(key.substr(1));
+    const std::optional<StoredPermit> p = storage::DecodePermit(value);
+    if (after.permits.size() != before.permits + 1 || after.permits.back().key != names->first ||
+        after.permits.back().permit_id != names->second ||
+        !SamePermit(after.permits.back().permit, *p) ||
+        after.max_fence != std::max(before.max_fence, p->fence) ||
+        after.leases.size() != before.leases) {
+      return "permit: wrong state";
     }
   } else if (!key.empty() && key[0] == storage::kBucketPrefix) {
     const auto b = storage::DecodeBucket(key.substr(1), value);

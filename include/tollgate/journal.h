@@ -23,6 +23,16 @@ struct StoredLease {
   std::optional<std::string> owner;
 };
 
+// A semaphore permit as it is written to storage (keyed by semaphore key and permit id). Expiry is
+// wall-clock time, as for StoredLease.
+struct StoredPermit {
+  int64_t slot = 0;   // [0, limit)
+  int64_t limit = 0;  // [1, kMaxSemaphoreLimit]: the semaphore's limit when it was granted
+  uint64_t fence = 0;
+  WallTime expiry;
+  std::optional<std::string> owner;
+};
+
 class Journal {
  public:
   virtual ~Journal() = default;
@@ -32,6 +42,10 @@ class Journal {
   // journal equals the order in memory. Must be cheap: no I/O on the caller's thread.
   virtual uint64_t AppendLeasePut(std::string_view key, const StoredLease& lease) = 0;
   virtual uint64_t AppendLeaseDelete(std::string_view key) = 0;
+  // A semaphore permit granted or extended (put), or released or expired (delete).
+  virtual uint64_t AppendPermitPut(std::string_view key, std::string_view permit_id,
+                                   const StoredPermit& permit) = 0;
+  virtual uint64_t AppendPermitDelete(std::string_view key, std::string_view permit_id) = 0;
   virtual uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
                                      std::string_view value) = 0;
 

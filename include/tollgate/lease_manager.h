@@ -95,19 +95,23 @@ struct MultiAcquireRequest {
 // manager shut down). Invoked on the timer thread or on the thread whose call freed the key, never
 // while the manager holds a lock, so it may call back into the manager.
 using GrantCallback = std::function<void(std::optional<LeaseGrant>)>;
+// As GrantCallback, for a queued semaphore waiter.
+using PermitCallback = std::function<void(std::optional<PermitGrant>)>;
 
 class LeaseManager {
  public:
   struct Options {
     Clock* clock = RealClock();  // not owned
     Journal* journal = nullptr;  // not owned; null = memory only
-    // After a lease expires without release, the key is not granted again for this long.
+    // After a lease expires without release, the key is not granted again for this long (single-
+    // and multi-key acquires alike; semaphore permits ignore it).
     Duration lock_delay{0};
     // Runs a thread that fires due timers (waiter timeouts, grants on expiry, memory sweep).
     // Without it the caller must call Tick() itself.
     bool timer_thread = true;
-    // Blocking calls (Acquire/TryAcquire/Release/Extend) return only after the journal made their
-    // change durable. The server turns this off and holds replies itself.
+    // Blocking calls (Acquire/TryAcquire/Release/Extend and the Try*/Release/Extend calls of
+    // multi-key locks and semaphores) return only after the journal made their change durable.
+    // The server turns this off and holds replies itself.
     bool wait_durable = true;
   };
 
@@ -141,8 +145,9 @@ class LeaseManager {
   // later.
   [[nodiscard]] absl::StatusOr<AsyncStart> AcquireAsync(const AcquireRequest& req,
                                                         GrantCallback cb);
-  // Removes a queued waiter. Returns true if it was still queued (its callback will not be called);
-  // false if it was already answered or unknown.
+  // Removes a queued waiter of AcquireAsync or MultiAcquireAsync (`key`: any one of its keys).
+  // Returns true if it was still queued (its callback will not be called); false if it was already
+  // answered or unknown.
   bool CancelWaiter(std::string_view key, uint64_t waiter_id);
 
   // Releases the lease held by lock_id. OK; FailedPrecondition if key is not held by lock_id
@@ -156,6 +161,70 @@ class LeaseManager {
   // The current lease on key, or nullopt when nobody holds it. Never reveals the lock_id.
   [[nodiscard]] absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key);
 
+  // ---- Multi-key locks (MultiAcquireRequest). Each key granted becomes an ordinary lease:
+  // Release/Extend/Info act on it one key at a time.
+  //
+  // Grants every key under one new lock_id and one new fence (from the same counter as leases)
+  // if all are free (not held, not in lock-delay, nobody queued), else returns nullopt and changes
+  // nothing. Never waits. InvalidArgument for a bad request (ValidateMultiAcquireRequest).
+  [[nodiscard]] absl::StatusOr<std::optional<LeaseGrant>> TryMultiAcquire(
+      const MultiAcquireRequest& req);
+  // As AcquireAsync, for all of req.keys at once. A queued waiter stands in the FIFO queue of every
+  // one of its keys (so later single-key acquirers wait behind it) and holds none of them while it
+  // waits; it is granted when it is first in all of those queues and every key is free. Queue
+  // order is one global arrival order, so the oldest waiter is first on all of its keys and two
+  // waiters never block each other for good. waiter_id is for CancelWaiter (with any of its keys).
+  [[nodiscard]] absl::StatusOr<AsyncStart> MultiAcquireAsync(const MultiAcquireRequest& req,
+                                                             GrantCallback cb);
+  // Releases each of `keys` held by lock_id and returns how many it released (0..keys.size()).
+  // InvalidArgument for a bad key list (ValidateKeyList).
+  [[nodiscard]] absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                                    std::string_view lock_id);
+  // All or none: if lock_id holds every one of `keys` (unexpired), sets each expiry to now + ttl
+  // and returns ttl; otherwise FailedPrecondition and nothing changes. InvalidArgument for a bad
+  // key list or ttl.
+  [[nodiscard]] absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys,
+                                                     std::string_view lock_id, Duration ttl);
+
+  // ---- Fenced semaphores (SemAcquireRequest). Keys are a namespace apart from lease keys.
+  //
+  // Recovery, before serving: reinstates a stored permit for its remaining wall-clock time and
+  // raises the fence counter to its fence. An expired permit, or one that does not fit the
+  // semaphore as restored so far (another limit, its slot taken), has its record deleted instead.
+  void RestorePermit(std::string_view key, std::string_view permit_id, const StoredPermit& permit);
+
+  struct SemAsyncStart {
+    bool queued = false;               // true: `cb` will be called later, once
+    std::optional<PermitGrant> grant;  // when !queued: the immediate answer
+    uint64_t waiter_id = 0;            // when queued: pass to CancelSemWaiter
+  };
+  // If unexpired permits exist and their limit differs from req.limit: InvalidArgument
+  // `limit <req.limit> differs from the limit <L> of the current holders of semaphore "<key>"`
+  // (key cut to 64 bytes), nothing changes. Else, with fewer than req.limit unexpired permits and
+  // nobody queued, grants a permit: the lowest free slot in [0, limit), a new permit_id, a new
+  // fence, expiry now + ttl. Else, with req.wait > 0 and `cb`, queues a waiter (FIFO per
+  // semaphore) that is served when a permit is released or expires, and calls `cb` once later
+  // (nullopt when the wait runs out); else answers nullopt. Lock-delay does not apply.
+  // InvalidArgument for a bad request (ValidateSemAcquireRequest).
+  [[nodiscard]] absl::StatusOr<SemAsyncStart> SemAcquireAsync(const SemAcquireRequest& req,
+                                                              PermitCallback cb);
+  // SemAcquireAsync without waiting (req.wait is ignored).
+  [[nodiscard]] absl::StatusOr<std::optional<PermitGrant>> TrySemAcquire(
+      const SemAcquireRequest& req);
+  // Removes a queued semaphore waiter; as CancelWaiter.
+  bool CancelSemWaiter(std::string_view key, uint64_t waiter_id);
+  // Releases the permit. OK; FailedPrecondition if `permit_id` holds no unexpired permit of `key`;
+  // InvalidArgument for a bad key.
+  [[nodiscard]] absl::Status SemRelease(std::string_view key, std::string_view permit_id);
+  // Sets the permit's expiry to now + ttl and returns ttl. Never revives an expired permit
+  // (FailedPrecondition). InvalidArgument for a bad key or ttl.
+  [[nodiscard]] absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view permit_id,
+                                                   Duration ttl);
+  // nullopt when the semaphore has no unexpired permit; else its limit, the number of unexpired
+  // permits, the number of queued waiters and the fence of the newest permit. Never reveals
+  // permit ids. InvalidArgument for a bad key.
+  [[nodiscard]] absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key);
+
   // Fires every timer due at the clock's current time: expires leases, times out waiters, grants
   // queued waiters, frees memory of idle keys. Safe to call from any thread at any time.
   void Tick();
@@ -166,6 +235,8 @@ class LeaseManager {
   uint64_t last_fence() const;
   // Number of keys the manager currently keeps state for (held, blocked or with waiters).
   size_t key_count();
+  // Number of semaphore keys it keeps state for (with unexpired permits or waiters).
+  size_t semaphore_count();
 
  private:
   class Impl;

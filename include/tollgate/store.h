@@ -23,8 +23,15 @@ namespace tollgate {
 
 // Everything found in the store when it was opened.
 struct RecoveredState {
-  uint64_t max_fence = 0;  // highest fence ever journaled (leases since deleted included)
+  // Highest fence ever journaled (leases and permits since deleted included).
+  uint64_t max_fence = 0;
   std::vector<std::pair<std::string, StoredLease>> leases;
+  struct Permit {
+    std::string key;  // the semaphore's
+    std::string permit_id;
+    StoredPermit permit;
+  };
+  std::vector<Permit> permits;  // semaphore permits (expired ones included)
   struct Register {
     std::string resource;
     uint64_t fence = 0;
@@ -36,9 +43,10 @@ struct RecoveredState {
   std::vector<BucketSnapshot> buckets;
 };
 
-// Reinstates recovered leases, the fence counter and fenced registers into the cores, before they
-// serve (the one place recovery is applied: the server and the embedded backend both call it).
-// Buckets are left to the caller: which table a checkpoint belongs to depends on its limiters.
+// Reinstates recovered leases, permits, the fence counter and fenced registers into the cores,
+// before they serve (the one place recovery is applied: the server and the embedded backend both
+// call it). Buckets are left to the caller: which table a checkpoint belongs to depends on its
+// limiters.
 void ApplyRecovered(const RecoveredState& recovered, LeaseManager& leases,
                     FencedRegisters& registers);
 
@@ -69,6 +77,9 @@ class DurableStore final : public Journal {
 
   uint64_t AppendLeasePut(std::string_view key, const StoredLease& lease) override;
   uint64_t AppendLeaseDelete(std::string_view key) override;
+  uint64_t AppendPermitPut(std::string_view key, std::string_view permit_id,
+                           const StoredPermit& permit) override;
+  uint64_t AppendPermitDelete(std::string_view key, std::string_view permit_id) override;
   uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
                              std::string_view value) override;
   uint64_t LastAppended() const override;

@@ -49,6 +49,21 @@ class DurableStore::Impl {
     return Appended();
   }
 
+  uint64_t PermitPut(std::string_view key, std::string_view permit_id, const StoredPermit& p) {
+    std::string k = storage::PermitKey(key, permit_id), v = storage::EncodePermit(p);
+    std::lock_guard<std::mutex> l(mu_);
+    batch_.Put(S(k), S(v));
+    if (p.fence > batch_fence_) batch_fence_ = p.fence;
+    return Appended();
+  }
+
+  uint64_t PermitDelete(std::string_view key, std::string_view permit_id) {
+    std::string k = storage::PermitKey(key, permit_id);
+    std::lock_guard<std::mutex> l(mu_);
+    batch_.Delete(S(k));
+    return Appended();
+  }
+
   uint64_t RegisterPut(std::string_view resource, uint64_t fence, std::string_view value) {
     std::string k = storage::RegisterKey(resource), v = storage::EncodeRegister(fence, value);
     std::lock_guard<std::mutex> l(mu_);
@@ -287,6 +302,13 @@ uint64_t DurableStore::AppendLeasePut(std::string_view key, const StoredLease& l
   return impl_->LeasePut(key, lease);
 }
 uint64_t DurableStore::AppendLeaseDelete(std::string_view key) { return impl_->LeaseDelete(key); }
+uint64_t DurableStore::AppendPermitPut(std::string_view key, std::string_view permit_id,
+                                       const StoredPermit& permit) {
+  return impl_->PermitPut(key, permit_id, permit);
+}
+uint64_t DurableStore::AppendPermitDelete(std::string_view key, std::string_view permit_id) {
+  return impl_->PermitDelete(key, permit_id);
+}
 uint64_t DurableStore::AppendRegisterPut(std::string_view resource, uint64_t fence,
                                          std::string_view value) {
   return impl_->RegisterPut(resource, fence, value);

@@ -139,6 +139,69 @@ TEST_F(DurableStoreTest, LeaseManagerSurvivesRestart) {
   EXPECT_TRUE(m.Release("k", held_id).ok());
 }
 
+// Semaphore permits and multi-key grants survive a restart; expired permits are dropped, and the
+// fence counter comes back above every permit fence.
+TEST_F(DurableStoreTest, PermitsAndMultiKeyGrantsSurviveRestart) {
+  FakeClock clock;
+  PermitGrant live, short_lived;
+  LeaseGrant multi;
+  {
+    auto store = Open(nullptr);
+    LeaseManager m({.clock = &clock, .journal = store.get(), .timer_thread = false});
+    auto p = m.TrySemAcquire({"jobs", 3, seconds(60), {}, "w0"});
+    ASSERT_TRUE(p.ok() && p->has_value());
+    live = **p;
+    p = m.TrySemAcquire({"jobs", 3, seconds(5), {}, std::nullopt});
+    ASSERT_TRUE(p.ok() && p->has_value());
+    short_lived = **p;
+    p = m.TrySemAcquire({"jobs", 3, seconds(60), {}, std::nullopt});
+    ASSERT_TRUE(p.ok() && p->has_value());
+    ASSERT_TRUE(m.SemRelease("jobs", (*p)->permit_id).ok());  // its record is deleted
+    auto g = m.TryMultiAcquire({{"a", "b"}, seconds(60), {}, "multi"});
+    ASSERT_TRUE(g.ok() && g->has_value());
+    multi = **g;
+    // The highest fence of all goes to a permit that is released: the counter must still cover it.
+    p = m.TrySemAcquire({"other", 1, seconds(60), {}, std::nullopt});
+    ASSERT_TRUE(p.ok() && p->has_value());
+    ASSERT_TRUE(m.SemRelease("other", (*p)->permit_id).ok());
+  }
+  const uint64_t last_fence = multi.fence + 1;
+  clock.Advance(seconds(10));
+  RecoveredState rec;
+  auto store = Open(&rec);
+  EXPECT_EQ(rec.max_fence, last_fence);
+  EXPECT_EQ(rec.permits.size(), 2u);  // live and short_lived (expired, dropped on apply)
+  LeaseManager m({.clock = &clock, .journal = store.get(), .timer_thread = false});
+  FencedRegisters regs({.journal = store.get()});
+  ApplyRecovered(rec, m, regs);
+  EXPECT_EQ(m.last_fence(), last_fence);
+
+  auto info = m.SemInfo("jobs");
+  ASSERT_TRUE(info.ok() && info->has_value());
+  EXPECT_EQ((*info)->holders, 1);
+  EXPECT_EQ((*info)->limit, 3);
+  EXPECT_EQ((*info)->fence, live.fence);
+  EXPECT_EQ(m.SemRelease("jobs", short_lived.permit_id).code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto next = m.TrySemAcquire({"jobs", 3, seconds(1), {}, std::nullopt});
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->slot, 1);  // slot 0 is still live's
+  EXPECT_GT((*next)->fence, last_fence);
+  EXPECT_EQ(m.TrySemAcquire({"jobs", 2, seconds(1), {}, std::nullopt}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(m.SemExtend("jobs", live.permit_id, seconds(5)).ok());
+
+  for (const char* k : {"a", "b"}) {
+    auto li = m.Info(k);
+    ASSERT_TRUE(li.ok() && li->has_value()) << k;
+    EXPECT_EQ((*li)->fence, multi.fence);
+    EXPECT_EQ((*li)->owner, "multi");
+  }
+  EXPECT_EQ(*m.MultiExtend(std::vector<std::string>{"a", "b"}, multi.lock_id, seconds(5)),
+            seconds(5));
+  EXPECT_EQ(*m.MultiRelease(std::vector<std::string>{"a", "b"}, multi.lock_id), 2u);
+}
+
 }  // namespace
 }  // namespace tollgate
 

@@ -22,6 +22,38 @@ bool GetFixed(std::string_view* in, int bytes, uint64_t* v) {
   return true;
 }
 
+// The owner field shared by lease and permit records: u8 has owner | [u32 len | owner].
+void PutOwner(std::string* out, const std::optional<std::string>& owner) {
+  out->push_back(owner ? 1 : 0);
+  if (owner) {
+    PutFixed(out, owner->size(), 4);
+    out->append(*owner);
+  }
+}
+
+// Reads the owner field, which must end the record. False if malformed.
+bool GetOwner(std::string_view in, std::optional<std::string>* owner) {
+  uint64_t has_owner;
+  if (!GetFixed(&in, 1, &has_owner) || has_owner > 1) return false;
+  if (has_owner) {
+    uint64_t owner_len;
+    if (!GetFixed(&in, 4, &owner_len) || in.size() != owner_len) return false;
+    *owner = std::string(in);
+  } else if (!in.empty()) {
+    return false;
+  }
+  return true;
+}
+
+int64_t WallNanos(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+WallTime FromWallNanos(uint64_t ns) {
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(
+      std::chrono::nanoseconds(static_cast<int64_t>(ns))));
+}
+
 }  // namespace
 
 std::string LeaseKey(std::string_view key) {
@@ -48,16 +80,12 @@ std::string EncodeLease(const StoredLease& lease) {
   const std::string_view id = std::string_view(lease.lock_id).substr(0, 255);
   PutFixed(&out, id.size(), 1);
   out.append(id);
-  out.push_back(lease.owner ? 1 : 0);
-  if (lease.owner) {
-    PutFixed(&out, lease.owner->size(), 4);
-    out.append(*lease.owner);
-  }
+  PutOwner(&out, lease.owner);
   return out;
 }
 
 std::optional<StoredLease> DecodeLease(std::string_view in) {
-  uint64_t version, fence, ns, id_len, has_owner;
+  uint64_t version, fence, ns, id_len;
   if (!GetFixed(&in, 1, &version) || version != kVersion) return std::nullopt;
   if (!GetFixed(&in, 8, &fence) || !GetFixed(&in, 8, &ns) || !GetFixed(&in, 1, &id_len)) {
     return std::nullopt;
@@ -69,15 +97,49 @@ std::optional<StoredLease> DecodeLease(std::string_view in) {
       std::chrono::nanoseconds(static_cast<int64_t>(ns))));
   lease.lock_id = std::string(in.substr(0, id_len));
   in.remove_prefix(id_len);
-  if (!GetFixed(&in, 1, &has_owner) || has_owner > 1) return std::nullopt;
-  if (has_owner) {
-    uint64_t owner_len;
-    if (!GetFixed(&in, 4, &owner_len) || in.size() != owner_len) return std::nullopt;
-    lease.owner = std::string(in);
-  } else if (!in.empty()) {
+  if (!GetOwner(in, &lease.owner)) return std::nullopt;
+  return lease;
+}
+
+std::string PermitKey(std::string_view key, std::string_view permit_id) {
+  std::string k(1, kPermitPrefix);
+  PutFixed(&k, key.size(), 2);
+  k.append(key);
+  k.append(permit_id);
+  return k;
+}
+
+std::optional<std::pair<std::string, std::string>> DecodePermitKey(std::string_view key) {
+  uint64_t len;
+  if (!GetFixed(&key, 2, &len) || key.size() < len) return std::nullopt;
+  return std::make_pair(std::string(key.substr(0, len)), std::string(key.substr(len)));
+}
+
+std::string EncodePermit(const StoredPermit& permit) {
+  std::string out;
+  out.reserve(30 + (permit.owner ? permit.owner->size() : 0));
+  out.push_back(static_cast<char>(kVersion));
+  PutFixed(&out, static_cast<uint64_t>(permit.slot), 4);
+  PutFixed(&out, static_cast<uint64_t>(permit.limit), 4);
+  PutFixed(&out, permit.fence, 8);
+  PutFixed(&out, static_cast<uint64_t>(WallNanos(permit.expiry)), 8);
+  PutOwner(&out, permit.owner);
+  return out;
+}
+
+std::optional<StoredPermit> DecodePermit(std::string_view in) {
+  uint64_t version, slot, limit, fence, ns;
+  if (!GetFixed(&in, 1, &version) || version != kVersion || !GetFixed(&in, 4, &slot) ||
+      !GetFixed(&in, 4, &limit) || !GetFixed(&in, 8, &fence) || !GetFixed(&in, 8, &ns)) {
     return std::nullopt;
   }
-  return lease;
+  StoredPermit p;
+  p.slot = static_cast<int64_t>(slot);
+  p.limit = static_cast<int64_t>(limit);
+  p.fence = fence;
+  p.expiry = FromWallNanos(ns);
+  if (!GetOwner(in, &p.owner)) return std::nullopt;
+  return p;
 }
 
 std::string EncodeRegister(uint64_t fence, std::string_view value) {

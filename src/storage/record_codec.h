@@ -4,6 +4,10 @@
 //   key "L" + lease key     -> u8 version(1) | u64 fence | i64 wall expiry ns | u8 id len | id |
 //                              u8 has owner | [u32 owner len | owner]
 //   key "R" + resource      -> u8 version(1) | u64 fence | value bytes
+//   key "P" + u16 semaphore key length + semaphore key + permit id
+//                           -> u8 version(1) | u32 slot | u32 limit | u64 fence | i64 wall expiry
+//                           ns |
+//                              u8 has owner | [u32 owner len | owner]
 //   key "M:fence"           -> u64 highest fence ever issued
 //   key "B" + u16 table length + table + bucket key
 //                           -> u8 version(1) | u64 debt hi | u64 debt lo | u64 rate | i64 wall ns
@@ -15,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "tollgate/journal.h"
 #include "tollgate/limiter.h"
@@ -23,6 +28,7 @@ namespace tollgate::storage {
 
 inline constexpr char kLeasePrefix = 'L';
 inline constexpr char kRegisterPrefix = 'R';
+inline constexpr char kPermitPrefix = 'P';
 inline constexpr std::string_view kFenceKey = "M:fence";
 inline constexpr char kBucketPrefix = 'B';
 
@@ -33,6 +39,16 @@ std::string RegisterKey(std::string_view resource);
 std::string EncodeLease(const StoredLease& lease);
 // nullopt if the bytes are not a valid lease record.
 std::optional<StoredLease> DecodeLease(std::string_view bytes);
+
+// REQUIRES: key.size() <= 65535 (semaphore keys are at most kMaxKeyBytes).
+std::string PermitKey(std::string_view key, std::string_view permit_id);
+// Splits a permit record's key (without its prefix byte) into semaphore key and permit id.
+// nullopt if malformed.
+std::optional<std::pair<std::string, std::string>> DecodePermitKey(std::string_view key);
+// REQUIRES: 0 <= slot, limit < 2^32 (they are at most kMaxSemaphoreLimit).
+std::string EncodePermit(const StoredPermit& permit);
+// nullopt if the bytes are not a valid permit record.
+std::optional<StoredPermit> DecodePermit(std::string_view bytes);
 
 std::string EncodeRegister(uint64_t fence, std::string_view value);
 // nullopt if the bytes are not a valid register record.

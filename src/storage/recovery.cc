@@ -56,6 +56,25 @@ absl::Status RecoverRecord(std::string_view k, std::string_view v, WallTime now,
     if (Nanos(lease->expiry) < 0) return Corrupt(k, "lease expiry is before 1970");
     state->max_fence = std::max(state->max_fence, lease->fence);
     state->leases.emplace_back(std::string(k.substr(1)), *std::move(lease));
+  } else if (!k.empty() && k[0] == kPermitPrefix) {
+    std::optional<std::pair<std::string, std::string>> names = DecodePermitKey(k.substr(1));
+    if (!names || names->first.empty() || names->first.size() > kMaxKeyBytes ||
+        names->second.empty() || names->second.size() > 255) {
+      return Corrupt(k, "not a valid permit key");
+    }
+    std::optional<StoredPermit> permit = DecodePermit(v);
+    if (!permit) return Corrupt(k, "not a valid permit record");
+    if (permit->fence == 0 || permit->fence > kMaxStoredFence) {
+      return Corrupt(k, absl::StrCat("permit fence ", permit->fence, " is out of range"));
+    }
+    if (permit->limit < 1 || permit->limit > kMaxSemaphoreLimit || permit->slot >= permit->limit) {
+      return Corrupt(k, absl::StrCat("permit slot ", permit->slot, " of limit ", permit->limit,
+                                     " is out of range"));
+    }
+    if (Nanos(permit->expiry) < 0) return Corrupt(k, "permit expiry is before 1970");
+    state->max_fence = std::max(state->max_fence, permit->fence);
+    state->permits.push_back(
+        {std::move(names->first), std::move(names->second), *std::move(permit)});
   } else if (!k.empty() && k[0] == kBucketPrefix) {
     std::optional<std::pair<BucketSnapshot, WallTime>> b = DecodeBucket(k.substr(1), v);
     if (!b) return Corrupt(k, "not a valid bucket checkpoint");

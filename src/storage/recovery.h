@@ -18,13 +18,17 @@ inline constexpr uint64_t kMaxStoredFence = 9'223'372'036'854'775'807ull;  // 2^
 // Applies one stored record (key and value as found in the store) to *state:
 //   "M:fence"  raises max_fence;
 //   "L" + key  adds a lease and raises max_fence to its fence;
+//   "P" + ...  adds a semaphore permit and raises max_fence to its fence;
 //   "R" + name adds a register;
 //   "B" + ...  adds a bucket checkpoint, its debt reduced by what refilled between the
 //              checkpoint's wall time and `now` (a checkpoint from the future refills nothing).
 // Keys with any other first byte are not tollgate records and are ignored (OK).
 // DataLoss if the record does not decode, or holds a value no running tollgate writes: a fence
 // counter above kMaxStoredFence, a lease fence outside [1, kMaxStoredFence], a lease expiry before
-// 1970, a register fence 0, a bucket rate above kMaxRate or debt above the burst window of
+// 1970, a permit whose semaphore key is not 1..kMaxKeyBytes bytes or whose permit id is not 1..255
+// bytes, a permit fence outside [1, kMaxStoredFence], a permit limit outside
+// [1, kMaxSemaphoreLimit] or slot outside [0, limit), a permit expiry before 1970, a register
+// fence 0, a bucket rate above kMaxRate or debt above the burst window of
 // kMaxCapacity (each would overflow later arithmetic or wrap the fence counter). The message is
 // "corrupt record at key \"<the key C-escaped, at most 64 bytes shown>\": <what is wrong>".
 // *state is unchanged on error.

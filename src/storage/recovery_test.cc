@@ -36,6 +36,7 @@ void ExpectCorrupt(std::string_view key, std::string_view value, std::string_vie
   EXPECT_TRUE(state.leases.empty());
   EXPECT_TRUE(state.registers.empty());
   EXPECT_TRUE(state.buckets.empty());
+  EXPECT_TRUE(state.permits.empty());
 }
 
 TEST(RecoveryTest, AppliesEveryKindOfRecord) {
@@ -127,6 +128,48 @@ TEST(RecoveryTest, RejectsBucketsOutsideTheLimiterRange) {
   ExpectCorrupt(key, EncodeBucket(Bucket(max_debt + 1, 1), kNow), shown, "out of range");
   ExpectCorrupt(key, EncodeBucket(Bucket(1, kMaxRate.nanos + 1), kNow), shown, "out of range");
   ExpectCorrupt(key, EncodeBucket(Bucket(~u128{0}, ~uint64_t{0}), kNow), shown, "out of range");
+}
+
+TEST(RecoveryTest, PermitsAreRecoveredAndRaiseTheFence) {
+  RecoveredState state;
+  ASSERT_TRUE(RecoverRecord(kFenceKey, EncodeU64(40), kNow, &state).ok());
+  const std::string key = PermitKey("jobs", "0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(RecoverRecord(key, EncodePermit({2, 3, 45, kNow, "w"}), kNow, &state).ok());
+  // Expired permits are recovered too: the lease core drops them (and their records).
+  ASSERT_TRUE(
+      RecoverRecord(PermitKey("jobs", "x"), EncodePermit({0, 3, 44, AtNanos(0), {}}), kNow, &state)
+          .ok());
+  EXPECT_EQ(state.max_fence, 45u);
+  ASSERT_EQ(state.permits.size(), 2u);
+  EXPECT_EQ(state.permits[0].key, "jobs");
+  EXPECT_EQ(state.permits[0].permit_id, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(state.permits[0].permit.slot, 2);
+  EXPECT_EQ(state.permits[0].permit.limit, 3);
+  EXPECT_EQ(state.permits[0].permit.fence, 45u);
+  EXPECT_EQ(state.permits[0].permit.expiry, kNow);
+  EXPECT_EQ(state.permits[0].permit.owner, "w");
+  EXPECT_TRUE(state.leases.empty());
+}
+
+TEST(RecoveryTest, RejectsPermitsNoTollgateWrites) {
+  const std::string key = PermitKey("s", "id");
+  const std::string shown = "P\\x01\\x00sid";
+  ExpectCorrupt(key, "\x01", shown, "not a valid permit record");
+  ExpectCorrupt("P\x05", EncodePermit({0, 1, 1, kNow, {}}), "P\\x05", "not a valid permit key");
+  ExpectCorrupt(PermitKey("", "id"), EncodePermit({0, 1, 1, kNow, {}}), "P\\x00\\x00id",
+                "not a valid permit key");
+  ExpectCorrupt(PermitKey("s", ""), EncodePermit({0, 1, 1, kNow, {}}), "P\\x01\\x00s",
+                "not a valid permit key");
+  ExpectCorrupt(key, EncodePermit({0, 1, 0, kNow, {}}), shown, "permit fence 0");
+  ExpectCorrupt(key, EncodePermit({0, 1, kMaxStoredFence + 1, kNow, {}}), shown, "permit fence");
+  ExpectCorrupt(key, EncodePermit({0, 0, 1, kNow, {}}), shown, "slot 0 of limit 0");
+  ExpectCorrupt(key, EncodePermit({0, kMaxSemaphoreLimit + 1, 1, kNow, {}}), shown, "limit 1025");
+  ExpectCorrupt(key, EncodePermit({3, 3, 1, kNow, {}}), shown, "slot 3 of limit 3");
+  ExpectCorrupt(key, EncodePermit({0, 1, 1, AtNanos(-1), {}}), shown, "before 1970");
+  RecoveredState state;
+  EXPECT_TRUE(
+      RecoverRecord(key, EncodePermit({1023, 1024, kMaxStoredFence, AtNanos(0), {}}), kNow, &state)
+          .ok());
 }
 
 TEST(RecoveryTest, LongLockIdsAreCutConsistently) {

@@ -27,6 +27,30 @@ class SharedBackend final : public Backend {
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return b_->Info(key);
   }
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
+    return b_->SemAcquire(req);
+  }
+  absl::Status SemRelease(std::string_view key, std::string_view id) override {
+    return b_->SemRelease(key, id);
+  }
+  absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view id,
+                                     Duration ttl) override {
+    return b_->SemExtend(key, id, ttl);
+  }
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key) override {
+    return b_->SemInfo(key);
+  }
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(const MultiAcquireRequest& req) override {
+    return b_->MultiAcquire(req);
+  }
+  absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                      std::string_view id) override {
+    return b_->MultiRelease(keys, id);
+  }
+  absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys, std::string_view id,
+                                       Duration ttl) override {
+    return b_->MultiExtend(keys, id, ttl);
+  }
   absl::Status FencedSet(std::string_view r, uint64_t f, std::string_view v) override {
     return b_->FencedSet(r, f, v);
   }

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tollgate/journal.h"
@@ -29,6 +30,17 @@ class MemoryJournal : public Journal {
     leases_.erase(std::string(key));
     return ++seq_;
   }
+  uint64_t AppendPermitPut(std::string_view key, std::string_view permit_id,
+                           const StoredPermit& permit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    permits_[{std::string(key), std::string(permit_id)}] = permit;
+    return ++seq_;
+  }
+  uint64_t AppendPermitDelete(std::string_view key, std::string_view permit_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    permits_.erase({std::string(key), std::string(permit_id)});
+    return ++seq_;
+  }
   uint64_t AppendRegisterPut(std::string_view resource, uint64_t fence,
                              std::string_view value) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -46,6 +58,11 @@ class MemoryJournal : public Journal {
     std::lock_guard<std::mutex> l(mu_);
     return leases_;
   }
+  // Permits by (semaphore key, permit id).
+  std::map<std::pair<std::string, std::string>, StoredPermit> permits() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return permits_;
+  }
   std::map<std::string, Reg> registers() const {
     std::lock_guard<std::mutex> l(mu_);
     return regs_;
@@ -56,6 +73,7 @@ class MemoryJournal : public Journal {
   uint64_t seq_ = 0;
   std::map<std::string, StoredLease> leases_;
   std::map<std::string, Reg> regs_;
+  std::map<std::pair<std::string, std::string>, StoredPermit> permits_;
 };
 
 }  // namespace tollgate::testing

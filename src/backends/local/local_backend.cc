@@ -38,6 +38,30 @@ class LocalBackend final : public Backend {
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return leases_.Info(key);
   }
+  absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
+    return leases_.TrySemAcquire(req);
+  }
+  absl::Status SemRelease(std::string_view key, std::string_view permit_id) override {
+    return leases_.SemRelease(key, permit_id);
+  }
+  absl::StatusOr<Duration> SemExtend(std::string_view key, std::string_view permit_id,
+                                     Duration ttl) override {
+    return leases_.SemExtend(key, permit_id, ttl);
+  }
+  absl::StatusOr<std::optional<SemaphoreInfo>> SemInfo(std::string_view key) override {
+    return leases_.SemInfo(key);  // nobody waits in the core here: waiters is 0
+  }
+  absl::StatusOr<std::optional<LeaseGrant>> MultiAcquire(const MultiAcquireRequest& req) override {
+    return leases_.TryMultiAcquire(req);
+  }
+  absl::StatusOr<size_t> MultiRelease(std::span<const std::string> keys,
+                                      std::string_view lock_id) override {
+    return leases_.MultiRelease(keys, lock_id);
+  }
+  absl::StatusOr<Duration> MultiExtend(std::span<const std::string> keys, std::string_view lock_id,
+                                       Duration ttl) override {
+    return leases_.MultiExtend(keys, lock_id, ttl);
+  }
   absl::Status FencedSet(std::string_view resource, uint64_t fence,
                          std::string_view value) override {
     return registers_.Set(resource, fence, value);
