@@ -5,6 +5,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "client/lock_command.h"
 #include "tollgate/policy_check.h"
 #include "tollgate/server.h"
 #include "tollgate/simulate.h"
@@ -96,6 +97,30 @@ int main(int argc, char** argv) {
   simulate->add_option("--users", sim.users, "Legitimate users, in [0, 10000000]");
   simulate->add_flag("--json", sim.json, "Print the result as JSON instead of a summary");
   simulate->add_option("--report", sim.report, "Also write an HTML report to this file");
+  // tollgate lock KEY --ttl D ... -- COMMAND [ARGS...]: src/client/lock_command.h.
+  tollgate::LockCommandArgs lock_args;
+  CLI::App* lock = app.add_subcommand(
+      "lock",
+      "Run COMMAND while holding the lease on KEY; exits with COMMAND's status, 75 if not "
+      "acquired within --wait, 76 if the lease was lost (COMMAND is then killed), 69 if the "
+      "server is unreachable, 2 for bad arguments. Password from TOLLGATE_PASSWORD");
+  lock->add_option("KEY", lock_args.key, "The lease's key")->required();
+  lock->add_option("--ttl", lock_args.ttl, "Lease time to live: 500ms, 30s, 5m")->required();
+  lock->add_option("--wait", lock_args.wait, "How long to wait for the key")->capture_default_str();
+  CLI::Option* server_opt = lock->add_option(
+      "--server", lock_args.server,
+      "HOST:PORT of tollgate serve (default 127.0.0.1:" + std::to_string(tollgate::kDefaultPort) +
+          ")");
+  lock->add_option("--backend", lock_args.backend_url,
+                   "Hold the lease directly on a backend instead: redis://, postgres://, etcd://")
+      ->excludes(server_opt);
+  lock->add_option("--owner", lock_args.owner, "Label shown by LOCK.INFO");
+  lock->add_option("--max-hold", lock_args.max_hold,
+                   "Stop renewing after this long (COMMAND is then stopped at safe_until)");
+  lock->add_option("--kill-after", lock_args.kill_after,
+                   "SIGKILL this long after the SIGTERM (default: at safe_until)");
+  lock->add_option("COMMAND", lock_args.command, "The command and its arguments, after --")
+      ->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -103,6 +128,7 @@ int main(int argc, char** argv) {
     // own errors, so scripts can tell it from "warnings found" (1).
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (lock->parsed()) return tollgate::RunLockCommand(lock_args, std::cerr);
   if (migrate->parsed()) return tollgate::RunMigrate(migrate_url);
   if (simulate->parsed()) return tollgate::sim::RunSimulateCommand(sim, std::cout, std::cerr);
   if (check->parsed()) {

@@ -38,6 +38,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -90,8 +91,18 @@ struct LeaseOptions {
 // OK, or InvalidArgument naming the first bad field and its accepted range.
 [[nodiscard]] absl::Status ValidateLeaseOptions(const LeaseOptions& options);
 
+// What a Lease holds: one key (AcquireLease), one permit of a semaphore (AcquirePermit) or several
+// keys under one lock_id and fence (AcquireAll). All three share the watchdog, safe_until and the
+// loss signal; they differ only in the backend calls that renew and release them.
+enum class LeaseKind {
+  kLock,    // Backend::Acquire / Extend / Release
+  kPermit,  // Backend::SemAcquire / SemExtend / SemRelease
+  kMulti,   // Backend::MultiAcquire / MultiExtend (all or none) / MultiRelease
+};
+
 class Lease;
 namespace lease_internal {
+struct LeaseFactory;
 // For tests only: deterministic driving of AcquireLease and the watchdog.
 struct TestHooks {
   // No watchdog threads: the test drives renewal and expiry with Lease::RunWatchdogOnce().
@@ -104,6 +115,14 @@ struct TestHooks {
 [[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquireLease(Backend& backend, std::string key,
                                                                 const LeaseOptions& options,
                                                                 const TestHooks& hooks);
+[[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquirePermit(Backend& backend, std::string key,
+                                                                 int64_t limit,
+                                                                 const LeaseOptions& options,
+                                                                 const TestHooks& hooks);
+[[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquireAll(Backend& backend,
+                                                              std::vector<std::string> keys,
+                                                              const LeaseOptions& options,
+                                                              const TestHooks& hooks);
 }  // namespace lease_internal
 
 // A held lease. Move-only RAII: destruction stops renewal (waiting for an in-flight renewal to
@@ -127,11 +146,19 @@ class Lease {
   Lease& operator=(const Lease&) = delete;
   ~Lease();
 
-  // The leased key.
+  // Lock, permit or multi-key lease.
+  LeaseKind kind() const;
+  // The leased key (kLock), the semaphore key (kPermit), or the first of keys() (kMulti).
   const std::string& key() const;
-  // The fencing token of this grant: pass it with every write to the protected resource.
+  // Every key held: the one key for kLock and kPermit; all of them, as given, for kMulti.
+  const std::vector<std::string>& keys() const;
+  // The permit's slot in [0, limit) for kPermit (pair it with fence() at a fenced resource of that
+  // slot); nullopt otherwise.
+  std::optional<int64_t> slot() const;
+  // The fencing token of this grant: pass it with every write to the protected resource. For
+  // kMulti one fence for all keys, greater than any fence issued before for any of them.
   uint64_t fence() const;
-  // The backend's id of this grant.
+  // The backend's id of this grant (the permit_id for kPermit).
   const std::string& lock_id() const;
   // Until when (on options.clock) it is safe to act as the holder; moves forward with each
   // successful renewal and never otherwise. See the file comment for the formula.
@@ -149,12 +176,14 @@ class Lease {
   // One renewal now, on the calling thread (serialized with the watchdog's). OK and safe_until
   // moved forward; FailedPrecondition if the lease is lost or released, or past max_hold, or the
   // backend rejected it (then lost, kRenewRejected); the backend's error otherwise (e.g.
-  // Unavailable: the lease stays as it was, the watchdog keeps trying).
+  // Unavailable: the lease stays as it was, the watchdog keeps trying). kMulti renews all keys or
+  // none: losing any key loses the whole lease.
   [[nodiscard]] absl::Status renew();
   // Stops renewal, waits for an in-flight renewal, releases on the backend and marks the lease lost
   // (kReleased, unless it was already lost for another reason). The first call returns the
-  // backend's answer (FailedPrecondition if the server had already let the lease go, Unavailable if
-  // the backend could not be reached: the lease then just expires); later calls return OK.
+  // backend's answer (FailedPrecondition if the server had already let the lease go, or for kMulti
+  // any of its keys; Unavailable if the backend could not be reached: the lease then just
+  // expires); later calls return OK.
   [[nodiscard]] absl::Status release();
 
   // For tests, with lease_internal::TestHooks::manual_watchdog: does what the watchdog threads
@@ -168,21 +197,43 @@ class Lease {
 
  private:
   struct State;
-  friend absl::StatusOr<std::optional<Lease>> lease_internal::AcquireLease(
-      Backend&, std::string, const LeaseOptions&, const lease_internal::TestHooks&);
+  friend struct lease_internal::LeaseFactory;
   explicit Lease(std::unique_ptr<State> state);
   void Shutdown();
 
   std::unique_ptr<State> state_;
 };
 
-// Acquires `key` for options.ttl. nullopt = the key stayed taken. With options.wait > 0, retries
-// until wait has passed with exponential backoff and jitter: the n-th pause is drawn uniformly from
-// [d/2, d] with d = 50 ms * 2^n capped at 1 s, and never runs past the wait. InvalidArgument for
-// bad options (ValidateLeaseOptions) or key; the backend's error (e.g. Unavailable) otherwise. The
-// lease is renewed in the background from then on (see Lease).
+// Acquires `key` for options.ttl. nullopt = the key stayed taken. With options.wait > 0:
+// - if backend.queues_waiters() (a tollgate server through tollgate::Client), one request that
+//   waits server-side in the key's FIFO queue (LOCK.ACQUIRE ... WAIT). The grant may have happened
+//   any time between sending and the reply, so when the reply took longer than a quarter of the
+//   renewal period, the lease is renewed once at once, before it is returned, and safe_until counts
+//   from that renewal's send time (a failed renewal leaves safe_until counted from the acquire's
+//   send time, possibly already past: then the lease comes back lost);
+// - otherwise retries until wait has passed with exponential backoff and jitter: the n-th pause is
+//   drawn uniformly from [d/2, d] with d = 50 ms * 2^n capped at 1 s, and never runs past the wait
+//   (syncguard's retry defaults are similar: 100 ms doubling with jitter).
+// InvalidArgument for bad options (ValidateLeaseOptions) or key; the backend's error (e.g.
+// Unavailable) otherwise. The lease is renewed in the background from then on (see Lease).
 [[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquireLease(Backend& backend, std::string key,
                                                                 const LeaseOptions& options);
+
+// A permit of the semaphore `key` with `limit` slots (Backend::SemAcquire), as a Lease of kind
+// kPermit: slot() and fence() name it; renewed with SemExtend, released with SemRelease. nullopt =
+// all slots stayed taken. Waiting and errors as AcquireLease (InvalidArgument for a limit that
+// differs from the current holders').
+[[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquirePermit(Backend& backend, std::string key,
+                                                                 int64_t limit,
+                                                                 const LeaseOptions& options);
+
+// All of `keys` or none (Backend::MultiAcquire), as a Lease of kind kMulti: one lock_id, one fence.
+// Renewed all or none with MultiExtend, so losing any key loses the whole lease; released with
+// MultiRelease. nullopt = some key stayed taken (never holds some keys while waiting for others, so
+// it cannot deadlock). Waiting and errors as AcquireLease.
+[[nodiscard]] absl::StatusOr<std::optional<Lease>> AcquireAll(Backend& backend,
+                                                              std::vector<std::string> keys,
+                                                              const LeaseOptions& options);
 
 namespace lease_internal {
 template <class T>

@@ -93,9 +93,13 @@ absl::Status ValidateLeaseOptions(const LeaseOptions& o) {
 }
 
 struct Lease::State {
-  State(Backend* b, std::string k, LeaseGrant g, const LeaseOptions& o, SteadyTime t_send)
+  State(Backend* b, LeaseKind kd, std::vector<std::string> ks, std::optional<int64_t> sl,
+        LeaseGrant g, const LeaseOptions& o, SteadyTime t_send)
       : backend(b),
-        key(std::move(k)),
+        kind(kd),
+        keys(std::move(ks)),
+        key(keys.front()),
+        slot(sl),
         grant(std::move(g)),
         options(o),
         clock(o.clock),
@@ -105,7 +109,10 @@ struct Lease::State {
         last_touch(t_send) {}
 
   Backend* const backend;
-  const std::string key;
+  const LeaseKind kind;
+  const std::vector<std::string> keys;
+  const std::string& key;  // keys.front()
+  const std::optional<int64_t> slot;
   const LeaseGrant grant;
   const LeaseOptions options;
   Clock* const clock;
@@ -163,8 +170,68 @@ struct Lease::State {
     if (fire) stop.request_stop();
   }
 
-  // One Extend. `explicit_call`: from Lease::renew() (ignores next_renew; refuses past max_hold).
-  absl::Status Renew(bool explicit_call) ABSL_LOCKS_EXCLUDED(renew_mu, mu) {
+  // The backend call that renews this kind of lease.
+  absl::StatusOr<Duration> BackendExtend() {
+    switch (kind) {
+      case LeaseKind::kPermit:
+        return backend->SemExtend(key, grant.lock_id, options.ttl);
+      case LeaseKind::kMulti:
+        return backend->MultiExtend(keys, grant.lock_id, options.ttl);
+      case LeaseKind::kLock:
+        break;
+    }
+    return backend->Extend(key, grant.lock_id, options.ttl);
+  }
+  // The backend call that releases this kind of lease. kMulti: OK only if every key was released.
+  absl::Status BackendRelease() {
+    switch (kind) {
+      case LeaseKind::kPermit:
+        return backend->SemRelease(key, grant.lock_id);
+      case LeaseKind::kMulti: {
+        absl::StatusOr<size_t> n = backend->MultiRelease(keys, grant.lock_id);
+        if (!n.ok()) return n.status();
+        if (*n == keys.size()) return absl::OkStatus();
+        return absl::FailedPreconditionError(absl::StrCat(
+            Describe(), ": released ", *n, " of ", keys.size(), " keys; the others were not held"));
+      }
+      case LeaseKind::kLock:
+        break;
+    }
+    return backend->Release(key, grant.lock_id);
+  }
+
+  // `lease on "k"`, `permit (slot 3) of semaphore "k"`, `lease on keys "a", "b"`.
+  std::string Describe() const {
+    switch (kind) {
+      case LeaseKind::kPermit:
+        return absl::StrCat("permit (slot ", slot.value_or(-1), ") of semaphore \"", key, "\"");
+      case LeaseKind::kMulti: {
+        std::string out = "lease on keys ";
+        for (size_t i = 0; i < keys.size(); ++i) {
+          absl::StrAppend(&out, i == 0 ? "" : ", ", "\"", keys[i], "\"");
+        }
+        return out;
+      }
+      case LeaseKind::kLock:
+        break;
+    }
+    return absl::StrCat("lease on \"", key, "\"");
+  }
+
+  enum class RenewMode {
+    kWatchdog,  // from the watchdog: skipped once shut down
+    kExplicit,  // Lease::renew(): ignores next_renew; refuses past max_hold
+    // Right after a grant that waited server-side, before the Lease is handed out: the grant time
+    // is unknown, so safe_until (counted from the acquire's send time) may already have passed;
+    // the renewal is sent regardless and, if accepted, counts from its own send time (the server
+    // never revives an expired lease, so an accepted renewal proves the lease was still held).
+    kAfterQueuedGrant,
+  };
+
+  // One Extend.
+  absl::Status Renew(RenewMode mode) ABSL_LOCKS_EXCLUDED(renew_mu, mu) {
+    const bool explicit_call = mode == RenewMode::kExplicit;
+    const bool after_queued = mode == RenewMode::kAfterQueuedGrant;
     absl::MutexLock rl(&renew_mu);
     if (released) return absl::FailedPreconditionError(LostMessage(LossReason::kReleased));
     SteadyTime t_send = clock->SteadyNow();
@@ -172,15 +239,14 @@ struct Lease::State {
     std::optional<LossReason> already_lost;
     {
       absl::MutexLock l(&mu);
-      if (!explicit_call && shutdown) return absl::OkStatus();  // the destructor is waiting
-      fire = Evaluate(t_send);
+      if (mode == RenewMode::kWatchdog && shutdown) return absl::OkStatus();  // destructor waits
+      if (!after_queued) fire = Evaluate(t_send);
       already_lost = lost;
       if (!lost.has_value()) {
         if (explicit_call && options.max_hold > Duration(0) &&
             t_send - acquire_sent >= options.max_hold) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("lease on \"", key, "\": past max_hold (", Ms(options.max_hold),
-                           " ms), not renewed"));
+          return absl::FailedPreconditionError(absl::StrCat(
+              Describe(), ": past max_hold (", Ms(options.max_hold), " ms), not renewed"));
         }
         renew_in_flight = true;
       }
@@ -189,13 +255,14 @@ struct Lease::State {
     if (already_lost.has_value()) {
       return absl::FailedPreconditionError(LostMessage(*already_lost));
     }
-    absl::StatusOr<Duration> extended = backend->Extend(key, grant.lock_id, options.ttl);
+    absl::StatusOr<Duration> extended = BackendExtend();
     SteadyTime now = clock->SteadyNow();
     absl::Status result;
     {
       absl::MutexLock l(&mu);
-      // Had the reply not come by safe_until, the timer would have fired then: decide that first.
-      fire = Evaluate(now);
+      // Had the reply not come by safe_until, the timer would have fired then: decide that first
+      // (no timer runs yet after a queued grant).
+      if (!(after_queued && extended.ok())) fire = Evaluate(now);
       renew_in_flight = false;
       if (lost.has_value()) {
         result = absl::FailedPreconditionError(LostMessage(*lost));
@@ -220,7 +287,7 @@ struct Lease::State {
   }
 
   std::string LostMessage(LossReason reason) const {
-    return absl::StrCat("lease on \"", key, "\" (fence ", grant.fence,
+    return absl::StrCat(Describe(), " (fence ", grant.fence,
                         ") lost: ", AV(LossReasonName(reason)));
   }
 
@@ -245,7 +312,7 @@ struct Lease::State {
       }
     }
     if (fire) stop.request_stop();
-    if (due) (void)Renew(/*explicit_call=*/false);
+    if (due) (void)Renew(RenewMode::kWatchdog);
     absl::MutexLock l(&mu);
     if (lost.has_value() || shutdown) return std::nullopt;
     if (renewal_stopped.has_value()) return safe_until;
@@ -318,7 +385,10 @@ void Lease::Shutdown() {
   state_.reset();
 }
 
+LeaseKind Lease::kind() const { return state_->kind; }
 const std::string& Lease::key() const { return state_->key; }
+const std::vector<std::string>& Lease::keys() const { return state_->keys; }
+std::optional<int64_t> Lease::slot() const { return state_->slot; }
 uint64_t Lease::fence() const { return state_->grant.fence; }
 const std::string& Lease::lock_id() const { return state_->grant.lock_id; }
 SteadyTime Lease::safe_until() const {
@@ -349,7 +419,7 @@ void Lease::touch() {
   absl::MutexLock l(&state_->mu);
   state_->last_touch = state_->clock->SteadyNow();
 }
-absl::Status Lease::renew() { return state_->Renew(/*explicit_call=*/true); }
+absl::Status Lease::renew() { return state_->Renew(State::RenewMode::kExplicit); }
 
 absl::Status Lease::release() {
   State& s = *state_;
@@ -362,7 +432,7 @@ absl::Status Lease::release() {
       absl::MutexLock l(&s.mu);
       s.Evaluate(s.clock->SteadyNow());
     }
-    result = s.backend->Release(s.key, s.grant.lock_id);
+    result = s.BackendRelease();
     absl::MutexLock l(&s.mu);
     s.MarkLost(LossReason::kReleased, s.clock->SteadyNow());
     s.changed.SignalAll();
@@ -382,40 +452,126 @@ absl::Status LostWhileRunning(const absl::Status& lost, const absl::Status& fn_s
       absl::StrCat(lost.message(), " (and the function failed: ", fn_status.ToString(), ")"));
 }
 
+// What to acquire: the kind and its arguments.
+struct AcquireSpec {
+  LeaseKind kind = LeaseKind::kLock;
+  std::vector<std::string> keys;  // one for kLock and kPermit
+  int64_t limit = 0;              // kPermit
+};
+
+// A grant of any kind: the permit_id goes into lock_id.
+struct AnyGrant {
+  LeaseGrant grant;
+  std::optional<int64_t> slot;
+};
+
+struct LeaseFactory {
+  // One acquire request; `wait` > 0 only where the backend queues waiters.
+  static absl::StatusOr<std::optional<AnyGrant>> TryOnce(Backend& backend, const AcquireSpec& spec,
+                                                         const LeaseOptions& o, Duration wait) {
+    switch (spec.kind) {
+      case LeaseKind::kPermit: {
+        absl::StatusOr<std::optional<PermitGrant>> p =
+            backend.SemAcquire({spec.keys.front(), spec.limit, o.ttl, wait, o.owner});
+        if (!p.ok()) return p.status();
+        if (!p->has_value()) return std::optional<AnyGrant>();
+        PermitGrant& g = **p;
+        return std::optional<AnyGrant>(
+            AnyGrant{LeaseGrant{std::move(g.permit_id), g.fence, g.ttl}, g.slot});
+      }
+      case LeaseKind::kMulti: {
+        absl::StatusOr<std::optional<LeaseGrant>> g =
+            backend.MultiAcquire({spec.keys, o.ttl, wait, o.owner});
+        if (!g.ok()) return g.status();
+        if (!g->has_value()) return std::optional<AnyGrant>();
+        return std::optional<AnyGrant>(AnyGrant{std::move(**g), std::nullopt});
+      }
+      case LeaseKind::kLock:
+        break;
+    }
+    absl::StatusOr<std::optional<LeaseGrant>> g =
+        wait > Duration(0) ? backend.AcquireQueued({spec.keys.front(), o.ttl, wait, o.owner})
+                           : backend.Acquire(spec.keys.front(), o.ttl, o.owner);
+    if (!g.ok()) return g.status();
+    if (!g->has_value()) return std::optional<AnyGrant>();
+    return std::optional<AnyGrant>(AnyGrant{std::move(**g), std::nullopt});
+  }
+
+  static Lease Make(Backend& backend, AcquireSpec spec, AnyGrant grant, const LeaseOptions& o,
+                    SteadyTime t_send, bool queued, const TestHooks& hooks) {
+    auto state = std::make_unique<Lease::State>(&backend, spec.kind, std::move(spec.keys),
+                                                grant.slot, std::move(grant.grant), o, t_send);
+    Lease::State* s = state.get();
+    // See AcquireLease: a grant that waited server-side is renewed once before it is handed out.
+    if (queued && o.clock->SteadyNow() - t_send > RenewPeriod(o) / 4) {
+      (void)s->Renew(Lease::State::RenewMode::kAfterQueuedGrant);
+    }
+    if (!hooks.manual_watchdog) {
+      s->renewer = std::thread([s] { s->RenewerLoop(); });
+      s->timer = std::thread([s] { s->TimerLoop(); });
+    }
+    return Lease(std::move(state));
+  }
+
+  static absl::StatusOr<std::optional<Lease>> Acquire(Backend& backend, AcquireSpec spec,
+                                                      const LeaseOptions& options,
+                                                      const TestHooks& hooks) {
+    if (absl::Status s = ValidateLeaseOptions(options); !s.ok()) return s;
+    if (spec.keys.empty()) return absl::InvalidArgumentError("no keys given");
+    Clock* clock = options.clock;
+    if (backend.queues_waiters() && options.wait > Duration(0)) {
+      SteadyTime t_send = clock->SteadyNow();
+      absl::StatusOr<std::optional<AnyGrant>> grant = TryOnce(backend, spec, options, options.wait);
+      if (!grant.ok()) return grant.status();
+      if (!grant->has_value()) return std::optional<Lease>();
+      return std::optional<Lease>(Make(backend, std::move(spec), std::move(**grant), options,
+                                       t_send, /*queued=*/true, hooks));
+    }
+    std::mt19937_64 rng(hooks.jitter_seed.has_value() ? *hooks.jitter_seed
+                                                      : std::random_device{}());
+    const SteadyTime give_up = clock->SteadyNow() + options.wait;
+    Duration backoff = kFirstBackoff;
+    while (true) {
+      SteadyTime t_send = clock->SteadyNow();
+      absl::StatusOr<std::optional<AnyGrant>> grant = TryOnce(backend, spec, options, Duration(0));
+      if (!grant.ok()) return grant.status();
+      if (grant->has_value()) {
+        return std::optional<Lease>(Make(backend, std::move(spec), std::move(**grant), options,
+                                         t_send, /*queued=*/false, hooks));
+      }
+      SteadyTime now = clock->SteadyNow();
+      if (now >= give_up) return std::optional<Lease>();
+      std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
+      Duration pause = std::min(Duration(jitter(rng)), give_up - now);
+      if (hooks.sleep) {
+        hooks.sleep(pause);
+      } else {
+        std::this_thread::sleep_for(pause);
+      }
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    }
+  }
+};
+
 absl::StatusOr<std::optional<Lease>> AcquireLease(Backend& backend, std::string key,
                                                   const LeaseOptions& options,
                                                   const TestHooks& hooks) {
-  if (absl::Status s = ValidateLeaseOptions(options); !s.ok()) return s;
-  Clock* clock = options.clock;
-  std::mt19937_64 rng(hooks.jitter_seed.has_value() ? *hooks.jitter_seed : std::random_device{}());
-  const SteadyTime give_up = clock->SteadyNow() + options.wait;
-  Duration backoff = kFirstBackoff;
-  while (true) {
-    SteadyTime t_send = clock->SteadyNow();
-    absl::StatusOr<std::optional<LeaseGrant>> grant =
-        backend.Acquire(key, options.ttl, options.owner);
-    if (!grant.ok()) return grant.status();
-    if (grant->has_value()) {
-      auto state = std::make_unique<Lease::State>(&backend, std::move(key), std::move(**grant),
-                                                  options, t_send);
-      Lease::State* s = state.get();
-      if (!hooks.manual_watchdog) {
-        s->renewer = std::thread([s] { s->RenewerLoop(); });
-        s->timer = std::thread([s] { s->TimerLoop(); });
-      }
-      return std::optional<Lease>(Lease(std::move(state)));
-    }
-    SteadyTime now = clock->SteadyNow();
-    if (now >= give_up) return std::optional<Lease>();
-    std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
-    Duration pause = std::min(Duration(jitter(rng)), give_up - now);
-    if (hooks.sleep) {
-      hooks.sleep(pause);
-    } else {
-      std::this_thread::sleep_for(pause);
-    }
-    backoff = std::min(backoff * 2, kMaxBackoff);
-  }
+  AcquireSpec spec{LeaseKind::kLock, {std::move(key)}, 0};
+  return LeaseFactory::Acquire(backend, std::move(spec), options, hooks);
+}
+
+absl::StatusOr<std::optional<Lease>> AcquirePermit(Backend& backend, std::string key, int64_t limit,
+                                                   const LeaseOptions& options,
+                                                   const TestHooks& hooks) {
+  AcquireSpec spec{LeaseKind::kPermit, {std::move(key)}, limit};
+  return LeaseFactory::Acquire(backend, std::move(spec), options, hooks);
+}
+
+absl::StatusOr<std::optional<Lease>> AcquireAll(Backend& backend, std::vector<std::string> keys,
+                                                const LeaseOptions& options,
+                                                const TestHooks& hooks) {
+  AcquireSpec spec{LeaseKind::kMulti, std::move(keys), 0};
+  return LeaseFactory::Acquire(backend, std::move(spec), options, hooks);
 }
 
 }  // namespace lease_internal
@@ -423,6 +579,16 @@ absl::StatusOr<std::optional<Lease>> AcquireLease(Backend& backend, std::string 
 absl::StatusOr<std::optional<Lease>> AcquireLease(Backend& backend, std::string key,
                                                   const LeaseOptions& options) {
   return lease_internal::AcquireLease(backend, std::move(key), options, {});
+}
+
+absl::StatusOr<std::optional<Lease>> AcquirePermit(Backend& backend, std::string key, int64_t limit,
+                                                   const LeaseOptions& options) {
+  return lease_internal::AcquirePermit(backend, std::move(key), limit, options, {});
+}
+
+absl::StatusOr<std::optional<Lease>> AcquireAll(Backend& backend, std::vector<std::string> keys,
+                                                const LeaseOptions& options) {
+  return lease_internal::AcquireAll(backend, std::move(keys), options, {});
 }
 
 }  // namespace tollgate

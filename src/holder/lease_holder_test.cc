@@ -483,6 +483,50 @@ TEST_F(LeaseHolderTest, WithLockNotAcquired) {
   EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
 }
 
+TEST(LeaseKindsTest, PermitsAndMultiKeyLeasesOverABackend) {
+  std::unique_ptr<Backend> memory = NewMemoryBackend();
+  auto p0 = AcquirePermit(*memory, "pool", 2, {.ttl = seconds(10)});
+  auto p1 = AcquirePermit(*memory, "pool", 2, {.ttl = seconds(10)});
+  ASSERT_TRUE(p0.ok() && p0->has_value()) << p0.status();
+  ASSERT_TRUE(p1.ok() && p1->has_value()) << p1.status();
+  EXPECT_EQ((*p0)->kind(), LeaseKind::kPermit);
+  EXPECT_EQ((*p0)->slot(), 0);
+  EXPECT_EQ((*p1)->slot(), 1);
+  EXPECT_LT((*p0)->fence(), (*p1)->fence());
+  auto full = AcquirePermit(*memory, "pool", 2, {.ttl = seconds(10)});
+  ASSERT_TRUE(full.ok());
+  EXPECT_FALSE(full->has_value());
+  EXPECT_TRUE((*p0)->renew().ok());
+  EXPECT_TRUE((*p0)->release().ok());
+  EXPECT_EQ((*p0)->lost(), LossReason::kReleased);
+  EXPECT_THAT(std::string((*p0)->check().message()), HasSubstr("permit (slot 0)"));
+  auto again = AcquirePermit(*memory, "pool", 2, {.ttl = seconds(10)});
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->slot(), 0);
+
+  auto all = AcquireAll(*memory, {"a", "b"}, {.ttl = seconds(10)});
+  ASSERT_TRUE(all.ok() && all->has_value()) << all.status();
+  Lease& l = **all;
+  EXPECT_EQ(l.kind(), LeaseKind::kMulti);
+  EXPECT_EQ(l.keys(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(l.key(), "a");
+  EXPECT_FALSE(l.slot().has_value());
+  auto overlap = AcquireAll(*memory, {"b", "c"}, {.ttl = seconds(10)});
+  ASSERT_TRUE(overlap.ok());
+  EXPECT_FALSE(overlap->has_value());
+  EXPECT_TRUE(l.renew().ok());
+  // Losing one key loses all.
+  ASSERT_TRUE(memory->Release("b", l.lock_id()).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(l.renew()));
+  EXPECT_EQ(l.lost(), LossReason::kRenewRejected);
+  EXPECT_TRUE(l.stop_token().stop_requested());
+  EXPECT_THAT(std::string(l.check().message()), HasSubstr("lease on keys \"a\", \"b\""));
+  EXPECT_TRUE(absl::IsFailedPrecondition(l.release()));  // only "a" was still held
+  auto info = memory->Info("a");
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->has_value());
+}
+
 // The safety property, over thousands of seeded random runs on the fake clock: random request
 // latency, random request and reply loss, a network partition at a random time, client clock drift
 // within max_drift, random guard, renewal period, max_hold and progress timeout. In every run the

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -28,6 +29,10 @@ ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::strin
   if (pipe(out) != 0) return;
   std::vector<std::string> args = {TollgateBinary(), "serve", "--port", "0",
                                    "--data-dir",     data_dir};
+  // A --port in extra_args (e.g. to restart on the same port) replaces the default 0.
+  if (std::find(extra_args.begin(), extra_args.end(), "--port") != extra_args.end()) {
+    args.erase(args.begin() + 2, args.begin() + 4);
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ == 0) {

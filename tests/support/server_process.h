@@ -12,7 +12,7 @@ namespace tollgate::testing {
 class ServerProcess {
  public:
   // Starts `tollgate serve --port 0 --data-dir data_dir extra_args...` and waits (up to 20 s) for
-  // its ready line. ok() tells whether it came up.
+  // its ready line. ok() tells whether it came up. A "--port" in extra_args replaces "--port 0".
   ServerProcess(const std::string& data_dir, std::vector<std::string> extra_args = {});
   // SIGKILLs the server if it still runs.
   ~ServerProcess();
