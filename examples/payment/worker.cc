@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::cout << name << ": locked order-42 with fence " << lease.fence() << std::endl;
 
   std::this_thread::sleep_for(std::chrono::milliseconds(prepare_ms));  // (paused here by run.sh)
-  std::cout << name << ": charging the customer" << std::endl;
+  std::cout << name << ": ready to charge the customer" << std::endl;
 
   if (mode == "checked") {
     if (absl::Status st = lease.check(); !st.ok()) {

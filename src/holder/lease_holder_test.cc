@@ -536,6 +536,12 @@ TEST(LeaseHolderPropertyTest, LossSignalNeverLaterThanServerExpiry) {
   constexpr int kRuns = 3000;
   const uint64_t base_seed = 20261130;
   std::map<LossReason, int> reasons;
+  struct Worst {
+    Duration margin = Duration::max();
+    uint64_t seed = 0;
+    Duration ttl{0}, guard{0};
+    double drift = 0;
+  } worst;
   for (int run = 0; run < kRuns; ++run) {
     const uint64_t seed = base_seed + run;
     SCOPED_TRACE(::testing::Message() << "seed=" << seed << " (run " << run << ")");
@@ -642,10 +648,21 @@ TEST(LeaseHolderPropertyTest, LossSignalNeverLaterThanServerExpiry) {
     ASSERT_NE(*reason, LossReason::kRenewRejected);  // the signal always comes first
     ASSERT_NE(*reason, LossReason::kReleased);
     ++reasons[*reason];
+    // How long before the server's expiry the signal took effect (server time).
+    const Duration margin = faulty.server_expiry - client.ServerTimeOf(*lease.lost_at());
+    if (margin < worst.margin) worst = {margin, seed, o.ttl, o.guard, drift};
   }
   for (auto [reason, n] : reasons) {
     std::cout << LossReasonName(reason) << ": " << n << " runs\n";
   }
+  std::cout << "worst margin between the loss signal and the server's expiry: "
+            << std::chrono::duration_cast<std::chrono::microseconds>(worst.margin).count()
+            << " us (seed " << worst.seed << ", ttl "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(worst.ttl).count()
+            << " ms, guard "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(worst.guard).count()
+            << " ms, client drift " << worst.drift << ")\n";
+  EXPECT_GE(worst.margin, Duration(0));
   EXPECT_GT(reasons[LossReason::kUnreachable], 0);
   EXPECT_GT(reasons[LossReason::kMaxHoldExceeded], 0);
   EXPECT_GT(reasons[LossReason::kNoProgress], 0);
