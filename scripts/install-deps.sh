@@ -16,6 +16,10 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev  # libFuzzer for fuzz/
   postgresql libpq-dev  # PostgreSQL backend (libpq) and the throwaway clusters its tests start
   etcd-server libcurl4-openssl-dev nlohmann-json3-dev  # etcd backend: v3 JSON gateway over libcurl
+  libcpp-httplib-dev  # the HTTP API, /metrics and the dashboard (src/http)
+  prometheus-cpp-dev  # /metrics: Prometheus registry, metric types and text exposition (core only)
+  python3-prometheus-client  # tests/metrics_test.cc parses /metrics with the real Prometheus parser
+  dpkg-dev file      # cpack -G DEB: dpkg-shlibdeps and file compute the .deb's Depends
   chromium           # headless browser for the simulation report test (tests/report_chromium_test.cc)
 )
 

@@ -2,8 +2,13 @@
 # Installs dependencies, builds, and runs the whole test suite:
 #   1. every test (unit, end-to-end against the real server, the kill -9 crash loop);
 #   2. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
-#   3. a short libFuzzer run of every parser (clang-14): TOLLGATE_FUZZ_SECONDS each (default 12).
-# TOLLGATE_SKIP_SANITIZERS=1 skips 2, TOLLGATE_FUZZ_SECONDS=0 skips 3.
+#   3. a short libFuzzer run of every parser (clang-14): TOLLGATE_FUZZ_SECONDS each (default 12);
+#   4. the Release build a packager runs (-O3: the libraries and the binary, warning-free).
+# Step 1 includes the install checks: install_consumer_test (cmake --install, then
+# examples/consumer built with find_package(tollgate) and run) and deb_package_test (cpack -G DEB,
+# unpacked into a throwaway root, its `tollgate --version` and `tollgate serve`).
+# TOLLGATE_SKIP_SANITIZERS=1 skips 2, TOLLGATE_FUZZ_SECONDS=0 skips 3, TOLLGATE_SKIP_RELEASE=1
+# skips 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -52,5 +57,15 @@ if [ "$FUZZ_SECONDS" != "0" ]; then
       exit 1
     fi
   done
+fi
+# What `cmake -DCMAKE_BUILD_TYPE=Release && cmake --build` gives a packager, minus the tests (built
+# and run above): the libraries and the binary at -O3, where GCC warns about things -O2 does not;
+# -Werror keeps them warning-free (a plain build has -Werror off, so it cannot fail on a warning).
+if [ "${TOLLGATE_SKIP_RELEASE:-0}" != "1" ]; then
+  echo "== Release build (libraries and binary, -O3, -Werror)"
+  cmake -S . -B build-release-check -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_BUILD_TESTS=OFF \
+    -DTOLLGATE_BUILD_BENCH=OFF -DTOLLGATE_WERROR=ON >/dev/null
+  cmake --build build-release-check -j2
+  ./build-release-check/tollgate --version
 fi
 echo "== all tests passed"

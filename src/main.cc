@@ -9,6 +9,7 @@
 #include "tollgate/policy_check.h"
 #include "tollgate/server.h"
 #include "tollgate/simulate.h"
+#include "tollgate/version.h"  // generated from the CMake project version
 
 int main(int argc, char** argv) {
   // Debian's abseil is built with mutex deadlock detection on (its debug-mode default): every
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   // rate-limit check. The tests keep it on to catch lock-order bugs; the binary turns it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"tollgate: fenced leases and rate limits behind the Redis protocol"};
+  app.set_version_flag("--version", std::string("tollgate ") + TOLLGATE_VERSION);
   app.require_subcommand(1);
   tollgate::ServerOptions opts;
   int64_t lock_delay_ms = 0;
@@ -56,6 +58,15 @@ int main(int argc, char** argv) {
                    "Live THROTTLE buckets before new keys are denied")
       ->check(CLI::Range(size_t{1}, size_t{1'000'000'000}))
       ->capture_default_str();
+  std::string http_port = std::to_string(tollgate::kDefaultHttpPort);
+  serve
+      ->add_option("--http-port", http_port,
+                   "HTTP port for /metrics, /healthz, /readyz, the dashboard and the /v1 JSON API, "
+                   "on --bind (0 = any free port, off = no HTTP)")
+      ->check(CLI::IsMember({"off"}) | CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve->add_flag("--metrics-auth", opts.metrics_auth,
+                  "With --requirepass, /metrics and the dashboard need the Bearer token too");
   std::string migrate_url;
   CLI::App* migrate = app.add_subcommand(
       "migrate", "Create or upgrade tollgate's tables and functions on a PostgreSQL backend");
@@ -141,5 +152,6 @@ int main(int argc, char** argv) {
         std::cout, std::cerr);
   }
   opts.lock_delay = std::chrono::milliseconds(lock_delay_ms);
+  opts.http_port = http_port == "off" ? tollgate::kHttpOff : std::stoi(http_port);
   return tollgate::RunServer(opts);
 }

@@ -232,6 +232,8 @@ class LeaseManager {
   std::optional<SteadyTime> NextDeadline();
 
   // Highest fence issued so far (0 if none).
+  // Leases (per key) that expired without being released, since start.
+  uint64_t expirations() const;
   uint64_t last_fence() const;
   // Number of keys the manager currently keeps state for (held, blocked or with waiters).
   size_t key_count();

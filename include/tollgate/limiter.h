@@ -128,6 +128,7 @@ PolicyDecision CombineLayerDecisions(std::span<const LayerCheck> layers,
 struct ResolvedCheck {
   std::vector<LayerCheck> layers;
   Decimal cost;
+  std::string cost_type;  // the request's cost table type (empty: none or not in the table)
 };
 
 // Ad hoc buckets, one per key, parameters given with every call (THROTTLE). Thread-safe.
@@ -227,6 +228,15 @@ struct PolicyLatency {
   // counts[i] = checks that took < 2^i ns (and >= 2^(i-1) ns); the last bucket holds the rest.
   std::vector<uint64_t> counts;
   Duration p50{0}, p99{0}, max{0};  // upper bounds from the histogram
+  Duration sum{0};                   // of every check's latency
+};
+
+// Requests of a policy denied (by an enforced layer), by the value of the policy's cost.by field:
+// one entry per cost table type plus "other" (no cost.by field, or a value not in the table), so
+// the set of types is bounded by the policy file.
+struct TypeDenials {
+  std::string policy, type;
+  uint64_t denied = 0;
 };
 
 using Field = std::pair<std::string_view, std::string_view>;
@@ -270,12 +280,14 @@ class PolicyEngine {
   // between Resolve and Record only layers that still exist are counted; an unknown policy is
   // ignored. Without one layer_allowed entry per layer, only what decision.allowed and
   // denied_layer imply is counted (enforced layers up to the denying one). Never counts overflow.
+  // A denial is counted in denied_by_type() under `cost_type` (ResolvedCheck::cost_type).
   void Record(std::string_view policy, std::span<const LayerCheck> layers,
-              const PolicyDecision& decision, Duration latency);
+              const PolicyDecision& decision, Duration latency, std::string_view cost_type = {});
 
   std::vector<std::string> policy_names() const;
   std::vector<LayerCounters> counters() const;
   std::vector<PolicyLatency> latencies() const;
+  std::vector<TypeDenials> denied_by_type() const;
   size_t Sweep();
 
   // Reports every bucket changed since the last call, and every bucket dropped since.

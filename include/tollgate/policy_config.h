@@ -138,6 +138,10 @@ class PolicyFileWatcher {
   // Loads (including Start's initial load) whose install succeeded / that failed at any step.
   uint64_t reloads_ok() const;
   uint64_t reloads_failed() const;
+  // Whether the last counted load succeeded, and when it ended (Unix ms; 0 before the first).
+  bool last_reload_ok() const;
+  int64_t last_reload_unix_ms() const;
+  const std::string& path() const { return path_; }
 
  private:
   // Like Reload(); if `only_if_changed`, skips (returning OK, counting nothing) when the file's
@@ -153,6 +157,8 @@ class PolicyFileWatcher {
   std::optional<std::string> last_text_;  // content of the last successful read
   bool last_read_failed_ = false;         // the last read failed
   std::atomic<uint64_t> ok_{0}, failed_{0};
+  std::atomic<bool> last_ok_{false};
+  std::atomic<int64_t> last_unix_ms_{0};
 
   int inotify_fd_ = -1;
   int stop_fd_ = -1;  // eventfd; written by the destructor to stop the thread

@@ -5,6 +5,7 @@
 #ifndef TOLLGATE_STORE_H_
 #define TOLLGATE_STORE_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,9 +63,16 @@ class DurableStore final : public Journal {
     // going on would acknowledge changes a later crash could lose.
     std::function<void(const absl::Status&)> on_failure;
   };
+  // Histogram buckets of Stats: fsync_counts[i] = commits whose write+sync took < 2^i us (and
+  // >= 2^(i-1) us), the last holding the rest; size_counts[i] likewise for records per commit
+  // (< 2^i records). The commit and record totals are the sums of these: counted once.
+  static constexpr size_t kStatBuckets = 24;
   struct Stats {
     uint64_t commits = 0;  // group commits (one fsync each)
     uint64_t records = 0;  // records written
+    std::array<uint64_t, kStatBuckets> fsync_counts{};
+    std::array<uint64_t, kStatBuckets> size_counts{};
+    Duration fsync_sum{0};
   };
 
   // Opens (or creates) the store and reads its contents into *recovered. Unavailable if the

@@ -629,11 +629,23 @@ uint64_t PolicyFileWatcher::reloads_ok() const { return ok_.load(std::memory_ord
 uint64_t PolicyFileWatcher::reloads_failed() const {
   return failed_.load(std::memory_order_relaxed);
 }
+bool PolicyFileWatcher::last_reload_ok() const { return last_ok_.load(std::memory_order_relaxed); }
+int64_t PolicyFileWatcher::last_reload_unix_ms() const {
+  return last_unix_ms_.load(std::memory_order_relaxed);
+}
 
 absl::Status PolicyFileWatcher::LoadAndInstall(bool only_if_changed) {
   std::lock_guard<std::mutex> lock(load_mu_);
+  auto stamp = [&](bool ok) {
+    last_ok_.store(ok, std::memory_order_relaxed);
+    last_unix_ms_.store(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count(),
+                        std::memory_order_relaxed);
+  };
   auto fail = [&](const absl::Status& st, std::string_view step) {
     failed_.fetch_add(1, std::memory_order_relaxed);
+    stamp(false);
     spdlog::error("policy file {}: {} failed, keeping the previous policies: {}", path_, step,
                   Msg(st));
     return st;
@@ -657,6 +669,7 @@ absl::Status PolicyFileWatcher::LoadAndInstall(bool only_if_changed) {
     absl::Status st = install_(*std::move(specs));
     if (!st.ok()) return fail(st, "installing");
     ok_.fetch_add(1, std::memory_order_relaxed);
+    stamp(true);
     spdlog::info("policy file {}: installed {} {}", path_, n, n == 1 ? "policy" : "policies");
     return absl::OkStatus();
   } catch (const std::exception& e) {

@@ -342,6 +342,7 @@ void LeaseManager::Impl::Settle(Shard& s, EntryIt it, SteadyTime now, Outbox& ou
   const std::string& key = it->first;
   Entry& e = it->second;
   if (e.held && e.expiry <= now) {
+    expirations_.fetch_add(1, std::memory_order_relaxed);
     e.held = false;
     e.lock_id.clear();
     e.owner.reset();

@@ -236,6 +236,7 @@ absl::StatusOr<std::optional<SemaphoreInfo>> LeaseManager::SemInfo(std::string_v
 void LeaseManager::Tick() { impl_->Tick(); }
 std::optional<SteadyTime> LeaseManager::NextDeadline() { return impl_->NextDeadline(); }
 uint64_t LeaseManager::last_fence() const { return impl_->last_fence(); }
+uint64_t LeaseManager::expirations() const { return impl_->expirations(); }
 size_t LeaseManager::key_count() { return impl_->key_count(); }
 size_t LeaseManager::semaphore_count() { return impl_->semaphore_count(); }
 

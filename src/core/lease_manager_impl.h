@@ -184,6 +184,7 @@ class LeaseManager::Impl {
                                      Duration ttl);
   std::optional<SemaphoreInfo> SemInfo(std::string_view key);
 
+  uint64_t expirations() const { return expirations_.load(std::memory_order_relaxed); }
  private:
   // High bits pick the shard: the hash maps inside use the low ones.
   Shard& ShardFor(std::string_view key);
@@ -246,6 +247,7 @@ class LeaseManager::Impl {
   Options opt_;
   Shard shards_[lease_internal::kShards];
   std::atomic<uint64_t> fence_{0};
+  std::atomic<uint64_t> expirations_{0};  // leases that expired unreleased (Settle)
   std::atomic<uint64_t> next_waiter_{0};
   std::atomic<int64_t> planned_wake_{std::numeric_limits<int64_t>::max()};
   std::atomic<bool> wake_pending_{false};

@@ -236,13 +236,19 @@ struct Layer {
 
 struct Latency {
   std::atomic<uint64_t> counts[kLatencyBuckets] = {};
+  std::atomic<uint64_t> sum_ns{0};
 };
+
+using DenialCounter = std::shared_ptr<std::atomic<uint64_t>>;
 
 struct Policy {
   PolicySpec spec;
   std::vector<Layer> layers;
   absl::flat_hash_map<std::string, Decimal> costs;
   std::shared_ptr<Latency> latency;
+  // Denials by cost table type, and of every other request; kept across reloads per type.
+  absl::flat_hash_map<std::string, DenialCounter> denied_by_type;
+  DenialCounter denied_other;
 };
 
 struct PolicySet {
@@ -454,6 +460,17 @@ class PolicyEngine::Impl {
         pol.layers.push_back(std::move(layer));
       }
       for (const auto& [k, v] : spec.cost.values) pol.costs[k] = v;
+      pol.denied_other = prev != nullptr ? prev->denied_other
+                                         : std::make_shared<std::atomic<uint64_t>>(0);
+      for (const auto& [k, v] : spec.cost.values) {
+        DenialCounter c;
+        if (prev != nullptr) {
+          if (auto it = prev->denied_by_type.find(k); it != prev->denied_by_type.end()) {
+            c = it->second;
+          }
+        }
+        pol.denied_by_type[k] = c ? c : std::make_shared<std::atomic<uint64_t>>(0);
+      }
       pol.spec = std::move(spec);
       std::string name = pol.spec.name;
       next->policies.emplace(std::move(name), std::move(pol));
@@ -534,6 +551,13 @@ class PolicyEngine::Impl {
       const LayerSpec& l = pol->layers[i].spec;
       out.layers.push_back({l.name, std::move(keys[i]), l.params, l.shadow});
     }
+    if (!pol->spec.cost.by.empty()) {
+      for (const Field& f : fields) {
+        if (f.first == pol->spec.cost.by && pol->costs.contains(AV(f.second))) {
+          out.cost_type.assign(f.second);
+        }
+      }
+    }
     return out;
   }
 
@@ -567,12 +591,26 @@ class PolicyEngine::Impl {
       st.Count(refs[i].shadow, d.allowed);
     }
     PolicyDecision out = Summarize(refs, evals, allowed);
+    if (!allowed) {
+      std::string_view type;
+      for (const Field& f : fields) {
+        if (f.first == pol.spec.cost.by) type = f.second;
+      }
+      CountDenial(pol, pol.spec.cost.by.empty() ? std::string_view() : type);
+    }
     RecordLatency(*pol.latency, opt_.clock->SteadyNow() - started);
     return out;
   }
 
+  // Counts a denied request of `pol` under its cost table type `type` ("other" if not in it).
+  static void CountDenial(const Policy& pol, std::string_view type) {
+    auto it = type.empty() ? pol.denied_by_type.end() : pol.denied_by_type.find(AV(type));
+    (it == pol.denied_by_type.end() ? *pol.denied_other : *it->second)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+
   void Record(std::string_view name, std::span<const LayerCheck> layers, const PolicyDecision& d,
-              Duration latency) {
+              Duration latency, std::string_view cost_type) {
     std::shared_ptr<const PolicySet> set = Load();
     auto pit = set->policies.find(AV(name));
     if (pit == set->policies.end()) return;
@@ -598,6 +636,7 @@ class PolicyEngine::Impl {
       if (st != nullptr) st->Count(false, !denier);
       if (denier) break;
     }
+    if (!d.allowed) CountDenial(pol, cost_type);
     RecordLatency(*pol.latency, latency);
   }
 
@@ -641,6 +680,7 @@ class PolicyEngine::Impl {
     // Bucket b counts latencies in [2^(b-1), 2^b) ns: b = bit_width(ns), capped.
     const size_t b = std::min<size_t>(std::bit_width(ns), kLatencyBuckets - 1);
     lat.counts[b].fetch_add(1, std::memory_order_relaxed);
+    lat.sum_ns.fetch_add(ns, std::memory_order_relaxed);
   }
 
   static uint64_t NextEngineId() {
@@ -675,8 +715,22 @@ absl::StatusOr<ResolvedCheck> PolicyEngine::Resolve(std::string_view policy,
 }
 
 void PolicyEngine::Record(std::string_view policy, std::span<const LayerCheck> layers,
-                          const PolicyDecision& decision, Duration latency) {
-  impl_->Record(policy, layers, decision, latency);
+                          const PolicyDecision& decision, Duration latency,
+                          std::string_view cost_type) {
+  impl_->Record(policy, layers, decision, latency, cost_type);
+}
+
+std::vector<TypeDenials> PolicyEngine::denied_by_type() const {
+  std::vector<TypeDenials> out;
+  auto set = impl_->Load();
+  for (const std::string& name : policy_names()) {
+    const Policy& p = set->policies.at(name);
+    for (const auto& [type, cost] : p.spec.cost.values) {
+      out.push_back({name, type, p.denied_by_type.at(type)->load()});
+    }
+    out.push_back({name, "other", p.denied_other->load()});
+  }
+  return out;
 }
 
 std::vector<std::string> PolicyEngine::policy_names() const {
@@ -707,6 +761,7 @@ std::vector<PolicyLatency> PolicyEngine::latencies() const {
     const Latency& lat = *set->policies.at(name).latency;
     PolicyLatency pl;
     pl.policy = name;
+    pl.sum = Duration(static_cast<int64_t>(lat.sum_ns.load()));
     for (size_t b = 0; b < kLatencyBuckets; ++b) {
       pl.counts.push_back(lat.counts[b].load());
       pl.count += pl.counts.back();

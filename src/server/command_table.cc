@@ -1,8 +1,10 @@
 #include "server/command_table.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/absl_compat.h"
+#include "metrics/metrics.h"
 #include "server/args.h"
 
 namespace tollgate::server {
@@ -32,8 +34,26 @@ std::string Excerpt(std::string_view s) {
 }  // namespace
 
 void CommandTable::Dispatch(CommandContext& ctx, std::span<const std::string> args) const {
-  ctx.services.stats.commands_processed.fetch_add(1, std::memory_order_relaxed);
   const CommandSpec* spec = Find(args[0]);
+  // Counted here only (INFO total_commands_processed sums these); label children cached by index.
+  metrics::Metrics* m = ctx.services.metrics;
+  const metrics::Metrics::CommandHandles* h =
+      m == nullptr ? nullptr
+                   : &m->command(spec == nullptr ? specs_.size()
+                                                 : static_cast<size_t>(spec - specs_.data()));
+  const auto started = h == nullptr ? std::chrono::steady_clock::time_point()
+                                    : std::chrono::steady_clock::now();
+  if (h != nullptr) h->calls->Increment();
+  struct Observe {
+    const metrics::Metrics::CommandHandles* h;
+    std::chrono::steady_clock::time_point started;
+    ~Observe() {
+      if (h != nullptr) {
+        h->duration->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      }
+    }
+  } observe{h, started};
   const bool need_auth = !ctx.services.options.requirepass.empty() && !ctx.session.authenticated;
   if (spec == nullptr) {
     if (need_auth) {

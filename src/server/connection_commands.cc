@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/lock_id.h"
+#include "metrics/metrics.h"
 #include "server/args.h"
 #include "server/command_table.h"
 
@@ -275,7 +276,8 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
     out.append("# Stats\r\n");
     line("total_connections_received", std::to_string(s.stats.connections_received.load()));
     line("rejected_connections", std::to_string(s.stats.connections_rejected.load()));
-    line("total_commands_processed", std::to_string(s.stats.commands_processed.load()));
+    line("total_commands_processed",
+         std::to_string(s.metrics != nullptr ? s.metrics->TotalCommands() : 0));
     line("protocol_errors", std::to_string(s.stats.protocol_errors.load()));
     line("auth_failures", std::to_string(s.stats.auth_failures.load()));
     line("grants_withdrawn", std::to_string(s.stats.grants_withdrawn.load()));

@@ -588,6 +588,12 @@ void IoThread::WithdrawUnsentTailGrant(Conn& c) {
   c.tail_grant.reset();
 }
 
+void IoThread::PostToState(absl::AnyInvocable<void(State&)> fn) {
+  Post([this, fn = std::move(fn)]() mutable {
+    if (state_ != nullptr) fn(*state_);
+  });
+}
+
 void IoThread::ReleaseAbandoned(const PendingGrant& g) {
   services_.stats.grants_withdrawn.fetch_add(1, std::memory_order_relaxed);
   auto warn = [index = index_](const absl::Status& st) {

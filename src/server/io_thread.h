@@ -80,6 +80,10 @@ class IoThread final : public EventLoop, public DeferredReplyTarget {
   void AtEndOfPass(absl::AnyInvocable<void()> fn) override;
   void Post(absl::AnyInvocable<void()> fn) override;
   Clock* clock() override { return services_.clock; }
+  // Runs fn(state) on this thread's loop, with the State its RESP commands use: how a side channel
+  // (the HTTP API, src/http) reaches the same state. Thread-safe, as Post; dropped (fn destroyed
+  // without running) if the loop has stopped.
+  void PostToState(absl::AnyInvocable<void(State&)> fn);
 
   // DeferredReplyTarget.
   void FinishDeferred(uint64_t conn_id, uint64_t ticket, Writer write) override;

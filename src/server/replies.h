@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "absl/status/status.h"
 #include "protocol/reply_builder.h"
@@ -37,20 +38,24 @@ inline void ReplyPermit(protocol::ReplyBuilder& reply, const PermitGrant& g) {
   reply.Integer(CeilMs(g.ttl));
 }
 
-// Replies with a non-OK status: Aborted (stale fence) as -STALE, Unavailable (backend down) as
-// -UNAVAILABLE, everything else as -ERR, each followed by the status message.
-inline void ReplyStatus(protocol::ReplyBuilder& reply, const absl::Status& st) {
+// The error line RESP gives for a non-OK status: Aborted (stale fence) as "STALE msg", Unavailable
+// (backend down) as "UNAVAILABLE msg", everything else as "ERR msg". The HTTP API's 4xx/5xx bodies
+// carry the same text.
+inline std::string RespErrorText(const absl::Status& st) {
   std::string msg(st.message().data(), st.message().size());
   switch (st.code()) {
     case absl::StatusCode::kAborted:
-      reply.Error("STALE " + msg);
-      break;
+      return "STALE " + msg;
     case absl::StatusCode::kUnavailable:
-      reply.Error("UNAVAILABLE " + msg);
-      break;
+      return "UNAVAILABLE " + msg;
     default:
-      reply.Error("ERR " + msg);
+      return "ERR " + msg;
   }
+}
+
+// Replies with a non-OK status as an error (RespErrorText).
+inline void ReplyStatus(protocol::ReplyBuilder& reply, const absl::Status& st) {
+  reply.Error(RespErrorText(st));
 }
 
 }  // namespace tollgate::server

@@ -18,9 +18,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "backends/async/wait_queue.h"
+#include "http/http_server.h"
 #include "server/backend_url.h"
 #include "server/checkpointer.h"
 #include "server/io_thread.h"
+#include "server/metrics_sources.h"
 #include "server/services.h"
 #include "server/state.h"
 #include "spdlog/spdlog.h"
@@ -73,7 +75,8 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
         absl::StrCat(std::string(what), " must be in [", lo, ", ", hi, "], got ", v));
   };
   for (absl::Status st :
-       {range("port", o.port, 0, 65535), range("io_threads", o.io_threads, 0, kMaxIoThreads),
+       {range("port", o.port, 0, 65535), range("http_port", o.http_port, kHttpOff, 65535),
+        range("io_threads", o.io_threads, 0, kMaxIoThreads),
         range("max_clients", o.max_clients, 1, kMaxClients),
         range("lock_delay_ms",
               std::chrono::duration_cast<std::chrono::milliseconds>(o.lock_delay).count(), 0,
@@ -129,6 +132,7 @@ int RunServer(const ServerOptions& options) {
   // With --backend the server keeps no state of its own: each I/O thread opens its own
   // connection(s) to the backend when it starts (below), and no store is opened. Checked here
   // first, so that a bad URL or an unreachable backend fails before anything else starts.
+  std::string backend_kind;  // labels tollgate_backend_* (empty: the embedded store)
   if (shared) {
     absl::StatusOr<std::unique_ptr<Backend>> probe =
         OpenBackend(options.backend_url, {.lock_delay = options.lock_delay});
@@ -137,6 +141,7 @@ int RunServer(const ServerOptions& options) {
       return 1;
     }
     spdlog::info("state lives on the {} backend at {}", (*probe)->kind(), options.backend_url);
+    backend_kind = std::string((*probe)->kind());
     for (const std::string& w : (*probe)->Warnings()) spdlog::warn("--backend: {}", w);
   }
 
@@ -214,6 +219,8 @@ int RunServer(const ServerOptions& options) {
   services.io_threads = threads;
   services.pass_state = std::vector<server::Services::PassState>(static_cast<size_t>(threads));
   services.watcher = watcher.get();
+  std::unique_ptr<metrics::Metrics> metrics = server::NewServerMetrics(services, backend_kind);
+  services.metrics = metrics.get();
   int port = options.port;
   std::vector<int> listeners;
   for (int i = 0; i < threads; ++i) {
@@ -234,12 +241,15 @@ int RunServer(const ServerOptions& options) {
           OpenAsyncBackend(options.backend_url, loop, {.lock_delay = options.lock_delay});
       if (!b.ok()) return b.status();
       (*b)->ShareWaitOrder(&wait_order);
-      return server::NewSharedState(std::move(*b), policies, clock);
+      return server::NewMeteredState(server::NewSharedState(std::move(*b), policies, clock),
+                                     *metrics, clock, /*shared_backend=*/true);
     };
   } else {
     make_state = [&](EventLoop& loop) -> absl::StatusOr<std::unique_ptr<server::State>> {
-      return server::NewEmbeddedState(*leases, registers, throttler, policies, *store,
-                                      options.data_dir, loop);
+      return server::NewMeteredState(
+          server::NewEmbeddedState(*leases, registers, throttler, policies, *store,
+                                   options.data_dir, loop),
+          *metrics, clock, /*shared_backend=*/false);
     };
   }
   for (int i = 0; i < threads; ++i) {
@@ -254,6 +264,24 @@ int RunServer(const ServerOptions& options) {
       for (auto& started : io) started->Join();
       return 1;
     }
+  }
+  // The HTTP side channel: its handlers reach the I/O threads' States through PostToState.
+  std::unique_ptr<http::HttpServer> http_server;
+  if (options.http_port != kHttpOff) {
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> started = http::HttpServer::Start(
+        {.bind = options.bind, .port = options.http_port}, services, io.size(),
+        [&io](size_t i, absl::AnyInvocable<void(server::State&)> fn) {
+          io[i % io.size()]->PostToState(std::move(fn));
+        });
+    if (!started.ok()) {
+      spdlog::error("--http-port: {}", std::string(started.status().message()));
+      for (auto& t : io) t->RequestStop();
+      for (auto& t : io) t->Join();
+      return 1;
+    }
+    http_server = std::move(*started);
+    spdlog::info("HTTP on {}:{}", options.bind, http_server->port());
+    std::printf("tollgate http on %s:%d\n", options.bind.c_str(), http_server->port());
   }
   spdlog::info("listening on {}:{} with {} I/O threads", options.bind, port, threads);
   std::printf("tollgate ready on %s:%d\n", options.bind.c_str(), port);
@@ -272,6 +300,7 @@ int RunServer(const ServerOptions& options) {
   spdlog::info("received {}; finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   // Each I/O thread shuts its State down (waiters get their null reply), answers what it read and
   // closes its connections.
+  if (http_server) http_server->Stop();  // its waits are cancelled while the I/O threads run
   for (auto& t : io) t->RequestStop();
   for (auto& t : io) t->Join();
   leases.reset();  // answers remaining waiters; their posts to the stopped threads are dropped

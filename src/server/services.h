@@ -15,13 +15,17 @@
 #include "tollgate/server.h"
 #include "tollgate/store.h"
 
+namespace tollgate::metrics {
+class Metrics;
+}  // namespace tollgate::metrics
+
 namespace tollgate::server {
 
+// Commands processed are counted per command in Metrics (tollgate_commands_total), not here.
 struct ServerStats {
   std::atomic<uint64_t> connections_received{0};
   std::atomic<uint64_t> connections_rejected{0};
   std::atomic<int64_t> connected_clients{0};
-  std::atomic<uint64_t> commands_processed{0};
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<int64_t> blocked_clients{0};
   std::atomic<uint64_t> auth_failures{0};
@@ -46,6 +50,8 @@ struct Services {
   int tcp_port = 0;
   int io_threads = 0;
   const PolicyFileWatcher* watcher = nullptr;  // null without --config
+  // Prometheus metrics (src/metrics): set by RunServer before any I/O thread starts.
+  metrics::Metrics* metrics = nullptr;
   // Where each I/O thread is in its event loop, so a thread about to sync can let the others finish
   // their passes first and cover them with the same sync (see IoThread::SettlePeers).
   struct PassState {

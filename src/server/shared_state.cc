@@ -79,9 +79,11 @@ class SharedState final : public State {
     auto layers = std::make_shared<std::vector<LayerCheck>>(std::move(r->layers));
     backend_->CheckLayers(*layers, r->cost,
                           [this, started, layers, p = std::string(policy),
+                           type = std::move(r->cost_type),
                            done = std::move(done)](absl::StatusOr<PolicyDecision> d) mutable {
                             if (d.ok()) {
-                              policies_.Record(p, *layers, *d, clock_->SteadyNow() - started);
+                              policies_.Record(p, *layers, *d, clock_->SteadyNow() - started,
+                                               type);
                             }
                             done(std::move(d));
                           });

@@ -28,6 +28,10 @@
 #include "tollgate/limiter.h"
 #include "tollgate/store.h"
 
+namespace tollgate::metrics {
+class Metrics;
+}  // namespace tollgate::metrics
+
 namespace tollgate::server {
 
 class State {
@@ -92,6 +96,12 @@ std::unique_ptr<State> NewEmbeddedState(LeaseManager& leases, FencedRegisters& r
 // renders RATE.CHECK's layers and counts its decisions (must outlive the result).
 std::unique_ptr<State> NewSharedState(std::unique_ptr<AsyncBackend> backend, PolicyEngine& policies,
                                       Clock* clock);
+
+// Wraps `inner` to count, at the completions, lock acquisitions and hold times and fence writes
+// (and, with `shared_backend`, every request's result and round trip as a backend request) in `m`,
+// which must outlive the result.
+std::unique_ptr<State> NewMeteredState(std::unique_ptr<State> inner, metrics::Metrics& m,
+                                       Clock* clock, bool shared_backend);
 
 }  // namespace tollgate::server
 

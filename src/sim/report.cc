@@ -13,141 +13,38 @@
 #include <utility>
 #include <vector>
 
+#include "charts/svg.h"
+
 namespace tollgate::sim {
 namespace {
 
+using charts::Axes;
+using charts::C;
+using charts::Compact;
+using charts::Count;
+using charts::Esc;
+using charts::Fmt;
+using charts::kTop;
+using charts::LegendItem;
+using charts::NiceAxis;
+using charts::NotesBox;
+using charts::NumberList;
+using charts::Pct;
+using charts::Plot;
+using charts::Secs;
+using charts::Section;
+using charts::Span;
+using charts::SvgOpen;
+using charts::Title;
+using charts::Trim;
+using charts::Unavailable;
 using nlohmann::json;
 
 // Series longer than this are reduced before they are drawn (the plot is ~1000 px wide).
 constexpr size_t kMaxPlotPoints = 1200;
 
 // ---------------------------------------------------------------------------------------------
-// Text and numbers
-
-std::string Esc(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        // Control characters other than tab/newline are not allowed in HTML text.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
-          out += ' ';
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-__attribute__((format(printf, 1, 2))) std::string Fmt(const char* fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
-  va_end(ap);
-  if (n < 0) return {};
-  return std::string(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
-}
-
-// A coordinate in the SVG (one decimal is plenty at this size).
-std::string C(double v) {
-  if (!std::isfinite(v)) v = 0;
-  std::string s = Fmt("%.1f", v);
-  if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0) s.resize(s.size() - 2);
-  if (s == "-0") s = "0";
-  return s;
-}
-
-// Drops trailing zeros of a fixed-point rendering ("1.50" -> "1.5", "2.00" -> "2").
-std::string Trim(std::string s) {
-  if (s.find('.') == std::string::npos) return s;
-  while (!s.empty() && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  if (s == "-0") s = "0";
-  return s;
-}
-
-// Thousands separators on the integer part of a fixed rendering.
-std::string Grouped(double v, int decimals) {
-  if (!std::isfinite(v)) return "n/a";
-  if (std::fabs(v) >= 1e18) return Fmt("%.3g", v);
-  std::string s = Fmt("%.*f", decimals, v);
-  bool neg = !s.empty() && s[0] == '-';
-  if (neg) s.erase(0, 1);
-  size_t dot = s.find('.');
-  std::string ip = s.substr(0, dot);
-  std::string frac = dot == std::string::npos ? "" : s.substr(dot);
-  std::string g;
-  for (size_t i = 0; i < ip.size(); ++i) {
-    if (i > 0 && (ip.size() - i) % 3 == 0) g += ',';
-    g += ip[i];
-  }
-  std::string out = (neg ? "-" : "") + g + frac;
-  return out == "-0" ? "0" : out;
-}
-
-// Counts and cost amounts: integers grouped, fractions with up to two decimals.
-std::string Count(double v) {
-  if (!std::isfinite(v)) return "n/a";
-  if (std::fabs(v - std::round(v)) < 1e-9) return Grouped(std::round(v), 0);
-  return Trim(Grouped(v, std::fabs(v) < 100 ? 2 : 1));
-}
-
-// Axis labels: 1.5k, 150k, 2M.
-std::string Compact(double v) {
-  double a = std::fabs(v);
-  if (a >= 1e9) return Trim(Fmt("%.2f", v / 1e9)) + "G";
-  if (a >= 1e6) return Trim(Fmt("%.2f", v / 1e6)) + "M";
-  if (a >= 1e4) return Trim(Fmt("%.1f", v / 1e3)) + "k";
-  if (a >= 1000) return Trim(Fmt("%.2f", v / 1e3)) + "k";
-  if (a >= 10 || a == 0) return Trim(Fmt("%.1f", v));
-  return Trim(Fmt("%.3f", v));
-}
-
-std::string Pct(double rate) {
-  if (!std::isfinite(rate)) return "n/a";
-  double p = rate * 100;
-  if (p == 0) return "0%";
-  if (std::fabs(p) < 0.1) return Trim(Fmt("%.3f", p)) + "%";
-  if (std::fabs(p) < 10) return Trim(Fmt("%.2f", p)) + "%";
-  return Trim(Fmt("%.1f", p)) + "%";
-}
-
-// A short time: 310 ms, 4.2 s, 612 s.
-std::string Secs(double s) {
-  if (!std::isfinite(s)) return "n/a";
-  if (s == 0) return "0 s";
-  if (std::fabs(s) < 1) return Trim(Fmt("%.1f", s * 1000)) + " ms";
-  if (std::fabs(s) < 100) return Trim(Fmt("%.2f", s)) + " s";
-  return Grouped(std::round(s), 0) + " s";
-}
-
-// A duration: 90 s, 10 min, 1 h, 2 h 30 min.
-std::string Span(double s) {
-  if (!std::isfinite(s) || s < 0) return "n/a";
-  if (s < 120) return Trim(Fmt("%.2f", s)) + " s";
-  if (s < 7200) return Trim(Fmt("%.1f", s / 60)) + " min";
-  double h = std::floor(s / 3600);
-  double m = std::round((s - h * 3600) / 60);
-  return Grouped(h, 0) + " h" + (m > 0 ? " " + Grouped(m, 0) + " min" : "");
-}
+// Text and numbers (formatting and the SVG pieces are the chart module's, src/charts/svg.h)
 
 // "4g" -> "4G" (cellular generations read better upper-case); other names unchanged.
 std::string NetworkLabel(const std::string& n) {
@@ -275,128 +172,6 @@ class Reader {
   std::vector<std::string> notes_;
   std::set<std::string> seen_;
 };
-
-std::string NotesBox(const std::vector<std::string>& notes, std::string_view what) {
-  std::string out = "<div class=\"note\" role=\"note\"><strong>" + Esc(what) + "</strong><ul>";
-  for (const auto& n : notes) out += "<li>" + Esc(n) + "</li>";
-  return out + "</ul></div>";
-}
-
-// ---------------------------------------------------------------------------------------------
-// Chart geometry
-
-constexpr double kW = 1120;  // SVG viewBox width
-constexpr double kH = 380;   // SVG viewBox height
-constexpr double kLeft = 78, kRight = 28, kTop = 26, kBottom = 56;
-
-struct Axis {
-  double lo = 0, hi = 1;
-  std::vector<double> ticks;
-};
-
-// Round tick steps (1, 2, 2.5, 5 x 10^k) covering [lo, hi] with about `target` intervals.
-Axis NiceAxis(double lo, double hi, int target) {
-  Axis a;
-  if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
-  if (!(hi > lo)) hi = lo + (lo == 0 ? 1 : std::fabs(lo));
-  double raw = (hi - lo) / target;
-  double mag = std::pow(10, std::floor(std::log10(raw)));
-  double norm = raw / mag;
-  double step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * mag;
-  if (!std::isfinite(step) || step <= 0) {
-    a.lo = lo, a.hi = hi, a.ticks = {lo, hi};
-    return a;
-  }
-  a.lo = std::floor(lo / step + 1e-9) * step;
-  a.hi = std::ceil(hi / step - 1e-9) * step;
-  if (!(a.hi > a.lo)) a.hi = a.lo + step;
-  for (int i = 0; i <= 60; ++i) {
-    double t = a.lo + i * step;
-    if (t > a.hi + step * 1e-6) break;
-    a.ticks.push_back(std::fabs(t) < step * 1e-9 ? 0 : t);
-  }
-  return a;
-}
-
-struct Plot {
-  double x0 = kLeft, x1 = kW - kRight, y0 = kTop, y1 = kH - kBottom;  // pixel box
-  Axis xa, ya;
-  double X(double v) const { return x0 + (v - xa.lo) / (xa.hi - xa.lo) * (x1 - x0); }
-  double Y(double v) const { return y1 - (v - ya.lo) / (ya.hi - ya.lo) * (y1 - y0); }
-};
-
-template <typename XF, typename YF>
-std::string Axes(const Plot& p, XF xlabel, YF ylabel, std::string_view xtitle,
-                 std::string_view ytitle, bool xticks = true) {
-  std::string s = "<g class=\"axes\">";
-  for (double t : p.ya.ticks) {
-    double y = p.Y(t);
-    s += "<line class=\"grid\" x1=\"" + C(p.x0) + "\" x2=\"" + C(p.x1) + "\" y1=\"" + C(y) +
-         "\" y2=\"" + C(y) + "\"/>";
-    s += "<text class=\"tick\" x=\"" + C(p.x0 - 8) + "\" y=\"" + C(y + 4) +
-         "\" text-anchor=\"end\">" + Esc(ylabel(t)) + "</text>";
-  }
-  if (xticks) {
-    for (double t : p.xa.ticks) {
-      double x = p.X(t);
-      s += "<line class=\"tickmark\" x1=\"" + C(x) + "\" x2=\"" + C(x) + "\" y1=\"" + C(p.y1) +
-           "\" y2=\"" + C(p.y1 + 5) + "\"/>";
-      s += "<text class=\"tick\" x=\"" + C(x) + "\" y=\"" + C(p.y1 + 19) +
-           "\" text-anchor=\"middle\">" + Esc(xlabel(t)) + "</text>";
-    }
-  }
-  s += "<line class=\"axis\" x1=\"" + C(p.x0) + "\" x2=\"" + C(p.x1) + "\" y1=\"" + C(p.y1) +
-       "\" y2=\"" + C(p.y1) + "\"/>";
-  s += "<line class=\"axis\" x1=\"" + C(p.x0) + "\" x2=\"" + C(p.x0) + "\" y1=\"" + C(p.y0) +
-       "\" y2=\"" + C(p.y1) + "\"/>";
-  if (!xtitle.empty()) {
-    s += "<text class=\"axis-title\" x=\"" + C((p.x0 + p.x1) / 2) + "\" y=\"" + C(kH - 10) +
-         "\" text-anchor=\"middle\">" + Esc(xtitle) + "</text>";
-  }
-  s += "<text class=\"axis-title\" transform=\"translate(18," + C((p.y0 + p.y1) / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">" + Esc(ytitle) + "</text>";
-  return s + "</g>";
-}
-
-std::string SvgOpen(std::string_view id, std::string_view label, std::string_view extra_attrs) {
-  return "<svg id=\"" + std::string(id) + "\" class=\"chart\" viewBox=\"0 0 " + C(kW) + " " +
-         C(kH) + "\" width=\"100%\" role=\"img\" aria-label=\"" + Esc(label) +
-         "\" xmlns=\"http://www.w3.org/2000/svg\" preserveAspectRatio=\"xMidYMid meet\"" +
-         std::string(extra_attrs) + ">";
-}
-
-std::string Title(std::string_view text) { return "<title>" + Esc(text) + "</title>"; }
-
-std::string LegendItem(std::string_view swatch_class, std::string_view label,
-                       std::string_view style = "") {
-  std::string s = "<span class=\"key\"><i class=\"sw " + std::string(swatch_class) + "\"";
-  if (!style.empty()) s += " style=\"" + std::string(style) + "\"";
-  return s + "></i>" + Esc(label) + "</span>";
-}
-
-// A comma-separated list of numbers for the hover script.
-std::string NumberList(const std::vector<double>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i) s += ',';
-    s += Trim(Fmt("%.4f", v[i]));
-  }
-  return s;
-}
-
-std::string Section(std::string_view id, std::string_view title, std::string_view subtitle,
-                    const std::string& body) {
-  return "<section class=\"card\" id=\"" + std::string(id) + "\"><h2>" + Esc(title) + "</h2>" +
-         (subtitle.empty() ? "" : "<p class=\"sub\">" + std::string(subtitle) + "</p>") + body +
-         "</section>";
-}
-
-std::string Unavailable(std::string_view id, const std::vector<std::string>& notes) {
-  std::string s = "<div class=\"unavailable\" id=\"" + std::string(id) +
-                  "-unavailable\"><strong>Chart unavailable.</strong><ul>";
-  for (const auto& n : notes) s += "<li>" + Esc(n) + "</li>";
-  return s + "</ul></div>";
-}
 
 // ---------------------------------------------------------------------------------------------
 // Header and verdicts
@@ -1228,156 +1003,20 @@ std::string ShadowTable(const json& root, Reader& r) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Page
-
-constexpr const char* kCss = R"css(
-:root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#eef2f7;--card:#fff;--blue:#2563eb;
---red:#dc2626;--green:#15803d;--amber:#b45309;--teal:#0d9488}
-*{box-sizing:border-box}
-html{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-body{margin:0;background:var(--bg);color:var(--ink);
-font:14px/1.5 "DejaVu Sans",system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
-main{max-width:1200px;margin:0 auto;padding:24px 20px 40px}
-code{font-family:"DejaVu Sans Mono",ui-monospace,Menlo,Consolas,monospace;font-size:.92em}
-header.top{background:linear-gradient(135deg,#0b1220 0%,#1e3a8a 100%);color:#e2e8f0;
-border-radius:14px;padding:22px 28px 20px;margin-bottom:16px;box-shadow:0 4px 18px #0f172a22}
-header.top .brand{font-size:12px;letter-spacing:.14em;text-transform:uppercase;color:#93c5fd}
-header.top h1{margin:2px 0 4px;font-size:28px;color:#fff;word-break:break-word}
-header.top .desc{margin:0 0 12px;color:#cbd5e1;max-width:900px}
-header.top code{color:#fff}
-dl.meta{display:flex;flex-wrap:wrap;gap:6px 28px;margin:10px 0 12px}
-dl.meta div{min-width:90px}dl.meta dt{font-size:11px;text-transform:uppercase;letter-spacing:.08em;
-color:#93a4c3}dl.meta dd{margin:0;font-size:15px;color:#fff}
-.dim{color:var(--muted)}header.top .dim{color:#94a3b8}
-ul.verdicts{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:8px}
-ul.verdicts li{padding:5px 12px;border-radius:999px;font-size:13.5px;font-weight:600}
-ul.verdicts li.pass{background:#dcfce7;color:#14532d}
-ul.verdicts li.fail{background:#fee2e2;color:#7f1d1d}
-ul.verdicts li.info{background:#e2e8f0;color:#334155}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:12px;margin-bottom:16px}
-.tile{background:var(--card);border-radius:12px;padding:12px 16px;border-top:4px solid #cbd5e1;
-box-shadow:0 1px 3px #0f172a14}
-.tile.good{border-top-color:#22c55e}.tile.bad{border-top-color:var(--red)}
-.tile .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.06em}
-.tile .value{font-size:26px;font-weight:700;line-height:1.25}.tile .value small{font-size:14px;
-color:var(--muted);font-weight:400}.tile .sub{font-size:12.5px;color:var(--muted)}
-.card{background:var(--card);border-radius:12px;padding:18px 22px 16px;margin-bottom:16px;
-box-shadow:0 1px 3px #0f172a14;break-inside:avoid}
-.card h2{margin:0;font-size:18px}.card p.sub{margin:2px 0 10px;color:var(--muted)}
-.grid2{display:grid;grid-template-columns:3fr 2fr;gap:16px}
-table.data code{white-space:nowrap}
-.grid2 .card{margin-bottom:0}
-@media (max-width:900px){.grid2{grid-template-columns:1fr}}
-svg.chart{display:block;height:auto;overflow:visible}
-svg.chart text{font-family:inherit;font-size:12.5px;fill:#475569}
-svg .grid{stroke:#e2e8f0;stroke-width:1}svg .axis{stroke:#94a3b8;stroke-width:1.2}
-svg .tickmark{stroke:#94a3b8}svg .axis-title{font-size:13px;fill:#334155;font-weight:600}
-svg .area.load{fill:#2563eb1f}svg .line{fill:none;stroke-width:1.6;stroke-linejoin:round}
-svg .line.load{stroke:var(--blue)}svg .line.tokens{stroke:var(--teal);stroke-width:1.4}
-svg .over-band{fill:#dc26261f}
-svg .capacity{stroke:var(--red);stroke-width:2;stroke-dasharray:8 5}
-svg text.cap-label{fill:var(--red);font-weight:700}
-svg .peak circle{fill:#f59e0b;stroke:#fff;stroke-width:2}svg .peak text{fill:#92400e;font-weight:700}
-svg .dots circle{fill:var(--teal)}
-svg .denied path{stroke:var(--red);stroke-width:2.2;stroke-linecap:round}
-svg .rug line{stroke:var(--red);stroke-width:1;opacity:.6}
-svg .group-label{font-size:13px;fill:#1e293b;font-weight:600}svg .sep{stroke:#cbd5e1}
-svg .bar-label{font-size:11.5px}svg .bar-label.over-limit{fill:#991b1b;font-weight:700}
-svg .limit{stroke:#991b1b;stroke-width:1.4;stroke-dasharray:3 4}
-svg text.limit-label{fill:#991b1b;font-size:11.5px}
-svg .xhair{stroke:#0f172a55;stroke-width:1;display:none}
-.legend{display:flex;flex-wrap:wrap;gap:6px 18px;margin-top:6px;font-size:13px;color:#334155}
-.key{display:inline-flex;align-items:center;gap:6px}.key.warn{color:var(--amber);font-weight:600}
-.sw{display:inline-block;width:18px;height:10px;border-radius:2px;background:#94a3b8}
-.sw.load{background:#2563eb66;border-top:2px solid var(--blue)}
-.sw.capacity{height:0;border-top:2px dashed var(--red);background:none}
-.sw.over{background:#dc262633}.sw.peak{width:10px;height:10px;border-radius:50%;background:#f59e0b}
-.sw.tokens{height:0;border-top:2px solid var(--teal);background:none}
-.sw.denied{width:12px;height:12px;background:none;position:relative}
-.sw.denied::before,.sw.denied::after{content:"";position:absolute;left:5px;top:-1px;width:2.2px;
-height:14px;background:var(--red);transform:rotate(45deg)}.sw.denied::after{transform:rotate(-45deg)}
-.sw.limit{height:0;border-top:2px dotted #991b1b;background:none}
-table.data{width:100%;border-collapse:collapse;font-size:13.5px}
-table.data th{text-align:left;font-size:11.5px;text-transform:uppercase;letter-spacing:.06em;
-color:var(--muted);font-weight:600;border-bottom:2px solid var(--line);padding:6px 8px}
-table.data td{border-bottom:1px solid var(--line);padding:7px 8px;vertical-align:middle}
-table.data .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.pill{display:inline-block;padding:1px 8px;border-radius:999px;background:#e0e7ff;color:#3730a3;
-font-size:12px}.pill.shadow{background:#f3e8ff;color:#6b21a8}
-.never{color:var(--red);font-weight:700}
-.bar-cell{display:flex;align-items:center;gap:8px;white-space:nowrap;font-variant-numeric:tabular-nums}
-.hbar{display:inline-block;width:120px;height:10px;background:#f1f5f9;border-radius:5px;overflow:hidden}
-.hbar span{display:block;height:100%;background:var(--blue)}.hbar.atk span{background:var(--red)}
-.hbar.shadow span{background:#a855f7}.hbar.layer span{background:#f59e0b}
-.note,.unavailable{background:#fffbeb;border:1px solid #fcd34d;color:#78350f;border-radius:10px;
-padding:10px 14px;margin:8px 0 12px}.note ul,.unavailable ul{margin:4px 0 0;padding-left:20px}
-.unavailable{min-height:120px}
-.empty{color:var(--muted);font-style:italic}
-footer{color:var(--muted);font-size:12px;text-align:center;margin-top:10px}
-#tip{position:fixed;pointer-events:none;background:#0f172ae8;color:#fff;padding:5px 9px;
-border-radius:6px;font-size:12.5px;display:none;z-index:10;max-width:360px}
-@media print{body{background:#fff}main{padding:0;max-width:none}.card,.tile{box-shadow:none;
-border:1px solid #cbd5e1}#tip{display:none}.grid2{grid-template-columns:1fr}}
-)css";
-
-// Records script errors where a headless browser's DOM dump shows them. Runs first.
-constexpr const char* kErrorScript = R"js(
-(function(){var errs=[];
-function sync(){var n=String(errs.length);document.documentElement.setAttribute('data-script-errors',n);
-if(document.body){document.body.setAttribute('data-script-errors',n);
-if(errs.length)document.body.setAttribute('data-script-error-log',errs.join(' | '));}}
-function rec(m){errs.push(String(m));sync();}
-window.onerror=function(msg,src,line,col){rec(msg+' at '+(src||'inline')+':'+line+':'+col);return false;};
-window.addEventListener('unhandledrejection',function(e){rec('unhandled rejection: '+e.reason);});
-window.addEventListener('error',function(e){var t=e.target;if(t&&t!==window&&t.tagName)
-rec('failed to load '+t.tagName.toLowerCase()+' '+(t.src||t.href||''));},true);
-document.addEventListener('DOMContentLoaded',sync);
-})();
-)js";
-
-// Hover tooltips (the charts themselves are plain SVG and need no script).
-constexpr const char* kHoverScript = R"js(
-(function(){
-var tip=document.getElementById('tip');
-function show(e,text){tip.textContent=text;tip.style.display='block';
-var x=e.clientX+14,y=e.clientY+14;if(x+tip.offsetWidth>innerWidth-8)x=e.clientX-tip.offsetWidth-14;
-if(y+tip.offsetHeight>innerHeight-8)y=e.clientY-tip.offsetHeight-14;
-tip.style.left=x+'px';tip.style.top=y+'px';}
-function hide(){tip.style.display='none';}
-function fmt(v){return Number(v).toLocaleString('en-US',{maximumFractionDigits:2});}
-document.querySelectorAll('svg.chart title').forEach(function(t){var el=t.parentNode;
-var text=t.textContent;el.removeChild(t);
-el.addEventListener('mousemove',function(e){e.stopPropagation();show(e,text);});
-el.addEventListener('mouseleave',hide);});
-document.querySelectorAll('svg[data-hover=series]').forEach(function(svg){
-var ts=svg.getAttribute('data-ts').split(',').map(Number),vs=svg.getAttribute('data-vs').split(',').map(Number);
-var x0=+svg.getAttribute('data-x0'),x1=+svg.getAttribute('data-x1');
-var t0=+svg.getAttribute('data-t0'),t1=+svg.getAttribute('data-t1');
-var unit=svg.getAttribute('data-unit'),xh=svg.querySelector('.xhair');
-if(!ts.length||!xh)return;
-svg.addEventListener('mousemove',function(e){var m=svg.getScreenCTM();if(!m)return;
-var pt=svg.createSVGPoint();pt.x=e.clientX;pt.y=e.clientY;var p=pt.matrixTransform(m.inverse());
-if(p.x<x0||p.x>x1){xh.style.display='none';hide();return;}
-var t=t0+(p.x-x0)/(x1-x0)*(t1-t0),lo=0,hi=ts.length-1;
-while(lo<hi){var mid=(lo+hi+1)>>1;if(ts[mid]<=t)lo=mid;else hi=mid-1;}
-var X=x0+(ts[lo]-t0)/(t1-t0)*(x1-x0);xh.setAttribute('x1',X);xh.setAttribute('x2',X);
-xh.style.display='block';show(e,'t = '+fmt(ts[lo])+' s: '+fmt(vs[lo])+' '+unit);});
-svg.addEventListener('mouseleave',function(){xh.style.display='none';hide();});});
-document.body.setAttribute('data-scripts-ran','1');
-})();
-)js";
+// Page (styles and scripts: the chart module's assets, src/charts/assets/)
 
 std::string Page(const std::string& title, const std::string& body) {
   std::string s =
       "<!DOCTYPE html>\n<html lang=\"en\" data-script-errors=\"0\"><head><meta "
       "charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
       "<meta name=\"generator\" content=\"tollgate simulate\"><title>" +
-      Esc(title) + "</title><style>" + kCss + "</style><script>" + kErrorScript +
-      "</script></head>\n<body data-script-errors=\"0\"><main>\n";
+      Esc(title) + "</title><style>" + std::string(charts::ChartsCss()) + "</style><script>" +
+      std::string(charts::ErrorHookJs()) + "</script></head>\n<body data-script-errors=\"0\"><main>\n";
   s += body;
   s += "\n<footer>Generated by <code>tollgate simulate --report</code>. Self-contained: no "
        "external resources; charts are inline SVG.</footer></main><div id=\"tip\"></div><script>";
-  s += kHoverScript;
+  s += charts::HoverJs();
+  s += "tollgateHover(document);document.body.setAttribute('data-scripts-ran','1');";
   s += "</script></body></html>\n";
   return s;
 }

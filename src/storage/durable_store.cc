@@ -1,4 +1,6 @@
 #include <atomic>
+#include <bit>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -113,7 +115,11 @@ class DurableStore::Impl {
       if (fence > persisted_fence_) {
         spare_.Put(S(storage::kFenceKey), S(storage::EncodeU64(fence)));
       }
+      const auto write_started = std::chrono::steady_clock::now();
       absl::Status st = FromRocks(db_->Write(wo, &spare_), "write to store");
+      const auto write_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now() - write_started)
+                                .count();
       if (!st.ok()) {
         l.lock();
         failed_ = true;
@@ -123,8 +129,7 @@ class DurableStore::Impl {
         return;
       }
       persisted_fence_ = std::max(persisted_fence_, fence);
-      commits_.fetch_add(1, std::memory_order_relaxed);
-      records_.fetch_add(n, std::memory_order_relaxed);
+      CountCommit(static_cast<uint64_t>(write_ns), n);
       {
         std::lock_guard<std::mutex> dl(durable_mu_);
         durable_.store(last, std::memory_order_seq_cst);
@@ -167,7 +172,17 @@ class DurableStore::Impl {
     return st;
   }
 
-  Stats stats() const { return {commits_.load(), records_.load()}; }
+  Stats stats() const {
+    Stats s;
+    for (size_t i = 0; i < kStatBuckets; ++i) {
+      s.fsync_counts[i] = fsync_counts_[i].load(std::memory_order_relaxed);
+      s.size_counts[i] = size_counts_[i].load(std::memory_order_relaxed);
+      s.commits += s.fsync_counts[i];
+    }
+    s.records = records_.load(std::memory_order_relaxed);
+    s.fsync_sum = Duration(static_cast<int64_t>(fsync_sum_ns_.load(std::memory_order_relaxed)));
+    return s;
+  }
 
   absl::Status WriteBuckets(const std::vector<BucketSnapshot>& changed,
                             const std::vector<std::pair<std::string, std::string>>& dropped) {
@@ -251,7 +266,19 @@ class DurableStore::Impl {
   bool closed_ = false;
 
   uint64_t persisted_fence_;  // owned by the committing thread
-  std::atomic<uint64_t> commits_{0};
+  // One group commit of `n` records whose write and sync took `ns`: counted here only.
+  void CountCommit(uint64_t ns, uint64_t n) {
+    const size_t fb = std::min<size_t>(std::bit_width(ns / 1000), kStatBuckets - 1);
+    const size_t sb = std::min<size_t>(std::bit_width(n), kStatBuckets - 1);
+    fsync_counts_[fb].fetch_add(1, std::memory_order_relaxed);
+    size_counts_[sb].fetch_add(1, std::memory_order_relaxed);
+    fsync_sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+    records_.fetch_add(n, std::memory_order_relaxed);
+  }
+
+  std::atomic<uint64_t> fsync_counts_[kStatBuckets] = {};
+  std::atomic<uint64_t> size_counts_[kStatBuckets] = {};
+  std::atomic<uint64_t> fsync_sum_ns_{0};
   std::atomic<uint64_t> records_{0};
   std::thread linger_;
 };

@@ -33,6 +33,10 @@ ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::strin
   if (std::find(extra_args.begin(), extra_args.end(), "--port") != extra_args.end()) {
     args.erase(args.begin() + 2, args.begin() + 4);
   }
+  // Never the fixed default 7380: tests run in parallel.
+  if (std::find(extra_args.begin(), extra_args.end(), "--http-port") == extra_args.end()) {
+    args.insert(args.end(), {"--http-port", "0"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
   if (pid_ == 0) {
@@ -55,6 +59,13 @@ ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::strin
     ssize_t n = read(out[0], buf, sizeof buf);
     if (n <= 0) break;
     seen.append(buf, static_cast<size_t>(n));
+    // "tollgate http on HOST:PORT" comes before the ready line when HTTP is on.
+    if (auto h = seen.find("tollgate http on "); h != std::string::npos && http_port_ == 0) {
+      if (auto hl = seen.find('\n', h); hl != std::string::npos) {
+        std::string line = seen.substr(h, hl - h);
+        http_port_ = std::atoi(line.substr(line.rfind(':') + 1).c_str());
+      }
+    }
     auto pos = seen.find("tollgate ready on ");
     auto nl = pos == std::string::npos ? std::string::npos : seen.find('\n', pos);
     if (nl != std::string::npos) {

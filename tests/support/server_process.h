@@ -11,8 +11,9 @@ namespace tollgate::testing {
 
 class ServerProcess {
  public:
-  // Starts `tollgate serve --port 0 --data-dir data_dir extra_args...` and waits (up to 20 s) for
-  // its ready line. ok() tells whether it came up. A "--port" in extra_args replaces "--port 0".
+  // Starts `tollgate serve --port 0 --http-port 0 --data-dir data_dir extra_args...` and waits (up
+  // to 20 s) for its ready line. ok() tells whether it came up. A "--port" or "--http-port" in
+  // extra_args replaces the default one.
   ServerProcess(const std::string& data_dir, std::vector<std::string> extra_args = {});
   // SIGKILLs the server if it still runs.
   ~ServerProcess();
@@ -21,6 +22,8 @@ class ServerProcess {
 
   bool ok() const { return port_ > 0; }
   int port() const { return port_; }
+  // The HTTP port from the "tollgate http on" line; 0 with --http-port off.
+  int http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
 
   // Sends SIGTERM and waits; returns the exit status (or -1 if killed by a signal / timeout).
@@ -31,6 +34,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  int http_port_ = 0;
 };
 
 // The binary under test: $TOLLGATE_TEST_BIN if set and non-empty (to run the end-to-end tests
