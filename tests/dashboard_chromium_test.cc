@@ -513,7 +513,9 @@ TEST_F(DashboardChromiumTest, ChartsDrawAndMoveAgainstALiveServerUnderLoad) {
   Dump first = LoadAndCheck(url, "live_1", moving);
   std::this_thread::sleep_for(std::chrono::seconds(3));
   Dump second = LoadAndCheck(url, "live_2", moving);
-  for (const char* id : {"chart-allowed", "chart-latency", "chart-locks"}) {
+  // Counters' rates move under load; latency quantiles are read from histogram buckets and may
+  // rightly stay in the same bucket from one dump to the next (they are only required to draw).
+  for (const char* id : {"chart-allowed", "chart-locks"}) {
     EXPECT_NE(first.last[id], second.last[id]) << id << " did not move";
   }
   EXPECT_THAT(second.dom, HasSubstr("chat.yaml"));

@@ -111,8 +111,13 @@ def main():
              "127.0.0.1", "--data-dir", os.path.join(tmp, "data"), "--config", cfg,
              "--io-threads", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        ready = proc.stdout.readline()
-        assert "ready" in ready, ready
+        # Log lines may come first; the ready line says the RESP port is listening.
+        ready = ""
+        for _ in range(50):
+            ready = proc.stdout.readline()
+            if not ready or "tollgate ready on" in ready:
+                break
+        assert "tollgate ready on" in ready, ready
         for _ in range(100):  # the HTTP listener may come up just after the RESP one
             try:
                 scrape(http_port)
