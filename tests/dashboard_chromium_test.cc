@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "dashboard/dashboard.h"
+#include "tests/support/chromium.h"
 #include "tests/support/resp_client.h"
 #include "tests/support/server_process.h"
 
@@ -41,6 +42,8 @@ namespace tollgate::dashboard {
 namespace {
 
 namespace fs = std::filesystem;
+using tollgate::testing::FindChromium;
+using tollgate::testing::Quote;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -51,28 +54,6 @@ std::string ReadFile(const fs::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string FindChromium() {
-  if (const char* env = std::getenv("TOLLGATE_CHROMIUM"); env != nullptr && *env != '\0') {
-    return env;
-  }
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    for (const char* name : {"chromium", "chromium-browser"}) {
-      fs::path p = fs::path(dir) / name;
-      if (access(p.c_str(), X_OK) == 0) return p.string();
-    }
-  }
-  return "";
 }
 
 fs::path OutDir() {

@@ -24,11 +24,14 @@
 #include <vector>
 
 #include "sim/report.h"
+#include "tests/support/chromium.h"
 
 namespace tollgate::sim {
 namespace {
 
 namespace fs = std::filesystem;
+using tollgate::testing::FindChromium;
+using tollgate::testing::Quote;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -45,29 +48,6 @@ void WriteFile(const fs::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << content;
   ASSERT_TRUE(out.good()) << path;
-}
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// $TOLLGATE_CHROMIUM, else chromium (or chromium-browser) on the PATH.
-std::string FindChromium() {
-  if (const char* env = std::getenv("TOLLGATE_CHROMIUM"); env != nullptr && *env != '\0') {
-    return env;
-  }
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    for (const char* name : {"chromium", "chromium-browser"}) {
-      fs::path p = fs::path(dir) / name;
-      if (access(p.c_str(), X_OK) == 0) return p.string();
-    }
-  }
-  return "";
 }
 
 fs::path OutDir() {
