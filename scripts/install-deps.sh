@@ -39,3 +39,21 @@ if ((${#missing[@]})); then
 fi
 # The Debian redis-server package starts a system redis on 6379; tollgate's tests and benchmarks start
 # their own instances on free ports and never use it.
+
+# Node.js >= 20 and npm for the TypeScript packages (clients/typescript). Debian 12's nodejs is 18,
+# so without a node >= 20 on the machine, Debian's nodejs and npm are installed and npm then
+# installs Node.js 22 from the npm registry (the `node` package: official binaries).
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major)" -lt 20 ] || ! command -v npm >/dev/null; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  if ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  if [ "$(node_major)" -lt 20 ]; then
+    $SUDO npm install -g --no-audit --no-fund node@22
+    hash -r
+  fi
+fi

@@ -4,6 +4,8 @@
 #   2. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
 #   3. a short libFuzzer run of every parser (clang-14): TOLLGATE_FUZZ_SECONDS each (default 12);
 #   4. the Release build a packager runs (-O3: the libraries and the binary, warning-free).
+# Step 1 also runs the TypeScript packages' tests (clients/typescript, node --test) against the
+# tollgate just built, and installs their `npm pack` tarballs into a scratch project.
 # Step 1 includes the install checks: install_consumer_test (cmake --install, then
 # examples/consumer built with find_package(tollgate) and run) and deb_package_test (cpack -G DEB,
 # unpacked into a throwaway root, its `tollgate --version` and `tollgate serve`).
@@ -17,6 +19,10 @@ echo "== build and test (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_BUILD_BENCH=ON -DTOLLGATE_WERROR=ON
 cmake --build build -j2
 (cd build && ctest --output-on-failure -j2 --timeout 300)
+
+echo "== TypeScript packages: @tollgate/syncguard and @tollgate/ws-kit against build/tollgate"
+(cd clients/typescript && npm ci --no-audit --no-fund &&
+   TOLLGATE_BIN="$PWD/../../build/tollgate" npm test && ./scripts/pack-check.sh)
 
 if [ "${TOLLGATE_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== build and test under ASan + UBSan"

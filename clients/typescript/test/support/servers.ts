@@ -20,6 +20,8 @@ export interface Running {
   port: number;
   dir: string;
   stop(): Promise<void>;
+  /** SIGKILL: no shutdown work at all (durability tests). */
+  kill(): Promise<void>;
 }
 
 export function freePort(): Promise<number> {
@@ -55,11 +57,11 @@ function waitForLine(child: ChildProcess, re: RegExp, what: string, ms = 15000):
   });
 }
 
-function stopper(child: ChildProcess, dir: string): () => Promise<void> {
+function stopper(child: ChildProcess, dir: string, signal: NodeJS.Signals = "SIGTERM"): () => Promise<void> {
   return async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const gone = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
+      child.kill(signal);
       const t = setTimeout(() => child.kill("SIGKILL"), 5000);
       await gone;
       clearTimeout(t);
@@ -69,11 +71,14 @@ function stopper(child: ChildProcess, dir: string): () => Promise<void> {
 }
 
 /** Starts `tollgate serve`; `policies` (YAML) becomes its --config. */
-export async function startTollgate(opts: { backend?: string; policies?: string; password?: string; args?: string[] } = {}): Promise<Running> {
+/** `dataDir`: keep the embedded store there (not deleted by stop) instead of a fresh one. */
+export async function startTollgate(
+  opts: { backend?: string; policies?: string; password?: string; dataDir?: string; args?: string[] } = {},
+): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-ts-"));
   const args = ["serve", "--port", "0", "--http-port", "off"];
   if (opts.backend) args.push("--backend", opts.backend);
-  else args.push("--data-dir", join(dir, "data"));
+  else args.push("--data-dir", opts.dataDir ?? join(dir, "data"));
   if (opts.policies !== undefined) {
     writeFileSync(join(dir, "policies.yaml"), opts.policies);
     args.push("--config", join(dir, "policies.yaml"));
@@ -84,7 +89,7 @@ export async function startTollgate(opts: { backend?: string; policies?: string;
   const child = spawn(tollgateBin(), args, { stdio: ["ignore", "pipe", "pipe"], env });
   const m = await waitForLine(child, /tollgate ready on ([\d.]+):(\d+)/, "tollgate serve");
   const port = Number(m[2]);
-  return { url: `redis://127.0.0.1:${port}`, port, dir, stop: stopper(child, dir) };
+  return { url: `redis://127.0.0.1:${port}`, port, dir, stop: stopper(child, dir), kill: stopper(child, dir, "SIGKILL") };
 }
 
 /** Starts a throwaway redis-server (no persistence), or returns null when none is installed. */
@@ -97,5 +102,5 @@ export async function startRedis(): Promise<Running | null> {
     stdio: ["ignore", "pipe", "pipe"],
   });
   await waitForLine(child, /Ready to accept connections/, "redis-server");
-  return { url: `redis://127.0.0.1:${port}`, port, dir, stop: stopper(child, dir) };
+  return { url: `redis://127.0.0.1:${port}`, port, dir, stop: stopper(child, dir), kill: stopper(child, dir, "SIGKILL") };
 }
