@@ -20,13 +20,13 @@ export class ArgumentError extends Error {}
 
 /** NFC-normalises a key and checks 1..512 UTF-8 bytes. */
 export function normalizeAndValidateKey(key: unknown): string {
-  if (typeof key !== "string") throw new ArgumentError("key must be a string");
-  if (key.length === 0) throw new ArgumentError("key must not be empty");
+  if (typeof key !== "string") throw new ArgumentError("Key must be a string");
+  if (key.length === 0) throw new ArgumentError("Key must not be empty");
   const k = key.normalize("NFC");
   const n = encoder.encode(k).byteLength;
   if (n > MAX_KEY_LENGTH_BYTES) {
     throw new ArgumentError(
-      `key must be at most ${MAX_KEY_LENGTH_BYTES} UTF-8 bytes after NFC normalisation, got ${n}`,
+      `Key exceeds maximum length of ${MAX_KEY_LENGTH_BYTES} bytes after NFC normalization (got ${n} bytes)`,
     );
   }
   return k;
@@ -35,7 +35,7 @@ export function normalizeAndValidateKey(key: unknown): string {
 /** syncguard's lockId format: exactly 22 base64url characters. */
 export function validateLockId(lockId: unknown): string {
   if (typeof lockId !== "string" || !LOCK_ID_RE.test(lockId)) {
-    throw new ArgumentError("lockId must be exactly 22 base64url characters ([A-Za-z0-9_-])");
+    throw new ArgumentError("Invalid lockId format: expected exactly 22 base64url characters ([A-Za-z0-9_-])");
   }
   return lockId;
 }
