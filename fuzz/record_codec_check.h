@@ -62,7 +62,8 @@ inline u128 Debt(const BucketSnapshot& s) {
 }
 
 inline bool SameLease(const StoredLease& a, const StoredLease& b) {
-  return a.lock_id == b.lock_id && a.fence == b.fence && a.expiry == b.expiry && a.owner == b.owner;
+  return a.lock_id == b.lock_id && a.fence == b.fence && a.expiry == b.expiry && a.owner == b.owner &&
+         a.acquired_at == b.acquired_at && a.indexed == b.indexed;
 }
 inline bool SamePermit(const StoredPermit& a, const StoredPermit& b) {
   return a.slot == b.slot && a.limit == b.limit && a.fence == b.fence && a.expiry == b.expiry &&
@@ -129,10 +130,15 @@ inline std::string CheckEncoders(std::string_view input) {
   lease.fence = r.Int(8);
   lease.expiry = FromNanos(static_cast<int64_t>(r.Int(8)));
   lease.lock_id = std::string(r.Bytes(r.Int(2) % 300));
-  if (r.Int(1) & 1) lease.owner = std::string(r.Bytes(r.Int(1)));
+  const uint64_t flags = r.Int(1);
+  if (flags & 1) lease.owner = std::string(r.Bytes(r.Int(1)));
+  if (flags & 2) lease.acquired_at = FromNanos(static_cast<int64_t>(r.Int(8)));
+  lease.indexed = (flags & 4) != 0;
   auto back = storage::DecodeLease(storage::EncodeLease(lease));
   StoredLease want = lease;
   want.lock_id.resize(std::min<size_t>(want.lock_id.size(), 255));
+  // A lease without acquired_at is written as a version 1 record, which has no index flag.
+  if (!want.acquired_at) want.indexed = false;
   if (!back || !SameLease(*back, want)) return "lease: decode(encode(x)) != x";
 
   const uint64_t fence = r.Int(8);

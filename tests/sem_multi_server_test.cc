@@ -150,7 +150,8 @@ TEST_P(SemMultiServerTest, MultiKeyRepliesAndErrors) {
   EXPECT_EQ(g->element[2]->integer, 30000);
   for (const char* k : {"a", "b"}) {
     Reply info = c.Run({"LOCK.INFO", K(k)});
-    ASSERT_TRUE(info && info->elements == 8u) << k;
+    // fence, ttl_ms, owner, waiters, then the times and lock_id_hash (lockid_server_test.cc).
+    ASSERT_TRUE(info && info->elements >= 8u) << k;
     EXPECT_EQ(info->element[1]->integer, fence) << k;
     EXPECT_EQ(Str(info->element[5]), "batch") << k;
   }

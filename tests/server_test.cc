@@ -125,10 +125,11 @@ TEST_F(ServerTest, AcquireReleaseExtendInfoLifecycle) {
   EXPECT_EQ(g->ttl_ms, 30000);
   // Held: a second acquire gets nil.
   EXPECT_EQ(Str(c.Run({"LOCK.ACQUIRE", "k", "30000"})), "<nil>");
-  // INFO: flat field/value array in RESP2, never the lock_id.
+  // INFO: flat field/value array in RESP2, never the lock_id (the new fields after the old ones:
+  // acquired_at_ms, expires_at_ms, lock_id_hash; see lockid_server_test.cc).
   Reply info = c.Run({"LOCK.INFO", "k"});
   ASSERT_EQ(info->type, REDIS_REPLY_ARRAY);
-  ASSERT_EQ(info->elements, 8u);
+  ASSERT_EQ(info->elements, 14u);
   EXPECT_EQ(std::string(info->element[0]->str), "fence");
   EXPECT_EQ(info->element[1]->integer, g->fence);
   EXPECT_EQ(std::string(info->element[2]->str), "ttl_ms");
@@ -138,6 +139,10 @@ TEST_F(ServerTest, AcquireReleaseExtendInfoLifecycle) {
   EXPECT_EQ(std::string(info->element[5]->str), "worker-1");
   EXPECT_EQ(std::string(info->element[6]->str), "waiters");
   EXPECT_EQ(info->element[7]->integer, 0);
+  EXPECT_EQ(std::string(info->element[8]->str), "acquired_at_ms");
+  EXPECT_EQ(std::string(info->element[10]->str), "expires_at_ms");
+  EXPECT_EQ(std::string(info->element[12]->str), "lock_id_hash");
+  EXPECT_EQ(info->element[13]->len, 24u);
   EXPECT_EQ(Str(info).find(g->lock_id), std::string::npos);
   // EXTEND by a stranger: 0; by the holder: the new ttl.
   EXPECT_EQ(Str(c.Run({"LOCK.EXTEND", "k", "not-the-id", "5000"})), ":0");
@@ -254,7 +259,7 @@ TEST_F(ServerTest, EveryClassOfBadInputGetsAClearErrorAndChangesNothing) {
       {{"LOCK.ACQUIRE", "k", "1000", "WAIT", "5", "WAIT", "6"},
        "-ERR option WAIT given more than once"},
       {{"LOCK.ACQUIRE", "k", "1000", "NX", "1"},
-       "-ERR unknown option 'NX' for 'lock.acquire'; accepted: WAIT ms, OWNER label"},
+       "-ERR unknown option 'NX' for 'lock.acquire'; accepted: WAIT ms, OWNER label, WITHTIMES"},
       {{"FENCE.SET", "r", "0", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
       {{"FENCE.SET", "r", "-3", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
       {{"FENCE.SET", "r", "x", "v"}, "-ERR fence must be an integer in [1, 9223372036854775807]"},
@@ -409,7 +414,7 @@ TEST_F(ServerTest, Resp3AfterHello3) {
   std::string info = c.Read(4);
   std::this_thread::sleep_for(milliseconds(50));
   info += c.Read(4096, 100);
-  EXPECT_EQ(info.substr(0, 4), "%4\r\n") << info;
+  EXPECT_EQ(info.substr(0, 4), "%7\r\n") << info;
   EXPECT_NE(info.find("$5\r\nowner\r\n$1\r\no\r\n$7\r\nwaiters\r\n:0\r\n"), std::string::npos);
   // Back to RESP2.
   c.Send("HELLO 2\r\n");

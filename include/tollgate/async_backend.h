@@ -97,6 +97,12 @@ class AsyncBackend {
   virtual void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
                       Completion<Duration> done) = 0;
   virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  // As Backend::LookupById; `waiters` in the result is 0 (a server counts its own). The default,
+  // for an AsyncBackend of your own without it, completes with Unimplemented.
+  virtual void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) {
+    (void)lock_id;
+    done(NotOffered("lookup by lock_id"));
+  }
   // Semaphores, as Backend::SemAcquire etc. SemAcquire with req.wait > 0 and every slot held
   // waits like Acquire (FIFO per semaphore key; a waiter is served when a slot frees) and returns a
   // ticket for CancelWait (a permit granted to a cancelled waiter is released).

@@ -51,6 +51,18 @@ class Backend {
                                                         std::string_view lock_id, Duration ttl) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) = 0;
 
+  // The unexpired lease that `lock_id` holds, found by lock_id alone (a reverse index kept
+  // atomically with the lease: written at the grant, dropped at release and expiry). Only leases
+  // granted by Acquire are indexed: a lock_id of a multi-key group or a permit id finds nothing.
+  // nullopt when no unexpired lease has this lock_id (released, expired, never issued). Read-only.
+  // InvalidArgument for a lock_id that is not 32 lowercase hex chars. Backends that cannot offer it
+  // (a Redis Cluster: the index and the lease live in different slots) return Unimplemented.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<LeaseById>> LookupById(
+      std::string_view lock_id) {
+    (void)lock_id;
+    return NotOffered("lookup by lock_id");
+  }
+
   // Semaphores and multi-key locks: every backend of tollgate offers them; the defaults, for a
   // Backend of your own that does not, return Unimplemented.
   //

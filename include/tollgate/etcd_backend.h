@@ -8,10 +8,16 @@
 // binary-safe.
 //
 // Keys (<hex> is the lowercase hex of the caller's key, so any bytes are fine):
-//   tollgate/lock/<hex>  value {"id": lock_id, "owner_b64"?: base64(owner)}, attached to an etcd
-//                        lease. The lease's fence is the key's create_revision: the cluster
-//                        revision of the txn that created it (cluster-wide, strictly increasing,
-//                        kept across server restarts), so fences are never stored separately.
+//   tollgate/lock/<hex>  value {"id": lock_id, "owner_b64"?: base64(owner), "at_ns"?: acquired_at
+//                        (Unix ns of the tollgate process's clock at the grant), "indexed"?: true},
+//                        attached to an etcd lease. The lease's fence is the key's create_revision:
+//                        the cluster revision of the txn that created it (cluster-wide, strictly
+//                        increasing, kept across server restarts), so fences are never stored
+//                        separately. Values without "at_ns" (older tollgate) report no acquired_at.
+//   tollgate/i/<lock_id> LookupById's reverse index of a single-key lease: value = the caller's
+//                        key, attached to the lock's etcd lease (so it expires with it); put in the
+//                        acquire txn, moved to the new lease in the extend txn, deleted in the
+//                        release txn. LookupById reads it, then the lock, and checks the lock_id.
 //   tollgate/reg/<hex>   fenced register: {"fence": N, "value": base64(value)}
 //   tollgate/sem/<hex>/<slot>  a semaphore permit (slot: 4 digits, 0000..1023): {"id": permit_id,
 //                        "limit": N, "owner_b64"?}, attached to an etcd lease of its own; its fence

@@ -21,6 +21,12 @@ struct StoredLease {
   uint64_t fence = 0;
   WallTime expiry;
   std::optional<std::string> owner;
+  // The granting process's wall clock at the grant (LeaseGrant::acquired_at); nullopt for a lease
+  // recorded by a tollgate that did not keep it (a version 1 record).
+  std::optional<WallTime> acquired_at;
+  // Granted by a single-key acquire, so LookupById finds it by lock_id; false for the keys of a
+  // multi-key group (and for version 1 records, which predate the index).
+  bool indexed = false;
 };
 
 // A semaphore permit as it is written to storage (keyed by semaphore key and permit id). Expiry is

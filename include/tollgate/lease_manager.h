@@ -34,6 +34,9 @@ struct LeaseGrant {
   std::string lock_id;  // 32 lowercase hex chars: 128 bits from the kernel CSPRNG
   uint64_t fence = 0;
   Duration ttl{0};
+  // The granting process's wall clock (Clock::WallNow) at the grant; the same value LeaseInfo
+  // reports later. Zero (the epoch) from a backend that does not record it.
+  WallTime acquired_at{};
 };
 
 struct LeaseInfo {
@@ -41,6 +44,18 @@ struct LeaseInfo {
   Duration ttl_remaining{0};
   std::optional<std::string> owner;
   size_t waiters = 0;
+  // The holder's lock_id. Proves ownership: the server never prints it (it prints
+  // LockIdHash(lock_id), see lock_id.h); in-process callers may use it.
+  std::string lock_id;
+  // As LeaseGrant::acquired_at, kept with the lease (Extend does not change it). nullopt for a
+  // lease granted by a version of tollgate that did not record it.
+  std::optional<WallTime> acquired_at;
+};
+
+// What LookupById finds: the key a lock_id holds, and that lease's Info.
+struct LeaseById {
+  std::string key;
+  LeaseInfo info;
 };
 
 struct AcquireRequest {
@@ -158,8 +173,16 @@ class LeaseManager {
   // key or ttl.
   [[nodiscard]] absl::StatusOr<Duration> Extend(std::string_view key, std::string_view lock_id,
                                                 Duration ttl);
-  // The current lease on key, or nullopt when nobody holds it. Never reveals the lock_id.
+  // The current lease on key, or nullopt when nobody holds it. LeaseInfo::lock_id is the holder's
+  // (for in-process callers: the server never prints it).
   [[nodiscard]] absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key);
+  // The unexpired lease that `lock_id` holds, found by lock_id alone, as Backend::LookupById: only
+  // leases granted by TryAcquire/Acquire/AcquireAsync (queued waiters included) are found, not the
+  // keys of a multi-key group (MultiAcquireAsync/TryMultiAcquire) nor semaphore permits. nullopt
+  // when no unexpired lease has this lock_id (released, expired, never issued). Changes no lease
+  // (it brings the key up to date, as Info does). InvalidArgument "lock_id must be 32 lowercase
+  // hex characters" for a malformed lock_id. O(1): an index kept with every grant and release.
+  [[nodiscard]] absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id);
 
   // ---- Multi-key locks (MultiAcquireRequest). Each key granted becomes an ordinary lease:
   // Release/Extend/Info act on it one key at a time.

@@ -1,7 +1,9 @@
 // The PostgreSQL backend: leases, semaphores, multi-key locks, fenced registers and token buckets
 // kept in tables of a PostgreSQL (>= 14) database, manipulated only through SQL functions that
-// `tollgate migrate` (MigratePostgres) installs. The server's now() is the only time authority, so
-// clients with skewed clocks agree; every operation is one round trip (one function call).
+// `tollgate migrate` (MigratePostgres) installs. The server's now() is the only time authority for
+// expiry, so clients with skewed clocks agree; every operation is one round trip (one function
+// call). A lease's acquired_at is the one exception: the tollgate process's wall clock at the
+// grant, stored with the lease (LeaseInfo::acquired_at).
 //
 // Also installed: tollgate_fence_check(resource text, fence bigint), for fencing the user's own
 // tables inside their own transactions (see docs/fencing-your-data.md).
@@ -23,7 +25,8 @@ namespace tollgate {
 
 // The schema version this build installs and requires.
 // 2: FencedSet refuses fences never issued. 3: semaphores (tollgate_permits) and multi-key locks.
-inline constexpr int kPostgresSchemaVersion = 3;
+// 4: acquisition times of leases and lookup by lock_id (LookupById).
+inline constexpr int kPostgresSchemaVersion = 4;
 
 // Connects to the database named by `conninfo` (a postgres:// URL or a libpq "key=value" string)
 // and checks the installed schema. One connection per Backend, shared by its callers under a

@@ -3,7 +3,9 @@
 // Every operation is one atomic Lua script (loaded once with SCRIPT LOAD, run with EVALSHA; when
 // the server answers NOSCRIPT, e.g. after a restart or SCRIPT FLUSH, or on a cluster node that
 // never ran it, that one command is sent again as EVAL, which loads it there). The Redis server's
-// TIME is the only clock: lease expiry is Redis key expiry (PX), buckets refill by server time.
+// TIME is the clock of every expiry: lease expiry is Redis key expiry (PX), buckets refill by server
+// time. The one exception is a lease's acquisition time (`at`), which is the tollgate process's
+// wall clock, as on every backend (LeaseGrant::acquired_at).
 //
 // One implementation, asynchronous: NewAsyncRedisBackend pipelines operations on non-blocking
 // connections owned by an EventLoop (one per node); NewRedisBackend runs that same backend on a
@@ -13,7 +15,9 @@
 // once with Unavailable "backend pipeline full (4096 requests in flight): Redis host:port".
 //
 // Keys (binary-safe; <key> is the caller's key as given):
-//   tollgate:{<key>}:lock    hash {id, fence, owner?} with PX = the lease's ttl
+//   tollgate:{<key>}:lock    hash {id, fence, owner?, at (acquired, Unix ms)} with PX = the ttl
+//   tollgate:i:<lock_id>     standalone only: the key a single-key lease's lock_id holds (for
+//                            LookupById), same PX, kept in step by extend and release
 //   tollgate:{<key>}:fence   per-key fence counter (INCR; never expires, so fences never go back)
 //   tollgate:fence           standalone only: the one fence counter of every key; each grant takes
 //                            the next value of it (or of the key's counter, if that is ahead) and

@@ -81,11 +81,15 @@ void LeaseManager::Impl::RestoreLease(std::string_view key, const StoredLease& l
   if (remaining > Duration(0)) {
     auto it = s.entries.try_emplace(AV(key)).first;
     Entry& e = it->second;
+    if (e.held) DropLease(it->first, e);  // restored twice: the last record wins
     e.held = true;
     e.lock_id = lease.lock_id;
     e.fence = lease.fence;
     e.expiry = now + remaining;
     e.owner = lease.owner;
+    e.acquired_at = lease.acquired_at;
+    e.indexed = lease.indexed;
+    if (e.indexed) IndexAdd(e.lock_id, it->first);
     e.stored = true;
     Schedule(s, it->first, e, e.expiry);
   } else if (remaining + opt_.lock_delay > Duration(0)) {
@@ -165,10 +169,7 @@ absl::Status LeaseManager::Impl::Release(std::string_view key, std::string_view 
     auto it = s.entries.find(AV(key));
     if (it != s.entries.end() && it->second.held &&
         core::ConstantTimeEquals(it->second.lock_id, lock_id)) {
-      Entry& e = it->second;
-      e.held = false;
-      e.lock_id.clear();
-      e.owner.reset();
+      DropLease(it->first, it->second);
       released = true;
       Settle(s, it, now, out);  // hands the key to the next waiter, or forgets it
     }
@@ -220,12 +221,44 @@ std::optional<LeaseInfo> LeaseManager::Impl::Info(std::string_view key) {
     auto it = s.entries.find(AV(key));
     if (it != s.entries.end() && it->second.held) {
       const Entry& e = it->second;
-      info = LeaseInfo{e.fence, e.expiry - now, e.owner, e.waiters.size()};
+      info =
+          LeaseInfo{e.fence, e.expiry - now, e.owner, e.waiters.size(), e.lock_id, e.acquired_at};
     }
   }
   Flush(out);
   MaybeWakeTimer();
   return info;
+}
+
+std::optional<LeaseById> LeaseManager::Impl::LookupById(std::string_view lock_id) {
+  std::string key;
+  {
+    lease_internal::IdShard& x = IdShardFor(lock_id);
+    absl::MutexLock l(&x.mu);
+    auto it = x.key_of.find(AV(lock_id));
+    if (it == x.key_of.end()) return std::nullopt;
+    key = it->second;
+  }
+  // The index only points: between the read above and the lock below the lease may have been
+  // released (and the key granted again), so the lease found must prove it is lock_id's.
+  Outbox out;
+  std::optional<LeaseById> found;
+  {
+    Shard& s = ShardFor(key);
+    absl::MutexLock l(&s.mu);
+    const SteadyTime now = opt_.clock->SteadyNow();
+    SettleKey(s, key, now, out);
+    auto it = s.entries.find(key);
+    if (it != s.entries.end() && it->second.held && it->second.indexed &&
+        core::ConstantTimeEquals(it->second.lock_id, lock_id)) {
+      const Entry& e = it->second;
+      found = LeaseById{it->first, LeaseInfo{e.fence, e.expiry - now, e.owner, e.waiters.size(),
+                                             e.lock_id, e.acquired_at}};
+    }
+  }
+  Flush(out);
+  MaybeWakeTimer();
+  return found;
 }
 
 void LeaseManager::Impl::Tick() {
@@ -301,32 +334,70 @@ bool LeaseManager::Impl::Grantable(const Entry& e, SteadyTime now) {
   return FreeAt(e, now) && e.waiters.empty();
 }
 
-void LeaseManager::Impl::Hold(Shard& s, const std::string& key, Entry& e,
-                              const std::string& lock_id, uint64_t fence, Duration ttl,
-                              const std::optional<std::string>& owner, SteadyTime now) {
+void LeaseManager::Impl::Hold(Shard& s, const std::string& key, Entry& e, const LeaseGrant& grant,
+                              const std::optional<std::string>& owner, bool indexed,
+                              SteadyTime now) {
   e.held = true;
-  e.lock_id = lock_id;
-  e.fence = fence;
-  e.expiry = now + ttl;
+  e.lock_id = grant.lock_id;
+  e.fence = grant.fence;
+  e.expiry = now + grant.ttl;
   e.owner = owner;
+  e.acquired_at = grant.acquired_at;
+  e.indexed = indexed;
+  if (indexed) IndexAdd(e.lock_id, key);
   JournalLease(key, e);
   Schedule(s, key, e, NextTimerFor(e, now));
 }
 
+void LeaseManager::Impl::DropLease(const std::string& key, Entry& e) {
+  if (e.indexed) IndexRemove(e.lock_id, key);
+  e.held = false;
+  e.lock_id.clear();
+  e.owner.reset();
+  e.acquired_at.reset();
+  e.indexed = false;
+}
+
+LeaseGrant LeaseManager::Impl::NewGrant(Duration ttl) {
+  return LeaseGrant{core::NewLockId(), NextFence(), ttl, opt_.clock->WallNow()};
+}
+
 LeaseGrant LeaseManager::Impl::Grant(Shard& s, const std::string& key, Entry& e, Duration ttl,
                                      const std::optional<std::string>& owner, SteadyTime now) {
-  LeaseGrant g{core::NewLockId(), NextFence(), ttl};
-  Hold(s, key, e, g.lock_id, g.fence, ttl, owner, now);
+  LeaseGrant g = NewGrant(ttl);
+  Hold(s, key, e, g, owner, /*indexed=*/true, now);
   return g;
+}
+
+lease_internal::IdShard& LeaseManager::Impl::IdShardFor(std::string_view lock_id) {
+  return id_shards_[(absl::HashOf(AV(lock_id)) >> 48) % kShards];
+}
+
+void LeaseManager::Impl::IndexAdd(std::string_view lock_id, std::string_view key) {
+  lease_internal::IdShard& x = IdShardFor(lock_id);
+  absl::MutexLock l(&x.mu);
+  x.key_of.insert_or_assign(std::string(lock_id), std::string(key));
+}
+
+void LeaseManager::Impl::IndexRemove(std::string_view lock_id, std::string_view key) {
+  lease_internal::IdShard& x = IdShardFor(lock_id);
+  absl::MutexLock l(&x.mu);
+  auto it = x.key_of.find(AV(lock_id));
+  // Only this key's entry: a record restored twice under one lock_id (never written by tollgate)
+  // must not let one key's end remove the other's entry.
+  if (it != x.key_of.end() && it->second == key) x.key_of.erase(it);
 }
 
 void LeaseManager::Impl::JournalLease(const std::string& key, Entry& e) {
   if (opt_.journal == nullptr) return;
   const SteadyTime now = opt_.clock->SteadyNow();
   StoredLease rec{
-      e.lock_id, e.fence,
+      e.lock_id,
+      e.fence,
       opt_.clock->WallNow() + std::chrono::duration_cast<WallTime::duration>(e.expiry - now),
-      e.owner};
+      e.owner,
+      e.acquired_at,
+      e.indexed};
   opt_.journal->AppendLeasePut(key, rec);
   e.stored = true;
 }
@@ -343,9 +414,7 @@ void LeaseManager::Impl::Settle(Shard& s, EntryIt it, SteadyTime now, Outbox& ou
   Entry& e = it->second;
   if (e.held && e.expiry <= now) {
     expirations_.fetch_add(1, std::memory_order_relaxed);
-    e.held = false;
-    e.lock_id.clear();
-    e.owner.reset();
+    DropLease(key, e);
     e.blocked_until = e.expiry + opt_.lock_delay;
   }
   // Waiters whose wait ran out leave the queue, answered with nullopt; a multi-key waiter that

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/absl_compat.h"
 #include "core/lease_manager_impl.h"
+#include "core/lock_id.h"
 
 namespace tollgate {
 
@@ -157,6 +158,13 @@ absl::StatusOr<Duration> LeaseManager::Extend(std::string_view key, std::string_
 absl::StatusOr<std::optional<LeaseInfo>> LeaseManager::Info(std::string_view key) {
   if (absl::Status st = ValidateKey(key); !st.ok()) return st;
   return impl_->Info(key);
+}
+
+absl::StatusOr<std::optional<LeaseById>> LeaseManager::LookupById(std::string_view lock_id) {
+  if (!core::IsLockIdFormat(lock_id)) {
+    return absl::InvalidArgumentError("lock_id must be 32 lowercase hex characters");
+  }
+  return impl_->LookupById(lock_id);
 }
 
 absl::StatusOr<std::optional<LeaseGrant>> LeaseManager::TryMultiAcquire(

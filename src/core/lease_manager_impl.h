@@ -7,6 +7,13 @@
 // shard; a multi-key operation locks the shards of all its keys in shard-index order (ShardLocks),
 // so shard locks never deadlock. Callbacks (grants, timeouts) are collected in an Outbox and run
 // after every shard lock is released.
+//
+// LookupById's index (lock_id -> key of a lease granted by a single-key acquire) is kept in
+// kShards IdShards of its own, picked by lock_id hash, each with its own mutex. Lock order: shard
+// mutexes (as above), then at most one IdShard mutex, which is a leaf: nothing else is locked while
+// it is held. An entry is added and removed under the key's shard lock together with the change
+// of the lease (Hold, DropLease), so the index never names a key for longer than the lease lives;
+// LookupById reads it, lets go, then locks the key's shard and checks the lease's lock_id.
 #ifndef TOLLGATE_CORE_LEASE_MANAGER_IMPL_H_
 #define TOLLGATE_CORE_LEASE_MANAGER_IMPL_H_
 
@@ -69,6 +76,8 @@ struct Entry {
   uint64_t fence = 0;
   SteadyTime expiry{};
   std::optional<std::string> owner;
+  std::optional<WallTime> acquired_at;  // while held; nullopt for a lease restored from a v1 record
+  bool indexed = false;  // while held: lock_id -> key is in the by-id index (single-key grants)
   SteadyTime blocked_until{};  // lock-delay after an unreleased expiry
   bool stored = false;         // a lease record for this key exists in the journal
   SteadyTime timer = kNever;   // earliest timer currently queued for this key
@@ -123,6 +132,12 @@ struct Shard {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers ABSL_GUARDED_BY(mu);
 };
 
+// One shard of LookupById's index: lock_id -> lease key (see the top of this file).
+struct IdShard {
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, std::string> key_of ABSL_GUARDED_BY(mu);
+};
+
 using EntryIt = absl::flat_hash_map<std::string, Entry>::iterator;
 using SemIt = absl::flat_hash_map<std::string, SemEntry>::iterator;
 
@@ -162,6 +177,8 @@ class LeaseManager::Impl {
   absl::Status Release(std::string_view key, std::string_view lock_id);
   absl::StatusOr<Duration> Extend(std::string_view key, std::string_view lock_id, Duration ttl);
   std::optional<LeaseInfo> Info(std::string_view key);
+  // REQUIRES: core::IsLockIdFormat(lock_id) (checked by the caller).
+  std::optional<LeaseById> LookupById(std::string_view lock_id);
   void Tick();
   std::optional<SteadyTime> NextDeadline();
   uint64_t last_fence() const { return fence_.load(); }
@@ -197,13 +214,25 @@ class LeaseManager::Impl {
   static bool Grantable(const Entry& e, SteadyTime now);
   // Free for the waiter at the front of its queue: not held, not in lock-delay.
   static bool FreeAt(const Entry& e, SteadyTime now);
-  // Makes `e` (which must be free) held under `lock_id` / `fence` until now + ttl, journals it and
-  // schedules its expiry.
-  void Hold(Shard& s, const std::string& key, Entry& e, const std::string& lock_id, uint64_t fence,
-            Duration ttl, const std::optional<std::string>& owner, SteadyTime now);
-  // Issues a lease on the entry (which must be free) under a new lock_id and fence.
+  // Makes `e` (which must be free) held under grant.lock_id / grant.fence until now + grant.ttl,
+  // acquired at grant.acquired_at; adds lock_id -> key to the by-id index if `indexed` (a
+  // single-key grant); journals it and schedules its expiry. Call with the key's shard locked.
+  void Hold(Shard& s, const std::string& key, Entry& e, const LeaseGrant& grant,
+            const std::optional<std::string>& owner, bool indexed, SteadyTime now);
+  // Ends the lease `e` holds (released or expired): clears its holder fields and drops its
+  // by-id index entry. Does not journal or settle. Call with the key's shard locked.
+  void DropLease(const std::string& key, Entry& e);
+  // Issues a single-key lease on the entry (which must be free) under a new lock_id and fence,
+  // acquired now (the clock's WallNow), indexed by lock_id.
   LeaseGrant Grant(Shard& s, const std::string& key, Entry& e, Duration ttl,
                    const std::optional<std::string>& owner, SteadyTime now);
+  // A new grant (not yet held anywhere): new lock_id and fence, acquired at the clock's WallNow.
+  LeaseGrant NewGrant(Duration ttl);
+  lease_internal::IdShard& IdShardFor(std::string_view lock_id);
+  // The index's changes. Call with the shard of `key` locked (IndexAdd/IndexRemove take the
+  // IdShard's lock themselves, after it).
+  void IndexAdd(std::string_view lock_id, std::string_view key);
+  void IndexRemove(std::string_view lock_id, std::string_view key);
   // Appends the entry's current lease to the journal (if any) and marks it stored.
   void JournalLease(const std::string& key, Entry& e);
   // Brings one lease key up to date at `now`: expires its lease, answers waiters whose wait ran
@@ -246,6 +275,7 @@ class LeaseManager::Impl {
 
   Options opt_;
   Shard shards_[lease_internal::kShards];
+  lease_internal::IdShard id_shards_[lease_internal::kShards];
   std::atomic<uint64_t> fence_{0};
   std::atomic<uint64_t> expirations_{0};  // leases that expired unreleased (Settle)
   std::atomic<uint64_t> next_waiter_{0};

@@ -317,6 +317,154 @@ TEST_F(LeaseManagerTest, RestoreReinstatesLeasesByRemainingWallTime) {
   EXPECT_TRUE(m.Release("live", live.lock_id).ok());
 }
 
+TEST_F(LeaseManagerTest, LookupByIdFollowsTheLeaseAndKeepsAcquiredAt) {
+  LeaseManager m(Opts());
+  const WallTime t0 = clock_.WallNow();
+  auto g = m.TryAcquire(Req("k", seconds(30), Duration(0), "w"));
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->acquired_at, t0);
+  const std::string id = (*g)->lock_id;
+
+  auto info = m.Info("k");
+  ASSERT_TRUE(info.ok() && info->has_value());
+  EXPECT_EQ((*info)->lock_id, id);
+  EXPECT_EQ((*info)->acquired_at, t0);
+  EXPECT_EQ(journal_.leases().at("k").acquired_at, t0);
+  EXPECT_TRUE(journal_.leases().at("k").indexed);
+
+  clock_.Advance(seconds(5));
+  auto found = m.LookupById(id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->key, "k");
+  EXPECT_EQ((*found)->info.fence, (*g)->fence);
+  EXPECT_EQ((*found)->info.ttl_remaining, seconds(25));
+  EXPECT_EQ((*found)->info.owner, "w");
+  EXPECT_EQ((*found)->info.lock_id, id);
+  EXPECT_EQ((*found)->info.acquired_at, t0);
+
+  // Extend keeps the acquisition time (in memory and in the journal).
+  ASSERT_TRUE(m.Extend("k", id, seconds(60)).ok());
+  EXPECT_EQ((*m.LookupById(id))->info.acquired_at, t0);
+  EXPECT_EQ((*m.LookupById(id))->info.ttl_remaining, seconds(60));
+  EXPECT_EQ(journal_.leases().at("k").acquired_at, t0);
+
+  ASSERT_TRUE(m.Release("k", id).ok());
+  EXPECT_FALSE(m.LookupById(id)->has_value());
+  // The key granted again: the old lock_id finds nothing, the new one its lease.
+  auto g2 = m.TryAcquire(Req("k", seconds(30)));
+  ASSERT_TRUE(g2->has_value());
+  EXPECT_FALSE(m.LookupById(id)->has_value());
+  EXPECT_EQ((*m.LookupById((*g2)->lock_id))->key, "k");
+  EXPECT_EQ((*m.LookupById((*g2)->lock_id))->info.acquired_at, t0 + seconds(5));
+}
+
+TEST_F(LeaseManagerTest, LookupByIdFindsNothingAfterExpiry) {
+  LeaseManager m(Opts());
+  auto g = m.TryAcquire(Req("k", seconds(10)));
+  clock_.Advance(milliseconds(9'999));
+  EXPECT_TRUE(m.LookupById((*g)->lock_id)->has_value());
+  clock_.Advance(milliseconds(1));
+  EXPECT_FALSE(m.LookupById((*g)->lock_id)->has_value());  // expired, no Tick needed
+  // And after the timer has run as well.
+  auto h = m.TryAcquire(Req("other", seconds(1)));
+  clock_.Advance(seconds(1));
+  m.Tick();
+  EXPECT_FALSE(m.LookupById((*h)->lock_id)->has_value());
+  EXPECT_EQ(m.key_count(), 0u);
+}
+
+TEST_F(LeaseManagerTest, LookupByIdRejectsMalformedIdsAndMissesUnknownOnes) {
+  LeaseManager m(Opts());
+  for (std::string_view bad : {std::string_view(""), std::string_view("abc"),
+                               std::string_view("9F1C2A7E0B5D4C3E8A6F1B2D3C4E5F60"),
+                               std::string_view("9f1c2a7e0b5d4c3e8a6f1b2d3c4e5f60 ")}) {
+    auto r = m.LookupById(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message(), "lock_id must be 32 lowercase hex characters");
+  }
+  auto r = m.LookupById("9f1c2a7e0b5d4c3e8a6f1b2d3c4e5f60");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+}
+
+TEST_F(LeaseManagerTest, QueuedWaiterIsIndexedWithItsOwnAcquisitionTime) {
+  LeaseManager m(Opts());
+  auto a = m.TryAcquire(Req("k", seconds(10)));
+  Outcome o;
+  auto start = m.AcquireAsync(Req("k", seconds(10), seconds(30), "next"), Record(&o));
+  ASSERT_TRUE(start.ok() && start->queued);
+  clock_.Advance(seconds(3));
+  const WallTime handover = clock_.WallNow();
+  ASSERT_TRUE(m.Release("k", (*a)->lock_id).ok());
+  ASSERT_TRUE(o.called && o.grant.has_value());
+  EXPECT_EQ(o.grant->acquired_at, handover);
+  EXPECT_FALSE(m.LookupById((*a)->lock_id)->has_value());
+  auto found = m.LookupById(o.grant->lock_id);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->key, "k");
+  EXPECT_EQ((*found)->info.owner, "next");
+  EXPECT_EQ((*found)->info.acquired_at, handover);
+}
+
+TEST_F(LeaseManagerTest, MultiKeyGroupsAreNotIndexed) {
+  LeaseManager m(Opts());
+  const WallTime t0 = clock_.WallNow();
+  auto g = m.TryMultiAcquire({{"a", "b"}, seconds(10), Duration(0), std::nullopt});
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->acquired_at, t0);
+  EXPECT_EQ((*m.Info("a"))->acquired_at, t0);
+  EXPECT_EQ((*m.Info("b"))->lock_id, (*g)->lock_id);
+  EXPECT_FALSE(journal_.leases().at("a").indexed);
+  EXPECT_FALSE(m.LookupById((*g)->lock_id)->has_value());
+  // A single key group is a group too.
+  auto one = m.TryMultiAcquire({{"c"}, seconds(10), Duration(0), std::nullopt});
+  EXPECT_FALSE(m.LookupById((*one)->lock_id)->has_value());
+  // A single-key lease released through MultiRelease leaves the index.
+  auto s = m.TryAcquire(Req("d", seconds(10)));
+  ASSERT_TRUE(m.LookupById((*s)->lock_id)->has_value());
+  const std::vector<std::string> keys = {"d"};
+  ASSERT_EQ(*m.MultiRelease(keys, (*s)->lock_id), 1u);
+  EXPECT_FALSE(m.LookupById((*s)->lock_id)->has_value());
+}
+
+TEST_F(LeaseManagerTest, RestoredLeasesKeepAcquiredAtAndIndexOnlySingleKeyGrants) {
+  LeaseManager m(Opts());
+  const WallTime t0 = clock_.WallNow() - seconds(3);
+  StoredLease single{
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 40, clock_.WallNow() + seconds(20), "o", t0, true};
+  StoredLease grouped{
+      "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 41, clock_.WallNow() + seconds(20), {}, t0, false};
+  StoredLease v1{"cccccccccccccccccccccccccccccccc", 42, clock_.WallNow() + seconds(20), {}};
+  StoredLease expired{
+      "dddddddddddddddddddddddddddddddd", 43, clock_.WallNow() - seconds(1), {}, t0, true};
+  m.RestoreLease("single", single);
+  m.RestoreLease("g1", grouped);
+  m.RestoreLease("g2", grouped);
+  m.RestoreLease("v1", v1);
+  m.RestoreLease("expired", expired);
+  auto found = m.LookupById(single.lock_id);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->key, "single");
+  EXPECT_EQ((*found)->info.acquired_at, t0);
+  EXPECT_EQ((*found)->info.ttl_remaining, seconds(20));
+  EXPECT_FALSE(m.LookupById(grouped.lock_id)->has_value());
+  EXPECT_FALSE(m.LookupById(v1.lock_id)->has_value());
+  EXPECT_FALSE(m.LookupById(expired.lock_id)->has_value());
+  EXPECT_EQ((*m.Info("g2"))->acquired_at, t0);
+  EXPECT_EQ((*m.Info("v1"))->acquired_at, std::nullopt);  // unknown: a version 1 record
+  EXPECT_EQ((*m.Info("v1"))->lock_id, v1.lock_id);
+  // Extending a restored lease journals it again with what it had.
+  ASSERT_TRUE(m.Extend("single", single.lock_id, seconds(30)).ok());
+  EXPECT_EQ(journal_.leases().at("single").acquired_at, t0);
+  EXPECT_TRUE(journal_.leases().at("single").indexed);
+  ASSERT_TRUE(m.Extend("v1", v1.lock_id, seconds(30)).ok());
+  EXPECT_EQ(journal_.leases().at("v1").acquired_at, std::nullopt);
+  EXPECT_FALSE(journal_.leases().at("v1").indexed);
+  ASSERT_TRUE(m.Release("single", single.lock_id).ok());
+  EXPECT_FALSE(m.LookupById(single.lock_id)->has_value());
+}
+
 TEST_F(LeaseManagerTest, BadInputIsRejectedAndChangesNothing) {
   LeaseManager m(Opts());
   EXPECT_EQ(m.TryAcquire(Req("", seconds(1))).status().code(), absl::StatusCode::kInvalidArgument);
@@ -372,6 +520,37 @@ TEST(LeaseManagerConcurrencyTest, ThreadsNeverHoldTheSameKeyAtOnce) {
 }
 
 // With the internal timer thread, a blocked Acquire returns when the holder's lease expires.
+// Lookups race with acquires, releases and expiries on other threads: whatever a lookup finds is
+// the lease of that lock_id on the right key (the index is checked against the lease).
+TEST(LeaseManagerConcurrencyTest, LookupByIdNeverFindsAnotherHoldersLease) {
+  LeaseManager m({.timer_thread = false});
+  std::atomic<int> found{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::string key = "k" + std::to_string((t + i) % 3);
+        auto g = m.TryAcquire({key, milliseconds(i % 2 == 0 ? 1 : 10'000), Duration(0), {}});
+        ASSERT_TRUE(g.ok());
+        if (!g->has_value()) continue;
+        auto r = m.LookupById((*g)->lock_id);
+        ASSERT_TRUE(r.ok());
+        if (r->has_value()) {
+          ++found;
+          EXPECT_EQ((*r)->key, key);
+          EXPECT_EQ((*r)->info.fence, (*g)->fence);
+          EXPECT_EQ((*r)->info.lock_id, (*g)->lock_id);
+        }
+        (void)m.Release(key, (*g)->lock_id);
+        EXPECT_FALSE(m.LookupById((*g)->lock_id)->has_value());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_GT(found.load(), 0);
+  EXPECT_EQ(m.key_count(), 0u);
+}
+
 TEST(LeaseManagerTimerThreadTest, BlockedAcquireWakesOnExpiry) {
   FakeClock clock;
   LeaseManager m({.clock = &clock});

@@ -33,11 +33,11 @@ absl::StatusOr<LeaseManager::AsyncStart> LeaseManager::Impl::MultiAcquireAsync(
       if (it != s.entries.end() && !Grantable(it->second, now)) all_free = false;
     }
     if (all_free) {
-      LeaseGrant g{core::NewLockId(), NextFence(), req.ttl};
+      LeaseGrant g = NewGrant(req.ttl);
       for (const std::string& key : req.keys) {
         Shard& s = ShardFor(key);
         auto it = s.entries.try_emplace(key).first;
-        Hold(s, it->first, it->second, g.lock_id, g.fence, req.ttl, req.owner, now);
+        Hold(s, it->first, it->second, g, req.owner, /*indexed=*/false, now);  // groups: no index
       }
       start.grant = std::move(g);
     } else if (req.wait > Duration(0) && cb) {
@@ -81,13 +81,13 @@ void LeaseManager::Impl::TryServeMulti(const std::shared_ptr<MultiWaiter>& mw, O
   }
   // Every shard of its keys is locked, so nobody else can be answering it now.
   mw->answered.store(true);
-  LeaseGrant g{core::NewLockId(), NextFence(), mw->ttl};
+  LeaseGrant g = NewGrant(mw->ttl);
   for (const std::string& key : mw->keys) {
     Shard& s = ShardFor(key);
     auto it = s.entries.find(key);
     Entry& e = it->second;
     e.waiters.pop_front();
-    Hold(s, it->first, e, g.lock_id, g.fence, mw->ttl, mw->owner, now);
+    Hold(s, it->first, e, g, mw->owner, /*indexed=*/false, now);
   }
   out.grants.emplace_back(std::move(mw->cb), std::move(g));
 }
@@ -128,10 +128,7 @@ absl::StatusOr<size_t> LeaseManager::Impl::MultiRelease(std::span<const std::str
           !core::ConstantTimeEquals(it->second.lock_id, lock_id)) {
         continue;
       }
-      Entry& e = it->second;
-      e.held = false;
-      e.lock_id.clear();
-      e.owner.reset();
+      DropLease(it->first, it->second);
       ++released;
       Settle(s, it, now, out);  // hands the key to the next waiter, or forgets it
     }

@@ -7,16 +7,28 @@
 namespace tollgate::server {
 
 std::optional<AcquireOptions> ParseAcquireOptions(std::span<const std::string> opts,
-                                                  std::string_view command, std::string* error) {
+                                                  std::string_view command, std::string* error,
+                                                  AcquireOptionSet accepted) {
+  const bool times_ok = accepted == AcquireOptionSet::kWaitOwnerWithTimes;
   AcquireOptions out;
   bool have_wait = false;
-  for (size_t i = 0; i < opts.size(); i += 2) {
+  for (size_t i = 0; i < opts.size();) {
     const std::string& opt = opts[i];
     const bool is_wait = EqualsIgnoreCase(opt, "WAIT"), is_owner = EqualsIgnoreCase(opt, "OWNER");
-    if (!is_wait && !is_owner) {
+    const bool is_times = times_ok && EqualsIgnoreCase(opt, "WITHTIMES");
+    if (!is_wait && !is_owner && !is_times) {
       *error = "ERR unknown option '" + opt.substr(0, 64) + "' for '" + std::string(command) +
-               "'; accepted: WAIT ms, OWNER label";
+               "'; accepted: WAIT ms, OWNER label" + (times_ok ? ", WITHTIMES" : "");
       return std::nullopt;
+    }
+    if (is_times) {
+      if (out.with_times) {
+        *error = "ERR option WITHTIMES given more than once";
+        return std::nullopt;
+      }
+      out.with_times = true;
+      ++i;
+      continue;
     }
     if (i + 1 >= opts.size()) {
       *error = is_wait ? "ERR WAIT needs a value: an integer in [0, 86400000]"
@@ -41,6 +53,7 @@ std::optional<AcquireOptions> ParseAcquireOptions(std::span<const std::string> o
       }
       out.owner = label;
     }
+    i += 2;
   }
   return out;
 }

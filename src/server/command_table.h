@@ -4,6 +4,7 @@
 #define TOLLGATE_SERVER_COMMAND_TABLE_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "protocol/reply_builder.h"
+#include "server/replies.h"
 #include "server/services.h"
 #include "server/state.h"
 
@@ -49,8 +51,10 @@ class ClientControl {
   // Replies with LOCK.ACQUIRE's grant for `key`, which the connection may still withdraw: if the
   // client is gone before the reply could be handed to its socket (EOF read, or the connection
   // closed, while the reply waits for its fsync), the lease is released at once and the reply
-  // becomes "not acquired". Every grant reply goes through here.
-  virtual void ReplyWithGrant(const std::string& key, const LeaseGrant& grant) = 0;
+  // becomes "not acquired". Every grant reply goes through here. With `times` (LOCK.ACQUIRE ...
+  // WITHTIMES) the reply also carries them (ReplyGrant in replies.h).
+  virtual void ReplyWithGrant(const std::string& key, const LeaseGrant& grant,
+                              const std::optional<GrantTimes>& times) = 0;
   // Likewise for SEM.ACQUIRE's permit ([permit_id, slot, fence, ttl_ms]; withdrawn = released) and
   // LOCK.MACQUIRE's grant of `keys` (withdrawn = every key released).
   virtual void ReplyWithPermit(const std::string& key, const PermitGrant& grant) = 0;

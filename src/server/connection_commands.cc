@@ -21,6 +21,17 @@ void Ping(CommandContext& ctx, std::span<const std::string> args) {
   ctx.reply.SimpleString("PONG");
 }
 
+// TIME -> [unix seconds, microseconds] as bulk strings, as Redis, from the server's wall clock
+// (the clock that stamps acquired_at_ms and expires_at_ms).
+void Time(CommandContext& ctx, std::span<const std::string>) {
+  const int64_t us = std::chrono::floor<std::chrono::microseconds>(
+                         ctx.services.clock->WallNow().time_since_epoch())
+                         .count();
+  ctx.reply.ArrayHeader(2);
+  ctx.reply.Bulk(std::to_string(us / 1'000'000));
+  ctx.reply.Bulk(std::to_string(us % 1'000'000));
+}
+
 void Echo(CommandContext& ctx, std::span<const std::string> args) { ctx.reply.Bulk(args[1]); }
 
 void Quit(CommandContext& ctx, std::span<const std::string>) {
@@ -344,6 +355,7 @@ void Info(CommandContext& ctx, std::span<const std::string> args) {
 void RegisterConnectionCommands(CommandTable& t) {
   t.Add({"ping", -1, 0, 0, 0, 0, &Ping});
   t.Add({"echo", 2, 0, 0, 0, 0, &Echo});
+  t.Add({"time", 1, 0, 0, 0, 0, &Time});
   t.Add({"quit", -1, kNoAuth, 0, 0, 0, &Quit});
   t.Add({"auth", -2, kNoAuth, 0, 0, 0, &Auth});
   t.Add({"hello", -1, kNoAuth, 0, 0, 0, &Hello});

@@ -111,6 +111,10 @@ class EmbeddedState final : public State {
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
     done(leases_.Info(key));
   }
+  // The core counts the waiters of every I/O thread.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override {
+    done(leases_.LookupById(lock_id));
+  }
   void SemRelease(std::string_view key, std::string_view permit_id,
                   StatusCompletion done) override {
     done(leases_.SemRelease(key, permit_id));

@@ -70,9 +70,10 @@ struct IoThread::Conn final : public ClientControl {
 
   void BlockUntilReply(uint64_t ticket) override { open_wait = ticket; }
 
-  void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
+  void ReplyWithGrant(const std::string& key, const LeaseGrant& g,
+                      const std::optional<GrantTimes>& times) override {
     const size_t start = building.size();
-    ReplyGrant(reply, g);
+    ReplyGrant(reply, g, times);
     building_grants.push_back(
         {PendingGrant::Kind::kLease, key, {}, g.lock_id, start, building.size() - start});
   }
@@ -720,7 +721,8 @@ class GoneClient final : public ClientControl {
   explicit GoneClient(Release release) : release_(release) {}
   DeferredReply Defer() override { return {}; }
   void BlockUntilReply(uint64_t) override {}
-  void ReplyWithGrant(const std::string& key, const LeaseGrant& g) override {
+  void ReplyWithGrant(const std::string& key, const LeaseGrant& g,
+                      const std::optional<GrantTimes>&) override {
     release_({WithdrawableGrant::Kind::kLease, key, {}, g.lock_id, 0, 0});
   }
   void ReplyWithPermit(const std::string& key, const PermitGrant& g) override {

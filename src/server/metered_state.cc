@@ -54,6 +54,10 @@ class MeteredState final : public State {
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
     inner_->Info(key, Timed<absl::StatusOr<std::optional<LeaseInfo>>>(std::move(done)));
   }
+  // LOCKID.RELEASE / EXTEND go on to Release / Extend, which count them like LOCK.RELEASE / EXTEND.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override {
+    inner_->LookupById(lock_id, Timed<absl::StatusOr<std::optional<LeaseById>>>(std::move(done)));
+  }
   uint64_t SemAcquire(const SemAcquireRequest& req,
                       Completion<std::optional<PermitGrant>> done) override {
     return inner_->SemAcquire(req,

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -21,12 +22,38 @@ inline int64_t CeilMs(Duration d) {
   return ms < 0 ? 0 : ms;
 }
 
-// LOCK.ACQUIRE's success reply: [lock_id, fence, ttl_ms].
-inline void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g) {
-  reply.ArrayHeader(3);
+// A wall-clock time as Unix milliseconds, rounded down (times before 1970 round toward -inf).
+inline int64_t UnixMs(WallTime t) {
+  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// LOCK.ACQUIRE ... WITHTIMES: when the lease was granted and when it expires, Unix ms, on the
+// server's clock.
+struct GrantTimes {
+  int64_t acquired_at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
+// The times of grant `g` for WITHTIMES: acquired_at from the grant, or `fallback` (the server's
+// wall clock before the request) when the grant does not carry it (the epoch); expires_at =
+// acquired_at + ttl_ms (the ttl_ms of the reply).
+inline GrantTimes TimesOfGrant(const LeaseGrant& g, WallTime fallback) {
+  const int64_t acquired = UnixMs(g.acquired_at == WallTime{} ? fallback : g.acquired_at);
+  return {acquired, acquired + CeilMs(g.ttl)};
+}
+
+// LOCK.ACQUIRE's success reply: [lock_id, fence, ttl_ms], plus [acquired_at_ms, expires_at_ms]
+// with `times` (WITHTIMES).
+inline void ReplyGrant(protocol::ReplyBuilder& reply, const LeaseGrant& g,
+                       const std::optional<GrantTimes>& times = std::nullopt) {
+  reply.ArrayHeader(times ? 5 : 3);
   reply.Bulk(g.lock_id);
   reply.Integer(static_cast<int64_t>(g.fence));
   reply.Integer(CeilMs(g.ttl));
+  if (times) {
+    reply.Integer(times->acquired_at_ms);
+    reply.Integer(times->expires_at_ms);
+  }
 }
 
 // SEM.ACQUIRE's success reply: [permit_id, slot, fence, ttl_ms].

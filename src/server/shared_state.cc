@@ -60,6 +60,16 @@ class SharedState final : public State {
       done(std::move(info));
     });
   }
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override {
+    backend_->LookupById(lock_id, [this, done = std::move(done)](
+                                      absl::StatusOr<std::optional<LeaseById>> found) mutable {
+      // As Info: this server's waiters for the key found.
+      if (found.ok() && found->has_value()) {
+        (*found)->info.waiters = backend_->LocalWaiters((*found)->key);
+      }
+      done(std::move(found));
+    });
+  }
   void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                  StatusCompletion done) override {
     backend_->FencedSet(resource, fence, value, std::move(done));

@@ -47,6 +47,9 @@ class State {
                       Completion<Duration> done) = 0;
   // As AsyncBackend::Info, with `waiters` counting this server's waiters for the key.
   virtual void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) = 0;
+  // As AsyncBackend::LookupById, with `waiters` counting this server's waiters for the key found.
+  virtual void LookupById(std::string_view lock_id,
+                          Completion<std::optional<LeaseById>> done) = 0;
   // As AsyncBackend::SemAcquire ... MultiExtend (tickets share CancelWait with Acquire);
   // SemInfo's `waiters` counts this server's waiters for the semaphore.
   virtual uint64_t SemAcquire(const SemAcquireRequest& req,

@@ -264,5 +264,73 @@ TEST_F(DurableStoreTest, CorruptRecordIsDataLossNamingTheKey) {
   delete db;
 }
 
+// Issue 13: acquisition times and the lock_id index survive a restart; a lease written by an older
+// tollgate (a version 1 record, no acquisition time) still recovers, unindexed, with none.
+TEST_F(DurableStoreTest, AcquiredAtAndLookupByIdSurviveRestartAndOldRecordsStillLoad) {
+  FakeClock clock;
+  const std::string old_id = "0123456789abcdef0123456789abcdef";
+  {
+    // A version 1 record, byte for byte as tollgate wrote it before version 2.
+    std::string v1(1, '\x01');
+    const uint64_t fence = 3;
+    const int64_t expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  (clock.WallNow() + seconds(60)).time_since_epoch())
+                                  .count();
+    for (int i = 0; i < 8; ++i) v1.push_back(static_cast<char>((fence >> (8 * i)) & 0xff));
+    for (int i = 0; i < 8; ++i) {
+      v1.push_back(static_cast<char>((static_cast<uint64_t>(expiry_ns) >> (8 * i)) & 0xff));
+    }
+    v1.push_back(static_cast<char>(old_id.size()));
+    v1.append(old_id);
+    v1.push_back(0);  // no owner
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.string(), &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "Lold", v1).ok());
+    delete db;
+  }
+  const WallTime t0 = clock.WallNow();
+  LeaseGrant single, group;
+  {
+    RecoveredState rec;
+    auto store = Open(&rec);
+    LeaseManager m({.clock = &clock, .journal = store.get(), .timer_thread = false});
+    FencedRegisters regs({.journal = store.get()});
+    ApplyRecovered(rec, m, regs);
+    auto old = m.Info("old");
+    ASSERT_TRUE(old.ok() && old->has_value());
+    EXPECT_EQ((*old)->fence, 3u);
+    EXPECT_EQ((*old)->acquired_at, std::nullopt);
+    EXPECT_FALSE(m.LookupById(old_id)->has_value());
+    auto g = m.TryAcquire({"k", seconds(60), {}, "me"});
+    ASSERT_TRUE(g.ok() && g->has_value());
+    single = **g;
+    g = m.TryMultiAcquire({{"a", "b"}, seconds(60), {}, std::nullopt});
+    ASSERT_TRUE(g.ok() && g->has_value());
+    group = **g;
+    EXPECT_EQ(single.acquired_at, t0);
+    EXPECT_EQ(group.acquired_at, t0);
+  }
+  clock.Advance(seconds(10));
+  RecoveredState rec;
+  auto store = Open(&rec);
+  LeaseManager m({.clock = &clock, .journal = store.get(), .timer_thread = false});
+  FencedRegisters regs({.journal = store.get()});
+  ApplyRecovered(rec, m, regs);
+  auto found = m.LookupById(single.lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->key, "k");
+  EXPECT_EQ((*found)->info.fence, single.fence);
+  EXPECT_EQ((*found)->info.acquired_at, t0);
+  EXPECT_EQ((*found)->info.ttl_remaining, seconds(50));
+  EXPECT_FALSE(m.LookupById(group.lock_id)->has_value());
+  EXPECT_EQ((*m.Info("a"))->acquired_at, t0);
+  EXPECT_EQ((*m.Info("old"))->acquired_at, std::nullopt);
+  EXPECT_TRUE(m.Extend("old", old_id, seconds(5)).ok());  // the old lease is still usable
+  EXPECT_TRUE(m.Release("k", single.lock_id).ok());
+  EXPECT_FALSE(m.LookupById(single.lock_id)->has_value());
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -6,6 +6,10 @@ namespace tollgate::storage {
 namespace {
 
 constexpr uint8_t kVersion = 1;
+// Lease records: version 2 adds acquired_at and flags.
+constexpr uint8_t kLeaseVersionV1 = 1;
+constexpr uint8_t kLeaseVersion = 2;
+constexpr uint8_t kLeaseIndexed = 1;  // flags bit 0: StoredLease::indexed
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -70,12 +74,14 @@ std::string RegisterKey(std::string_view resource) {
 
 std::string EncodeLease(const StoredLease& lease) {
   std::string out;
-  out.reserve(32 + lease.lock_id.size() + (lease.owner ? lease.owner->size() : 0));
-  out.push_back(static_cast<char>(kVersion));
+  out.reserve(48 + lease.lock_id.size() + (lease.owner ? lease.owner->size() : 0));
+  out.push_back(static_cast<char>(lease.acquired_at ? kLeaseVersion : kLeaseVersionV1));
   PutFixed(&out, lease.fence, 8);
-  const int64_t ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(lease.expiry.time_since_epoch()).count();
-  PutFixed(&out, static_cast<uint64_t>(ns), 8);
+  PutFixed(&out, static_cast<uint64_t>(WallNanos(lease.expiry)), 8);
+  if (lease.acquired_at) {
+    PutFixed(&out, static_cast<uint64_t>(WallNanos(*lease.acquired_at)), 8);
+    out.push_back(static_cast<char>(lease.indexed ? kLeaseIndexed : 0));
+  }
   // The length byte and the bytes written must agree, or the record would not decode.
   const std::string_view id = std::string_view(lease.lock_id).substr(0, 255);
   PutFixed(&out, id.size(), 1);
@@ -86,15 +92,22 @@ std::string EncodeLease(const StoredLease& lease) {
 
 std::optional<StoredLease> DecodeLease(std::string_view in) {
   uint64_t version, fence, ns, id_len;
-  if (!GetFixed(&in, 1, &version) || version != kVersion) return std::nullopt;
-  if (!GetFixed(&in, 8, &fence) || !GetFixed(&in, 8, &ns) || !GetFixed(&in, 1, &id_len)) {
+  if (!GetFixed(&in, 1, &version) || (version != kLeaseVersionV1 && version != kLeaseVersion)) {
     return std::nullopt;
   }
-  if (in.size() < id_len) return std::nullopt;
+  if (!GetFixed(&in, 8, &fence) || !GetFixed(&in, 8, &ns)) return std::nullopt;
   StoredLease lease;
+  if (version == kLeaseVersion) {
+    uint64_t acquired_ns, flags;
+    if (!GetFixed(&in, 8, &acquired_ns) || !GetFixed(&in, 1, &flags) || (flags & ~kLeaseIndexed)) {
+      return std::nullopt;
+    }
+    lease.acquired_at = FromWallNanos(acquired_ns);
+    lease.indexed = (flags & kLeaseIndexed) != 0;
+  }
+  if (!GetFixed(&in, 1, &id_len) || in.size() < id_len) return std::nullopt;
   lease.fence = fence;
-  lease.expiry = WallTime(std::chrono::duration_cast<WallTime::duration>(
-      std::chrono::nanoseconds(static_cast<int64_t>(ns))));
+  lease.expiry = FromWallNanos(ns);
   lease.lock_id = std::string(in.substr(0, id_len));
   in.remove_prefix(id_len);
   if (!GetOwner(in, &lease.owner)) return std::nullopt;

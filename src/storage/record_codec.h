@@ -1,8 +1,11 @@
 // Byte layout of the records tollgate keeps in its store. Hand-written because it is a few fixed
 // fields; a general serializer (protobuf) would add a code generator for no gain.
 //
-//   key "L" + lease key     -> u8 version(1) | u64 fence | i64 wall expiry ns | u8 id len | id |
-//                              u8 has owner | [u32 owner len | owner]
+//   key "L" + lease key     -> u8 version(2) | u64 fence | i64 wall expiry ns |
+//                              i64 wall acquired_at ns | u8 flags (bit 0: indexed; others 0) |
+//                              u8 id len | id | u8 has owner | [u32 owner len | owner]
+//                              (version 1, still read and written for a lease without acquired_at:
+//                              the same without acquired_at and flags; it reads as not indexed)
 //   key "R" + resource      -> u8 version(1) | u64 fence | value bytes
 //   key "P" + u16 semaphore key length + semaphore key + permit id
 //                           -> u8 version(1) | u32 slot | u32 limit | u64 fence | i64 wall expiry
@@ -35,9 +38,12 @@ inline constexpr char kBucketPrefix = 'B';
 std::string LeaseKey(std::string_view key);
 std::string RegisterKey(std::string_view resource);
 
-// Writes at most the first 255 bytes of lease.lock_id (tollgate's lock ids are 32 bytes).
+// Writes at most the first 255 bytes of lease.lock_id (tollgate's lock ids are 32 bytes). Writes
+// version 2 when lease.acquired_at is set, else version 1 (which drops lease.indexed: a lease
+// without acquired_at comes from a version 1 record, which is never indexed), so every value has
+// exactly one encoding.
 std::string EncodeLease(const StoredLease& lease);
-// nullopt if the bytes are not a valid lease record.
+// Reads versions 1 and 2. nullopt if the bytes are not a valid lease record.
 std::optional<StoredLease> DecodeLease(std::string_view bytes);
 
 // REQUIRES: key.size() <= 65535 (semaphore keys are at most kMaxKeyBytes).

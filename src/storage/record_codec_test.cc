@@ -31,6 +31,72 @@ TEST(RecordCodecTest, RejectsTruncatedOrTrailingBytes) {
   EXPECT_FALSE(DecodeU64("1234567").has_value());
 }
 
+TEST(RecordCodecTest, LeaseVersion2KeepsAcquiredAtAndIndexed) {
+  StoredLease a{"0123456789abcdef0123456789abcdef",
+                77,
+                WallTime(std::chrono::seconds(1'800'000'000)),
+                std::string("o"),
+                WallTime(std::chrono::nanoseconds(1'799'999'990'123'456'789)),
+                true};
+  std::string bytes = EncodeLease(a);
+  EXPECT_EQ(bytes[0], 2);
+  auto back = DecodeLease(bytes);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->lock_id, a.lock_id);
+  EXPECT_EQ(back->fence, 77u);
+  EXPECT_EQ(back->expiry, a.expiry);
+  EXPECT_EQ(back->owner, a.owner);
+  EXPECT_EQ(back->acquired_at, a.acquired_at);
+  EXPECT_TRUE(back->indexed);
+  a.indexed = false;
+  a.owner.reset();
+  a.acquired_at = WallTime(std::chrono::nanoseconds(-5));  // any wall time is kept as it is
+  back = DecodeLease(EncodeLease(a));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_FALSE(back->indexed);
+  EXPECT_EQ(back->acquired_at, a.acquired_at);
+  // Truncated, trailing bytes, unknown flag bits, unknown versions.
+  bytes = EncodeLease(a);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(DecodeLease(bytes.substr(0, n)).has_value()) << n;
+  }
+  EXPECT_FALSE(DecodeLease(bytes + "x").has_value());
+  std::string flags = bytes;
+  flags[1 + 8 + 8 + 8] = 2;
+  EXPECT_FALSE(DecodeLease(flags).has_value());
+  for (char v : {0, 3, 255}) {
+    std::string other = bytes;
+    other[0] = v;
+    EXPECT_FALSE(DecodeLease(other).has_value()) << int{v};
+  }
+}
+
+// Version 1 records (written before acquired_at was kept) still decode, as not indexed and with
+// no acquisition time, and such a lease is written back in the same bytes.
+TEST(RecordCodecTest, LeaseVersion1StillDecodes) {
+  std::string v1;
+  v1.push_back(1);                                   // version
+  v1.append("\x4d\0\0\0\0\0\0\0", 8);                // fence 77
+  v1.append("\x00\x01\x02\x03\x04\x05\x06\x07", 8);  // expiry ns
+  v1.push_back(2);                                   // id length
+  v1.append("id");
+  v1.push_back(1);  // has owner
+  v1.append("\x03\0\0\0", 4);
+  v1.append("own");
+  auto lease = DecodeLease(v1);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->fence, 77u);
+  EXPECT_EQ(lease->expiry, WallTime(std::chrono::nanoseconds(0x0706050403020100)));
+  EXPECT_EQ(lease->lock_id, "id");
+  EXPECT_EQ(lease->owner, "own");
+  EXPECT_EQ(lease->acquired_at, std::nullopt);
+  EXPECT_FALSE(lease->indexed);
+  EXPECT_EQ(EncodeLease(*lease), v1);
+  // Without acquired_at there is nothing to write but version 1 (indexed is dropped).
+  lease->indexed = true;
+  EXPECT_EQ(EncodeLease(*lease), v1);
+}
+
 TEST(RecordCodecTest, RegisterAndCounterRoundTrip) {
   auto r = DecodeRegister(EncodeRegister(1ull << 63, std::string("v\0\r\n", 4)));
   ASSERT_TRUE(r.has_value());

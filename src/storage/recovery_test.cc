@@ -57,6 +57,23 @@ TEST(RecoveryTest, AppliesEveryKindOfRecord) {
   EXPECT_EQ(state.registers[0].fence, 39u);
 }
 
+// Version 2 lease records carry the acquisition time and the index flag into the state; version 1
+// records (an older tollgate's) recover with neither.
+TEST(RecoveryTest, LeaseRecordsOfBothVersionsRecover) {
+  RecoveredState state;
+  const StoredLease v2{
+      "0123456789abcdef0123456789abcdef", 41, kNow, std::nullopt, kNow - seconds(5), true};
+  ASSERT_TRUE(RecoverRecord(LeaseKey("new"), EncodeLease(v2), kNow, &state).ok());
+  const StoredLease v1{"fedcba9876543210fedcba9876543210", 42, kNow, "w"};
+  ASSERT_TRUE(RecoverRecord(LeaseKey("old"), EncodeLease(v1), kNow, &state).ok());
+  ASSERT_EQ(state.leases.size(), 2u);
+  EXPECT_EQ(state.leases[0].second.acquired_at, kNow - seconds(5));
+  EXPECT_TRUE(state.leases[0].second.indexed);
+  EXPECT_EQ(state.leases[1].second.acquired_at, std::nullopt);
+  EXPECT_FALSE(state.leases[1].second.indexed);
+  EXPECT_EQ(state.max_fence, 42u);
+}
+
 TEST(RecoveryTest, UndecodableRecordsNameTheKey) {
   ExpectCorrupt(std::string("Lk\0\n", 4), "\x01short", "Lk\\x00\\n", "not a valid lease record");
   ExpectCorrupt("Rres", "", "Rres", "not a valid register record");

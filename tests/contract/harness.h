@@ -26,6 +26,8 @@ class BackendHarness {
     (void)lock_delay;
     return absl::UnimplementedError("no lock-delay on this backend");
   }
+  // The wall clock of the tollgate process the clients run in: acquired_at is stamped from it.
+  virtual Clock* clock() const { return RealClock(); }
   virtual bool rate_limiting() const { return true; }
   // Whether FencedSet refuses a fence above the highest one the backend issued (README, "Fence
   // scope"): the in-process backends know that counter.

@@ -27,6 +27,9 @@ class SharedBackend final : public Backend {
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return b_->Info(key);
   }
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id) override {
+    return b_->LookupById(lock_id);
+  }
   absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
     return b_->SemAcquire(req);
   }

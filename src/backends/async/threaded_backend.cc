@@ -74,6 +74,13 @@ class ThreadedAsyncBackend final : public AsyncBackend {
     Submit<absl::StatusOr<std::optional<LeaseInfo>>>(
         key, std::move(done), [k = std::string(key)](Backend& b) { return b.Info(k); });
   }
+  // Routed by lock_id (the key is what it finds): it may overlap an operation on the key that
+  // another worker runs; the backend's own check of the lock_id makes the answer consistent.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override {
+    Submit<absl::StatusOr<std::optional<LeaseById>>>(
+        lock_id, std::move(done),
+        [id = std::string(lock_id)](Backend& b) { return b.LookupById(id); });
+  }
   uint64_t SemAcquire(const SemAcquireRequest& req,
                       Completion<std::optional<PermitGrant>> done) override {
     if (shut_down_) {

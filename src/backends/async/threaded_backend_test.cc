@@ -31,6 +31,9 @@ class SharedMemory final : public Backend {
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return b_->Info(key);
   }
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view id) override {
+    return b_->LookupById(id);
+  }
   absl::Status FencedSet(std::string_view r, uint64_t f, std::string_view v) override {
     return b_->FencedSet(r, f, v);
   }
@@ -112,6 +115,31 @@ TEST_F(ThreadedBackendTest, AcquireReleaseAndWaitOverTheWorkers) {
   ASSERT_TRUE(waiter->ok());
   ASSERT_TRUE(waiter->value().has_value());
   EXPECT_GT(waiter->value()->fence, held->fence);
+}
+
+TEST_F(ThreadedBackendTest, LookupByIdIsForwarded) {
+  std::optional<LeaseGrant> held;
+  backend_->Acquire({"k", milliseconds(5000), Duration(0), std::string("w")},
+                    [&](absl::StatusOr<std::optional<LeaseGrant>> g) {
+                      ASSERT_TRUE(g.ok());
+                      held = **g;
+                    });
+  ASSERT_TRUE(RunUntil([&] { return held.has_value(); }));
+  std::optional<absl::StatusOr<std::optional<LeaseById>>> found;
+  backend_->LookupById(held->lock_id,
+                       [&](absl::StatusOr<std::optional<LeaseById>> r) { found = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return found.has_value(); }));
+  ASSERT_TRUE(found->ok()) << found->status();
+  ASSERT_TRUE(found->value().has_value());
+  EXPECT_EQ(found->value()->key, "k");
+  EXPECT_EQ(found->value()->info.fence, held->fence);
+  EXPECT_EQ(found->value()->info.owner, "w");
+  EXPECT_EQ(found->value()->info.acquired_at, held->acquired_at);
+  found.reset();
+  backend_->LookupById("not-a-lock-id",
+                       [&](absl::StatusOr<std::optional<LeaseById>> r) { found = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return found.has_value(); }));
+  EXPECT_EQ(found->status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ThreadedBackendTest, FullQueueAnswersUnavailableAtOnce) {

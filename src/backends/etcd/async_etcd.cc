@@ -424,17 +424,21 @@ void AsyncEtcdBackend::DoAcquire(AcquireRequest req, Completion<std::optional<Le
                                  absl::StatusOr<std::pair<int64_t, int64_t>> lease) mutable {
     if (!lease.ok()) return done(lease.status());
     const std::string lock = LockKey(req.key);
-    LeaseGrant grant{core::NewLockId(), 0, std::chrono::seconds(lease->second)};
-    const json txn = {
-        {"compare", json::array({{{"key", B64(lock)},
-                                  {"result", "EQUAL"},
-                                  {"target", "CREATE"},
-                                  {"create_revision", "0"}}})},
-        {"success",
-         json::array({{{"request_put",
-                        {{"key", B64(lock)},
-                         {"value", B64(EncodeLock({grant.lock_id, std::move(req.owner)}))},
-                         {"lease", std::to_string(lease->first)}}}}})}};
+    LeaseGrant grant{core::NewLockId(), 0, std::chrono::seconds(lease->second),
+                     RealClock()->WallNow()};
+    LockValue value{grant.lock_id, std::move(req.owner), /*shared=*/false, grant.acquired_at,
+                    /*indexed=*/true};
+    // The lock and its index key, with one etcd lease: they are written together here and deleted
+    // together when it expires (or is revoked).
+    const json txn = {{"compare", json::array({{{"key", B64(lock)},
+                                                {"result", "EQUAL"},
+                                                {"target", "CREATE"},
+                                                {"create_revision", "0"}}})},
+                      {"success", json::array({{{"request_put",
+                                                 {{"key", B64(lock)},
+                                                  {"value", B64(EncodeLock(value))},
+                                                  {"lease", std::to_string(lease->first)}}}},
+                                               IndexPut(grant.lock_id, req.key, lease->first)})}};
     Call("/v3/kv/txn", txn,
          [this, lease_id = lease->first, grant = std::move(grant),
           done = std::move(done)](absl::StatusOr<json> r) mutable {
@@ -476,10 +480,12 @@ void AsyncEtcdBackend::DoRelease(std::string key, std::string lock_id, int attem
        done = std::move(done)](absl::StatusOr<std::optional<Kv>> kv, int64_t) mutable {
         if (!kv.ok()) return done(kv.status());
         if (!Holds(kv->has_value() ? &(*kv)->value : nullptr, lock_id)) return done(NotHeld(key));
-        const json txn = {
-            {"compare", json::array({ModIs(lock, (*kv)->mod_revision)})},
-            {"success", json::array({{{"request_delete_range", {{"key", B64(lock)}}}}})}};
-        const bool shared = DecodeLock((*kv)->value)->shared;  // Holds decoded it
+        const LockValue value = *DecodeLock((*kv)->value);  // Holds decoded it
+        json ops = json::array({{{"request_delete_range", {{"key", B64(lock)}}}}});
+        if (value.indexed) ops.push_back(IndexDelete(value.id));
+        const json txn = {{"compare", json::array({ModIs(lock, (*kv)->mod_revision)})},
+                          {"success", std::move(ops)}};
+        const bool shared = value.shared;
         Call(
             "/v3/kv/txn", txn,
             [this, lease = (*kv)->lease, shared, key = std::move(key), lock_id = std::move(lock_id),
@@ -529,12 +535,15 @@ void AsyncEtcdBackend::DoExtend(std::string key, std::string lock_id, Duration t
           LockValue value = *DecodeLock(cur.value);  // Holds decoded it
           const bool was_shared = value.shared;
           value.shared = false;
-          const json txn = {
-              {"compare", json::array({ModIs(lock, cur.mod_revision)})},
-              {"success", json::array({{{"request_put",
-                                         {{"key", B64(lock)},
-                                          {"value", B64(EncodeLock(value))},
-                                          {"lease", std::to_string(lease->first)}}}}})}};
+          // The index key moves to the new lease with the lock (revoking the old lease would
+          // delete it otherwise).
+          json ops = json::array({{{"request_put",
+                                    {{"key", B64(lock)},
+                                     {"value", B64(EncodeLock(value))},
+                                     {"lease", std::to_string(lease->first)}}}}});
+          if (value.indexed) ops.push_back(IndexPut(value.id, key, lease->first));
+          const json txn = {{"compare", json::array({ModIs(lock, cur.mod_revision)})},
+                            {"success", std::move(ops)}};
           Call("/v3/kv/txn", txn,
                [this, old_lease = cur.lease, was_shared, lease = *lease, key = std::move(key),
                 lock_id = std::move(lock_id), ttl, attempt,
@@ -577,15 +586,79 @@ void AsyncEtcdBackend::DoInfo(std::string key, Completion<std::optional<LeaseInf
         LeaseInfo info;
         info.fence = static_cast<uint64_t>((*kv)->create_revision);
         info.owner = std::move(v->owner);
-        if ((*kv)->lease == 0) return done(std::optional<LeaseInfo>(std::move(info)));
-        Call("/v3/lease/timetolive", json{{"ID", std::to_string((*kv)->lease)}},
-             [info = std::move(info), done = std::move(done)](absl::StatusOr<json> t) mutable {
-               if (!t.ok()) return done(t.status());
-               const int64_t secs = Int(*t, "TTL");
-               if (secs < 0) return done(std::optional<LeaseInfo>());  // expired just now
-               info.ttl_remaining = std::chrono::seconds(secs);
-               done(std::optional<LeaseInfo>(std::move(info)));
-             });
+        info.lock_id = std::move(v->id);
+        info.acquired_at = v->acquired_at;
+        WithTtl((*kv)->lease, std::move(info), std::move(done));
+      });
+}
+
+void AsyncEtcdBackend::WithTtl(int64_t lease, LeaseInfo info,
+                               Completion<std::optional<LeaseInfo>> done) {
+  if (lease == 0) return done(std::optional<LeaseInfo>(std::move(info)));
+  Call("/v3/lease/timetolive", json{{"ID", std::to_string(lease)}},
+       [info = std::move(info), done = std::move(done)](absl::StatusOr<json> t) mutable {
+         if (!t.ok()) return done(t.status());
+         const int64_t secs = Int(*t, "TTL");
+         if (secs < 0) return done(std::optional<LeaseInfo>());  // expired just now
+         info.ttl_remaining = std::chrono::seconds(secs);
+         done(std::optional<LeaseInfo>(std::move(info)));
+       });
+}
+
+// Resolving a lock_id: read its index key (outside any key's FIFO: the key is not known yet), then,
+// in the FIFO of the key it names (after the operations on that key submitted before this one),
+// read the lock and check that it is held by this very lock_id: a lock_id is never reused, so a
+// lock holding it is the lease the index was written for, and is live (etcd deletes an expired
+// lease's keys). The index and the lock are read at the current revision each; an index key
+// outliving its lease for a moment (a revoke still on its way) finds a lock held by another
+// lock_id, or none: nullopt.
+void AsyncEtcdBackend::LookupById(std::string_view lock_id,
+                                  Completion<std::optional<LeaseById>> done) {
+  if (!core::IsLockIdFormat(lock_id)) {
+    return done(absl::InvalidArgumentError("lock_id must be 32 lowercase hex characters"));
+  }
+  if (Refused(done)) return;
+  Get(IndexKey(lock_id), false,
+      [this, alive = alive_, lock_id = std::string(lock_id), done = std::move(done)](
+          absl::StatusOr<std::optional<Kv>> index, int64_t) mutable {
+        if (!*alive) return;
+        if (!index.ok()) return done(index.status());
+        if (!index->has_value()) return done(std::optional<LeaseById>());
+        std::string key = std::move((*index)->value);
+        if (absl::Status st = ValidateKey(key); !st.ok()) return done(Unexpected("index value"));
+        if (Refused(done)) return;
+        Sequence<absl::StatusOr<std::optional<LeaseById>>>(
+            LockSeq(key), std::move(done),
+            [this, key,
+             lock_id = std::move(lock_id)](Completion<std::optional<LeaseById>> done) mutable {
+              DoLookup(std::move(key), std::move(lock_id), std::move(done));
+            });
+      });
+}
+
+void AsyncEtcdBackend::DoLookup(std::string key, std::string lock_id,
+                                Completion<std::optional<LeaseById>> done) {
+  const std::string lock = LockKey(key);  // before `key` is moved into the continuation
+  Get(lock, false,
+      [this, key = std::move(key), lock_id = std::move(lock_id), done = std::move(done)](
+          absl::StatusOr<std::optional<Kv>> kv, int64_t) mutable {
+        if (!kv.ok()) return done(kv.status());
+        if (!Holds(kv->has_value() ? &(*kv)->value : nullptr, lock_id)) {
+          return done(std::optional<LeaseById>());  // released, expired or re-granted
+        }
+        LockValue v = *DecodeLock((*kv)->value);  // Holds decoded it
+        LeaseInfo info;
+        info.fence = static_cast<uint64_t>((*kv)->create_revision);
+        info.owner = std::move(v.owner);
+        info.lock_id = std::move(v.id);
+        info.acquired_at = v.acquired_at;
+        WithTtl((*kv)->lease, std::move(info),
+                [key = std::move(key),
+                 done = std::move(done)](absl::StatusOr<std::optional<LeaseInfo>> info) mutable {
+                  if (!info.ok()) return done(info.status());
+                  if (!info->has_value()) return done(std::optional<LeaseById>());
+                  done(std::optional<LeaseById>(LeaseById{std::move(key), std::move(**info)}));
+                });
       });
 }
 

@@ -62,6 +62,9 @@ class AsyncEtcdBackend final : public AsyncBackend {
   void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
               Completion<Duration> done) override;
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override;
+  // Two reads: the index key tollgate/i/<lock_id>, then the lock it names, checked to be held by
+  // lock_id (see etcd_codec.h). `waiters` is 0.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override;
   uint64_t SemAcquire(const SemAcquireRequest& req,
                       Completion<std::optional<PermitGrant>> done) override;
   void SemRelease(std::string_view key, std::string_view permit_id, StatusCompletion done) override;
@@ -189,6 +192,10 @@ class AsyncEtcdBackend final : public AsyncBackend {
   void DoExtend(std::string key, std::string lock_id, Duration ttl, int attempt,
                 Completion<Duration> done);
   void DoInfo(std::string key, Completion<std::optional<LeaseInfo>> done);
+  void DoLookup(std::string key, std::string lock_id, Completion<std::optional<LeaseById>> done);
+  // Completes `done` with `info` and the remaining ttl of etcd lease `lease` (nullopt when it has
+  // expired; `info` as it is when `lease` is 0).
+  void WithTtl(int64_t lease, LeaseInfo info, Completion<std::optional<LeaseInfo>> done);
   void DoFencedSet(std::string resource, uint64_t fence, std::string value, int attempt,
                    StatusCompletion done);
   void DoFencedGet(std::string resource, Completion<std::optional<FencedValue>> done);

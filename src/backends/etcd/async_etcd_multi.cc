@@ -94,10 +94,12 @@ void AsyncEtcdBackend::DoMultiAcquire(MultiAcquireRequest req,
   Grant(TtlSeconds(req.ttl), [this, req = std::move(req), done = std::move(done)](
                                  absl::StatusOr<std::pair<int64_t, int64_t>> lease) mutable {
     if (!lease.ok()) return done(lease.status());
-    LeaseGrant grant{core::NewLockId(), 0, std::chrono::seconds(lease->second)};
-    // One key alone has the lease to itself.
-    const std::string value =
-        EncodeLock({grant.lock_id, std::move(req.owner), /*shared=*/req.keys.size() > 1});
+    LeaseGrant grant{core::NewLockId(), 0, std::chrono::seconds(lease->second),
+                     RealClock()->WallNow()};
+    // One key alone has the lease to itself. No index key: a group is not found by its lock_id.
+    const std::string value = EncodeLock({grant.lock_id, std::move(req.owner),
+                                          /*shared=*/req.keys.size() > 1, grant.acquired_at,
+                                          /*indexed=*/false});
     json compare = json::array(), puts = json::array();
     for (const std::string& lock : LockKeys(req.keys)) {
       compare.push_back(CreateIs(lock, 0));
@@ -155,9 +157,12 @@ void AsyncEtcdBackend::DoMultiRelease(std::vector<std::string> keys, std::string
     for (size_t i = 0; i < locks.size(); ++i) {
       const std::optional<Kv>& kv = (*kvs)[i];
       if (!Holds(kv.has_value() ? &kv->value : nullptr, lock_id)) continue;
+      const LockValue value = *DecodeLock(kv->value);  // Holds decoded it
       compare.push_back(ModIs(locks[i], kv->mod_revision));
       deletes.push_back({{"request_delete_range", {{"key", B64(locks[i])}}}});
-      leases.emplace_back(kv->lease, DecodeLock(kv->value)->shared);
+      // A single-key lease released here: its index key goes with it.
+      if (value.indexed) deletes.push_back(IndexDelete(value.id));
+      leases.emplace_back(kv->lease, value.shared);
     }
     if (leases.empty()) return done(size_t{0});
     const json txn = {{"compare", std::move(compare)}, {"success", std::move(deletes)}};
@@ -218,6 +223,8 @@ void AsyncEtcdBackend::DoMultiExtend(std::vector<std::string> keys, std::string 
                          {{"key", B64(locks[i])},
                           {"value", B64(EncodeLock(value))},
                           {"lease", std::to_string(lease->first)}}}});
+        // A single-key lease extended here: its index key moves to the new lease with it.
+        if (value.indexed) puts.push_back(IndexPut(value.id, keys[i], lease->first));
       }
       const json txn = {{"compare", std::move(compare)}, {"success", std::move(puts)}};
       Call("/v3/kv/txn", txn,

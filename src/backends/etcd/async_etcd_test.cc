@@ -476,6 +476,53 @@ TEST_F(AsyncEtcdTest, MultiKeyOperationsAreOrderedWithSingleKeyOnes) {
   EXPECT_EQ(*n, 2u);
 }
 
+// LookupById through the asynchronous backend: a lookup submitted in the same pass right after a
+// release of its key runs after that release (it joins the key's FIFO once it knows the key), so
+// it finds nothing; one submitted after an extend finds the lease with its acquired_at unchanged.
+// A malformed id is refused at once.
+TEST_F(AsyncEtcdTest, LookupByIdIsOrderedWithTheKeysOperations) {
+  const std::string key = Key("lookup");
+  const WallTime before = std::chrono::system_clock::now();
+  auto g = Acquire(*b_, key, seconds(30));
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  EXPECT_GE((*g)->acquired_at, before);
+  EXPECT_LE((*g)->acquired_at, std::chrono::system_clock::now());
+  auto lookup = [&] {
+    return Sync<std::optional<LeaseById>>(
+        [&](auto done) { b_->LookupById((*g)->lock_id, std::move(done)); });
+  };
+  auto found = lookup();
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, key);
+  EXPECT_EQ((*found)->info.fence, (*g)->fence);
+  EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+  EXPECT_EQ((*found)->info.waiters, 0u);
+
+  auto ext = Sync<Duration>(
+      [&](auto done) { b_->Extend(key, (*g)->lock_id, seconds(40), std::move(done)); });
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  found = lookup();
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+
+  std::optional<absl::Status> released;
+  std::optional<absl::StatusOr<std::optional<LeaseById>>> after;
+  b_->Release(key, (*g)->lock_id, [&](absl::Status st) { released = st; });
+  b_->LookupById((*g)->lock_id,
+                 [&](absl::StatusOr<std::optional<LeaseById>> r) { after = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return released.has_value() && after.has_value(); }));
+  EXPECT_TRUE(released->ok()) << *released;
+  ASSERT_TRUE(after->ok()) << after->status();
+  EXPECT_FALSE((*after)->has_value());
+
+  bool answered = false;
+  b_->LookupById("not-a-lock-id", [&](absl::StatusOr<std::optional<LeaseById>> r) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    answered = true;
+  });
+  EXPECT_TRUE(answered);
+}
+
 // 3. etcd goes away with requests in flight: each completes with Unavailable, exactly once, naming
 // the server; once it is back the same backend works again. Its own server, since it stops it.
 TEST(AsyncEtcdOutageTest, RequestsInFlightFailOnceAndTheBackendRecovers) {

@@ -91,6 +91,13 @@ class EtcdBackend final : public Backend {
     });
   }
 
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id) override {
+    absl::MutexLock l(&mu_);
+    return requests_.Call<std::optional<LeaseById>>([&](Completion<std::optional<LeaseById>> done) {
+      requests_.async->LookupById(lock_id, std::move(done));
+    });
+  }
+
   absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
     absl::MutexLock l(&mu_);
     return requests_.Call<std::optional<PermitGrant>>(

@@ -3,12 +3,18 @@
 // (the test box is small and noisy); the one real wait is a short etcd lease running out.
 #include "tollgate/etcd_backend.h"
 
+#include <curl/curl.h>
+
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/support/child_process.h"
 #include "tests/support/etcd_server.h"
 
@@ -19,6 +25,46 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::EtcdServer;
 using Clock = std::chrono::steady_clock;
+
+size_t AppendReply(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// One POST to the etcd gateway at `port`; the parsed reply (null on any error).
+nlohmann::json Post(int port, const std::string& path, const nlohmann::json& body) {
+  CURL* c = curl_easy_init();
+  if (c == nullptr) return nullptr;
+  const std::string url = absl::StrCat("http://127.0.0.1:", port, path);
+  const std::string payload = body.dump();
+  std::string reply;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &AppendReply);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK) return nullptr;
+  return nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
+}
+
+// A raw key of etcd: its value and lease, or nullopt when absent.
+struct RawKv {
+  std::string value;
+  std::string lease;
+};
+std::optional<RawKv> RawGet(int port, const std::string& key) {
+  nlohmann::json r = Post(port, "/v3/kv/range", {{"key", absl::Base64Escape(key)}});
+  if (!r.is_object() || !r.contains("kvs") || !r["kvs"].is_array() || r["kvs"].empty()) {
+    return std::nullopt;
+  }
+  const nlohmann::json& kv = r["kvs"][0];
+  RawKv out;
+  if (kv.contains("value")) absl::Base64Unescape(kv["value"].get<std::string>(), &out.value);
+  if (kv.contains("lease")) out.lease = kv["lease"].get<std::string>();
+  return out;
+}
 
 TEST(EtcdUrlTest, MalformedUrlsAreInvalidArgumentNamingTheUrl) {
   for (const char* url : {"", "etcd:/h:1", "http://h:2379", "etcd://", "etcd://:2379", "etcd://h:",
@@ -140,6 +186,95 @@ TEST_F(EtcdBackendTest, ShortLeaseReallyExpires) {
   // The expired holder cannot release or extend the new holder's lease.
   EXPECT_EQ(a->Release(key, (*g)->lock_id).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(b->Release(key, next->lock_id).ok());
+}
+
+// The reverse index tollgate/i/<lock_id>: written with the lock on the lock's etcd lease, moved to
+// the new lease by Extend (single- and multi-key), deleted by Release (single- and multi-key).
+TEST_F(EtcdBackendTest, IndexKeyFollowsTheLease) {
+  auto b = Connect();
+  ASSERT_NE(b, nullptr);
+  const std::string key = Key("index");
+  auto g = b->Acquire(key, seconds(10), "me");
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  const std::string index = "tollgate/i/" + (*g)->lock_id;
+  const std::string lock = "tollgate/lock/" + absl::BytesToHexString(key);
+  auto raw_index = RawGet(server_->port(), index);
+  auto raw_lock = RawGet(server_->port(), lock);
+  ASSERT_TRUE(raw_index.has_value() && raw_lock.has_value());
+  EXPECT_EQ(raw_index->value, key);
+  EXPECT_EQ(raw_index->lease, raw_lock->lease);
+  EXPECT_FALSE(raw_lock->lease.empty());
+
+  auto ext = b->Extend(key, (*g)->lock_id, seconds(20));  // a new etcd lease; the old one revoked
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  raw_index = RawGet(server_->port(), index);
+  auto moved = RawGet(server_->port(), lock);
+  ASSERT_TRUE(raw_index.has_value() && moved.has_value());
+  EXPECT_NE(moved->lease, raw_lock->lease);
+  EXPECT_EQ(raw_index->lease, moved->lease);
+  auto found = b->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, key);
+  EXPECT_EQ((*found)->info.owner, "me");
+  EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+
+  // LOCK.MEXTEND / LOCK.MRELEASE of a single-key lease keep the index in step too.
+  auto mext = b->MultiExtend(std::vector<std::string>{key}, (*g)->lock_id, seconds(30));
+  ASSERT_TRUE(mext.ok()) << mext.status();
+  raw_index = RawGet(server_->port(), index);
+  moved = RawGet(server_->port(), lock);
+  ASSERT_TRUE(raw_index.has_value() && moved.has_value());
+  EXPECT_EQ(raw_index->lease, moved->lease);
+  EXPECT_TRUE(b->LookupById((*g)->lock_id)->has_value());
+  auto released = b->MultiRelease(std::vector<std::string>{key}, (*g)->lock_id);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(*released, 1u);
+  EXPECT_FALSE(RawGet(server_->port(), index).has_value());
+  EXPECT_FALSE(b->LookupById((*g)->lock_id)->has_value());
+
+  auto again = b->Acquire(key, seconds(10), std::nullopt);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  ASSERT_TRUE(b->Release(key, (*again)->lock_id).ok());
+  EXPECT_FALSE(RawGet(server_->port(), "tollgate/i/" + (*again)->lock_id).has_value());
+
+  // A multi-key grant has no index key.
+  auto m = b->MultiAcquire({{Key("m1"), Key("m2")}, seconds(10), Duration(0), std::nullopt});
+  ASSERT_TRUE(m.ok() && m->has_value()) << m.status();
+  EXPECT_FALSE(RawGet(server_->port(), "tollgate/i/" + (*m)->lock_id).has_value());
+}
+
+// A lock written by an older tollgate ({"id", "owner_b64"} only) still decodes: no acquired_at, no
+// index (so LookupById finds nothing), and Release and Extend work on it.
+TEST_F(EtcdBackendTest, LockValueOfTheOldFormat) {
+  auto b = Connect();
+  ASSERT_NE(b, nullptr);
+  const std::string key = Key("oldformat");
+  const std::string lock_id = "0123456789abcdef0123456789abcdef";
+  nlohmann::json lease = Post(server_->port(), "/v3/lease/grant", {{"TTL", "30"}});
+  ASSERT_TRUE(lease.is_object() && lease.contains("ID")) << lease;
+  const std::string value =
+      nlohmann::json{{"id", lock_id}, {"owner_b64", absl::Base64Escape("old")}}.dump();
+  nlohmann::json put =
+      Post(server_->port(), "/v3/kv/put",
+           {{"key", absl::Base64Escape("tollgate/lock/" + absl::BytesToHexString(key))},
+            {"value", absl::Base64Escape(value)},
+            {"lease", lease["ID"]}});
+  ASSERT_TRUE(put.is_object()) << put;
+  auto info = b->Info(key);
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->lock_id, lock_id);
+  EXPECT_EQ((*info)->owner, "old");
+  EXPECT_EQ((*info)->acquired_at, std::nullopt);
+  auto found = b->LookupById(lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  ASSERT_TRUE(b->Extend(key, lock_id, seconds(20)).ok());
+  info = b->Info(key);
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->acquired_at, std::nullopt);
+  EXPECT_EQ((*info)->owner, "old");
+  EXPECT_TRUE(b->Release(key, lock_id).ok());
+  EXPECT_FALSE(b->Info(key)->has_value());
 }
 
 TEST_F(EtcdBackendTest, WaitForReleaseOnAFreeKeyReturnsAtOnce) {

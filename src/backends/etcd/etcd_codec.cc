@@ -2,6 +2,7 @@
 #include "backends/etcd/etcd_codec.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <utility>
 
@@ -48,6 +49,7 @@ bool Succeeded(const json& r) {
 std::string LockKey(std::string_view key) {
   return absl::StrCat("tollgate/lock/", absl::BytesToHexString(AV(key)));
 }
+std::string IndexKey(std::string_view lock_id) { return absl::StrCat("tollgate/i/", AV(lock_id)); }
 std::string RegKey(std::string_view resource) {
   return absl::StrCat("tollgate/reg/", absl::BytesToHexString(AV(resource)));
 }
@@ -84,6 +86,12 @@ std::string EncodeLock(const LockValue& v) {
   json j = {{"id", v.id}};
   if (v.owner) j["owner_b64"] = B64(*v.owner);
   if (v.shared) j["shared"] = true;
+  if (v.acquired_at) {
+    j["at_ns"] =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(v.acquired_at->time_since_epoch())
+            .count();
+  }
+  if (v.indexed) j["indexed"] = true;
   return j.dump();
 }
 
@@ -99,6 +107,15 @@ std::optional<LockValue> DecodeLock(const std::string& s) {
   if (auto it = j.find("shared"); it != j.end()) {
     if (!it->is_boolean()) return std::nullopt;
     v.shared = it->get<bool>();
+  }
+  if (auto it = j.find("at_ns"); it != j.end()) {
+    if (!it->is_number_integer()) return std::nullopt;
+    v.acquired_at = WallTime(std::chrono::duration_cast<WallTime::duration>(
+        std::chrono::nanoseconds(it->get<int64_t>())));
+  }
+  if (auto it = j.find("indexed"); it != j.end()) {
+    if (!it->is_boolean()) return std::nullopt;
+    v.indexed = it->get<bool>();
   }
   return v;
 }
@@ -147,6 +164,15 @@ std::optional<Kv> ParseKv(const json& e) {
   }
   if (kv.create_revision <= 0 || kv.mod_revision <= 0) return std::nullopt;
   return kv;
+}
+
+json IndexPut(std::string_view lock_id, std::string_view key, int64_t lease) {
+  return {
+      {"request_put",
+       {{"key", B64(IndexKey(lock_id))}, {"value", B64(key)}, {"lease", std::to_string(lease)}}}};
+}
+json IndexDelete(std::string_view lock_id) {
+  return {{"request_delete_range", {{"key", B64(IndexKey(lock_id))}}}};
 }
 
 json ModIs(const std::string& key, int64_t mod) {

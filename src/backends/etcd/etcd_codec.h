@@ -5,6 +5,12 @@
 // another's):
 //   tollgate/lock/<hex>          a lease (LockValue), attached to an etcd lease; fence = the key's
 //                                create_revision.
+//   tollgate/i/<lock_id>         the reverse index of a single-key lease: value = the caller's key
+//                                (raw bytes), attached to the lease's etcd lease. Put in the
+//                                acquire txn, re-put with the new etcd lease in every extend txn,
+//                                deleted in every release txn, and it dies with the etcd lease on
+//                                expiry. Only for lock values with "indexed": true (multi-key
+//                                grants and leases from before it existed have none).
 //   tollgate/reg/<hex>           a fenced register.
 //   tollgate/sem/<hex>/<slot>    a semaphore permit (PermitValue), <slot> 4 decimal digits
 //                                (0000..1023, so key order is slot order), attached to an etcd
@@ -41,6 +47,8 @@ int64_t HeaderRevision(const nlohmann::json& r);
 bool Succeeded(const nlohmann::json& r);
 
 std::string LockKey(std::string_view key);
+// REQUIRES: lock_id is 32 lowercase hex characters (so no index key is a prefix of another).
+std::string IndexKey(std::string_view lock_id);
 std::string RegKey(std::string_view resource);
 // The permits of semaphore `key` are the keys in [SemPrefix(key), SemRangeEnd(key)).
 std::string SemPrefix(std::string_view key);
@@ -54,13 +62,18 @@ std::optional<int64_t> PermitSlot(std::string_view prefix, std::string_view perm
 // may grant more: its minimum lease, about 2 s by default).
 int64_t TtlSeconds(Duration ttl);
 
-// A lease's value: {"id": lock_id, "owner_b64"?: base64(owner), "shared"?: true}. `shared`: the
-// etcd lease is attached to other lock keys too (a multi-key grant), so releasing or extending this
-// key must not revoke it outright (RevokeIfUnused).
+// A lease's value: {"id": lock_id, "owner_b64"?: base64(owner), "shared"?: true, "at_ns"?: int,
+// "indexed"?: true}. `shared`: the etcd lease is attached to other lock keys too (a multi-key
+// grant), so releasing or extending this key must not revoke it outright (RevokeIfUnused).
+// `acquired_at`: the tollgate process's wall clock at the grant, as Unix nanoseconds ("at_ns";
+// absent in values written before it existed, which still decode: nullopt). `indexed`: a single-key
+// lease with an index key (IndexKey(id)) to keep in step.
 struct LockValue {
   std::string id;
   std::optional<std::string> owner;
   bool shared = false;
+  std::optional<WallTime> acquired_at;
+  bool indexed = false;
 };
 std::string EncodeLock(const LockValue& v);
 std::optional<LockValue> DecodeLock(const std::string& s);
@@ -75,6 +88,11 @@ struct PermitValue {
 };
 std::string EncodePermit(const PermitValue& v);
 std::optional<PermitValue> DecodePermit(const std::string& s);
+
+// Txn operations on the index key of `lock_id`: put it (value `key`) with etcd lease `lease`, or
+// delete it.
+nlohmann::json IndexPut(std::string_view lock_id, std::string_view key, int64_t lease);
+nlohmann::json IndexDelete(std::string_view lock_id);
 
 // One stored key as a range reply shows it.
 struct Kv {

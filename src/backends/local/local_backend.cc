@@ -38,6 +38,9 @@ class LocalBackend final : public Backend {
   absl::StatusOr<std::optional<LeaseInfo>> Info(std::string_view key) override {
     return leases_.Info(key);
   }
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id) override {
+    return leases_.LookupById(lock_id);  // waiters is 0: nobody waits in the core here
+  }
   absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
     return leases_.TrySemAcquire(req);
   }

@@ -498,6 +498,12 @@ class AsyncPostgresBackend final : public AsyncBackend {
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override {
     Run(key, postgres::InfoOp(key), std::move(done));
   }
+  // Goes to the connection of the lock_id (the key is not known yet). An operation completes only
+  // after its transaction committed, so a lookup submitted after an Acquire completed finds it on
+  // any connection.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override {
+    Run(lock_id, postgres::LookupOp(lock_id), std::move(done));
+  }
   uint64_t SemAcquire(const SemAcquireRequest& req,
                       Completion<std::optional<PermitGrant>> done) override {
     if (shut_down_) {

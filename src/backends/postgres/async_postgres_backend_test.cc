@@ -155,6 +155,9 @@ class AsyncPostgresTest : public ::testing::Test {
   absl::StatusOr<std::optional<LeaseInfo>> Info(AsyncBackend& b, const std::string& key) {
     return Sync<std::optional<LeaseInfo>>([&](auto done) { b.Info(key, std::move(done)); });
   }
+  absl::StatusOr<std::optional<LeaseById>> LookupById(AsyncBackend& b, const std::string& id) {
+    return Sync<std::optional<LeaseById>>([&](auto done) { b.LookupById(id, std::move(done)); });
+  }
 
   static PostgresServer* server_;
   std::unique_ptr<EpollEventLoop> loop_;
@@ -374,6 +377,67 @@ TEST_F(AsyncPostgresTest, SeveralConnectionsKeepPerKeyOrder) {
   EXPECT_EQ(s.Value("SELECT count(*) >= 5 FROM pg_stat_activity "
                     "WHERE application_name = 'tollgate'"),
             "t");  // the fixture's backend's connection and these 4
+}
+
+// Acquisition times and lookup by lock_id, over several connections (the lookup is routed by the
+// lock_id, not by the key it finds): a lookup submitted after a grant completed finds it, and one
+// submitted after the release completed does not. Malformed ids are refused without a round trip.
+TEST_F(AsyncPostgresTest, AcquiredAtAndLookupByIdOverSeveralConnections) {
+  auto multi = NewAsyncPostgresBackend(server_->url(), *loop_, seconds(2), 4);
+  ASSERT_TRUE(multi.ok()) << multi.status();
+  AsyncBackend& b = **multi;
+  for (int i = 0; i < 8; ++i) {
+    const std::string key = "async-lookup-" + std::to_string(i);
+    const WallTime before = std::chrono::system_clock::now();
+    auto g = Acquire(b, key, seconds(30));
+    const WallTime after = std::chrono::system_clock::now();
+    ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+    EXPECT_GE((*g)->acquired_at, before);
+    EXPECT_LE((*g)->acquired_at, after);
+    auto info = Info(b, key);
+    ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+    EXPECT_EQ((*info)->lock_id, (*g)->lock_id);
+    EXPECT_EQ((*info)->acquired_at, (*g)->acquired_at);
+    auto found = LookupById(b, (*g)->lock_id);
+    ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+    EXPECT_EQ((*found)->key, key);
+    EXPECT_EQ((*found)->info.fence, (*g)->fence);
+    EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+    EXPECT_EQ((*found)->info.waiters, 0u);
+    auto ext = Sync<Duration>(
+        [&](auto done) { b.Extend(key, (*g)->lock_id, seconds(40), std::move(done)); });
+    ASSERT_TRUE(ext.ok()) << ext.status();
+    found = LookupById(b, (*g)->lock_id);
+    ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+    EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+    auto rel = Sync<std::monostate>([&](auto done) {
+      b.Release(key, (*g)->lock_id, [done = std::move(done)](absl::Status st) mutable {
+        if (st.ok()) {
+          done(std::monostate());
+        } else {
+          done(st);
+        }
+      });
+    });
+    ASSERT_TRUE(rel.ok()) << rel.status();
+    found = LookupById(b, (*g)->lock_id);
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_FALSE(found->has_value());
+  }
+  auto group = MultiAcquire(b, {"async-lookup-g1", "async-lookup-g2"}, seconds(30));
+  ASSERT_TRUE(group.ok() && group->has_value()) << group.status();
+  EXPECT_NE((*group)->acquired_at, WallTime());
+  auto found = LookupById(b, (*group)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+
+  bool answered = false;
+  b.LookupById("ABCDEF0123456789abcdef0123456789", [&](absl::StatusOr<std::optional<LeaseById>> r) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), "lock_id must be 32 lowercase hex characters");
+    answered = true;
+  });
+  EXPECT_TRUE(answered);  // at once, on the caller's stack
 }
 
 // 2. An operation that fails, by its answer or by an SQL error, in the middle of a batch leaves

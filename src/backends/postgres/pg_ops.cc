@@ -24,6 +24,12 @@ Param Text(std::string v) { return {std::move(v), false, false}; }
 Param Bytes(std::string_view v) { return {std::string(v), true, false}; }
 Param Null() { return {std::string(), false, true}; }
 
+// A wall time as the Unix nanoseconds the schema stores (acquired_at_ns).
+Param UnixNanos(WallTime t) {
+  return Text(std::to_string(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count()));
+}
+
 // SQLSTATEs that mean the connection is unusable or pointed at the wrong server: the request
 // fails Unavailable and the connection is dropped (the next request reconnects). 25006
 // (read-only transaction) is what a primary demoted by a failover answers: a new connection may
@@ -59,6 +65,17 @@ uint64_t U64(const PGresult* r, int row, int col, uint64_t max) {
 Duration Nanos(const PGresult* r, int row, int col) {
   return Duration(static_cast<int64_t>(
       U64(r, row, col, static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))));
+}
+
+// A bigint column of Unix nanoseconds as a wall time; nullopt for NULL (a lease from before schema
+// version 4) or a value that is not a number.
+std::optional<WallTime> WallNanos(const PGresult* r, int row, int col) {
+  if (IsNull(r, row, col)) return std::nullopt;
+  std::string_view v = Value(r, row, col);
+  int64_t ns = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ns);
+  if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
+  return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(ns)));
 }
 
 // Decodes bytea text output ("\x" followed by hex).
@@ -99,11 +116,7 @@ absl::Status ValidateCost(Decimal cost) {
 
 // A lock id tollgate could have issued: 32 lowercase hex characters. Anything else cannot hold a
 // lease, so it is refused without a round trip.
-bool LooksLikeLockId(std::string_view id) {
-  if (id.size() != 32) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
+bool LooksLikeLockId(std::string_view id) { return core::IsLockIdFormat(id); }
 
 absl::Status NotHeld() {
   return absl::FailedPreconditionError("the key is not held by that lock_id");
@@ -194,10 +207,12 @@ struct StatementText {
   const char* sql;
 };
 constexpr StatementText kStatements[kStatementCount] = {
-    {"tollgate_acquire", "SELECT tollgate_acquire($1, $2, $3, $4)"},
+    {"tollgate_acquire", "SELECT tollgate_acquire($1, $2, $3, $4, $5)"},
     {"tollgate_release", "SELECT tollgate_release($1, $2)"},
     {"tollgate_extend", "SELECT tollgate_extend($1, $2, $3)"},
-    {"tollgate_info", "SELECT * FROM tollgate_info($1)"},
+    {"tollgate_lease",
+     "SELECT out_fence, out_ttl_ns, out_owner, out_lock_id, out_acquired_at_ns "
+     "FROM tollgate_lease($1)"},
     {"tollgate_fenced_set", "SELECT tollgate_fenced_set($1, $2, $3)"},
     {"tollgate_fenced_get", "SELECT fence, value FROM tollgate_registers WHERE resource = $1"},
     {"tollgate_check_layers",
@@ -209,9 +224,12 @@ constexpr StatementText kStatements[kStatementCount] = {
     {"tollgate_sem_release", "SELECT tollgate_sem_release($1, $2)"},
     {"tollgate_sem_extend", "SELECT tollgate_sem_extend($1, $2, $3)"},
     {"tollgate_sem_info", "SELECT out_limit, out_holders, out_fence FROM tollgate_sem_info($1)"},
-    {"tollgate_multi_acquire", "SELECT tollgate_multi_acquire($1::bytea[], $2, $3, $4)"},
+    {"tollgate_multi_acquire", "SELECT tollgate_multi_acquire($1::bytea[], $2, $3, $4, $5)"},
     {"tollgate_multi_release", "SELECT tollgate_multi_release($1::bytea[], $2)"},
     {"tollgate_multi_extend", "SELECT tollgate_multi_extend($1::bytea[], $2, $3)"},
+    {"tollgate_lookup",
+     "SELECT out_key, out_fence, out_ttl_ns, out_owner, out_acquired_at_ns "
+     "FROM tollgate_lookup($1)"},
 };
 
 }  // namespace
@@ -307,21 +325,22 @@ const char* StatementSql(Statement s) { return kStatements[static_cast<int>(s)].
 const char* StatementName(Statement s) { return kStatements[static_cast<int>(s)].name; }
 
 Op<std::optional<LeaseGrant>> AcquireOp(std::string_view key, Duration ttl,
-                                        std::optional<std::string> owner) {
+                                        std::optional<std::string> owner, WallTime now) {
   using T = std::optional<LeaseGrant>;
   if (absl::Status st = ValidateKey(key); !st.ok()) return Immediate<T>(st);
   if (absl::Status st = ValidateTtl(ttl); !st.ok()) return Immediate<T>(st);
   std::string lock_id = core::NewLockId();
   std::vector<Param> params = {Bytes(key), Text(lock_id), Text(std::to_string(ttl.count())),
-                               owner ? Bytes(*owner) : Null()};
+                               owner ? Bytes(*owner) : Null(), UnixNanos(now)};
   return Call<T>(
       Statement::kAcquire, std::move(params),
-      [lock_id = std::move(lock_id), ttl](const PGresult* r) mutable -> absl::StatusOr<T> {
+      [lock_id = std::move(lock_id), ttl, now](const PGresult* r) mutable -> absl::StatusOr<T> {
         if (PQntuples(r) != 1 || IsNull(r, 0, 0)) return T();
         LeaseGrant g;
         g.lock_id = std::move(lock_id);
         g.fence = U64(r, 0, 0, UINT64_MAX);
         g.ttl = ttl;
+        g.acquired_at = now;
         return T(std::move(g));
       });
 }
@@ -358,8 +377,29 @@ Op<std::optional<LeaseInfo>> InfoOp(std::string_view key) {
     info.fence = U64(r, 0, 0, UINT64_MAX);
     info.ttl_remaining = Nanos(r, 0, 1);
     if (!IsNull(r, 0, 2)) info.owner = Unhex(Value(r, 0, 2));
+    info.lock_id = std::string(Value(r, 0, 3));
+    info.acquired_at = WallNanos(r, 0, 4);
     return T(std::move(info));
   });
+}
+
+Op<std::optional<LeaseById>> LookupOp(std::string_view lock_id) {
+  using T = std::optional<LeaseById>;
+  if (!core::IsLockIdFormat(lock_id)) {
+    return Immediate<T>(absl::InvalidArgumentError("lock_id must be 32 lowercase hex characters"));
+  }
+  return Call<T>(Statement::kLookup, {Text(std::string(lock_id))},
+                 [lock_id = std::string(lock_id)](const PGresult* r) -> absl::StatusOr<T> {
+                   if (PQntuples(r) != 1 || IsNull(r, 0, 0) || IsNull(r, 0, 1)) return T();
+                   LeaseById out;
+                   out.key = Unhex(Value(r, 0, 0));
+                   out.info.fence = U64(r, 0, 1, UINT64_MAX);
+                   out.info.ttl_remaining = Nanos(r, 0, 2);
+                   if (!IsNull(r, 0, 3)) out.info.owner = Unhex(Value(r, 0, 3));
+                   out.info.lock_id = lock_id;  // the row was found by it
+                   out.info.acquired_at = WallNanos(r, 0, 4);
+                   return T(std::move(out));
+                 });
 }
 
 Op<std::monostate> FencedSetOp(std::string_view resource, uint64_t fence, std::string_view value) {
@@ -488,21 +528,22 @@ Op<std::optional<SemaphoreInfo>> SemInfoOp(std::string_view key) {
   });
 }
 
-Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req) {
+Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req, WallTime now) {
   using T = std::optional<LeaseGrant>;
   if (absl::Status st = ValidateMultiAcquireRequest(req); !st.ok()) return Immediate<T>(st);
   std::string lock_id = core::NewLockId();
   std::vector<Param> params = {Text(ByteaArray(req.keys)), Text(lock_id),
                                Text(std::to_string(req.ttl.count())),
-                               req.owner ? Bytes(*req.owner) : Null()};
+                               req.owner ? Bytes(*req.owner) : Null(), UnixNanos(now)};
   return Call<T>(Statement::kMultiAcquire, std::move(params),
-                 [lock_id = std::move(lock_id),
-                  ttl = req.ttl](const PGresult* r) mutable -> absl::StatusOr<T> {
+                 [lock_id = std::move(lock_id), ttl = req.ttl,
+                  now](const PGresult* r) mutable -> absl::StatusOr<T> {
                    if (PQntuples(r) != 1 || IsNull(r, 0, 0)) return T();
                    LeaseGrant g;
                    g.lock_id = std::move(lock_id);
                    g.fence = U64(r, 0, 0, UINT64_MAX);
                    g.ttl = ttl;
+                   g.acquired_at = now;
                    return T(std::move(g));
                  });
 }

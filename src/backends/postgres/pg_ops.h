@@ -119,8 +119,9 @@ enum class Statement : int {
   kMultiAcquire,
   kMultiRelease,
   kMultiExtend,
+  kLookup,
 };
-inline constexpr int kStatementCount = 14;
+inline constexpr int kStatementCount = 15;
 // The statement's SQL ($1... parameters) and the name it is prepared under on a session.
 const char* StatementSql(Statement s);
 const char* StatementName(Statement s);
@@ -140,10 +141,18 @@ struct Op {
 // are validated here (a bad one yields `immediate`); arguments are copied into the Op.
 // Release and FencedSet have no value: std::monostate.
 Op<std::optional<LeaseGrant>> AcquireOp(std::string_view key, Duration ttl,
-                                        std::optional<std::string> owner);
+                                        std::optional<std::string> owner,
+                                        WallTime now = RealClock()->WallNow());
 Op<std::monostate> ReleaseOp(std::string_view key, std::string_view lock_id);
 Op<Duration> ExtendOp(std::string_view key, std::string_view lock_id, Duration ttl);
+// Acquire and MultiAcquire record `now` (the tollgate process's wall clock, read when the Op is
+// built) as the grant's acquired_at, in the grant and with the lease. Info reports the holder's
+// lock_id and acquired_at (nullopt for a lease granted before schema version 4).
 Op<std::optional<LeaseInfo>> InfoOp(std::string_view key);
+// Backend::LookupById: the live single-key lease held by lock_id, verified on the lease's own row.
+// InvalidArgument "lock_id must be 32 lowercase hex characters" without a round trip for a
+// malformed id. `waiters` is 0.
+Op<std::optional<LeaseById>> LookupOp(std::string_view lock_id);
 Op<std::monostate> FencedSetOp(std::string_view resource, uint64_t fence, std::string_view value);
 Op<std::optional<FencedValue>> FencedGetOp(std::string_view resource);
 Op<Decision> ThrottleOp(std::string_view key, const BucketParams& params, Decimal cost);
@@ -159,7 +168,8 @@ Op<std::optional<PermitGrant>> SemAcquireOp(const SemAcquireRequest& req);
 Op<std::monostate> SemReleaseOp(std::string_view key, std::string_view permit_id);
 Op<Duration> SemExtendOp(std::string_view key, std::string_view permit_id, Duration ttl);
 Op<std::optional<SemaphoreInfo>> SemInfoOp(std::string_view key);
-Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req);
+Op<std::optional<LeaseGrant>> MultiAcquireOp(const MultiAcquireRequest& req,
+                                             WallTime now = RealClock()->WallNow());
 Op<size_t> MultiReleaseOp(std::span<const std::string> keys, std::string_view lock_id);
 Op<Duration> MultiExtendOp(std::span<const std::string> keys, std::string_view lock_id,
                            Duration ttl);

@@ -54,6 +54,10 @@ class PostgresBackend final : public Backend {
     return Run(postgres::InfoOp(key));
   }
 
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id) override {
+    return Run(postgres::LookupOp(lock_id));
+  }
+
   absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
     return Run(postgres::SemAcquireOp(req));
   }

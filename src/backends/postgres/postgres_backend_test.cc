@@ -907,6 +907,171 @@ TEST_F(PostgresBackendTest, MigrateUpgradesThePreviousSchemaVersion) {
   EXPECT_TRUE(MigratePostgres(conninfo).ok());  // and again: idempotent
 }
 
+// Schema version 4: acquisition times (the tollgate process's wall clock, kept by Extend) and the
+// reverse index lock_id -> key, which finds only live single-key leases held by that lock_id.
+TEST_F(PostgresBackendTest, AcquiredAtAndLookupById) {
+  const WallTime before = std::chrono::system_clock::now();
+  auto g = b_->Acquire(std::string("lookup\0key", 10), seconds(30), "worker-7");
+  const WallTime after = std::chrono::system_clock::now();
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  EXPECT_GE((*g)->acquired_at, before);
+  EXPECT_LE((*g)->acquired_at, after);
+
+  auto info = b_->Info(std::string("lookup\0key", 10));
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->lock_id, (*g)->lock_id);
+  EXPECT_EQ((*info)->acquired_at, (*g)->acquired_at);
+
+  auto found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, std::string("lookup\0key", 10));
+  EXPECT_EQ((*found)->info.fence, (*g)->fence);
+  EXPECT_EQ((*found)->info.owner, "worker-7");
+  EXPECT_EQ((*found)->info.lock_id, (*g)->lock_id);
+  EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+  EXPECT_GT((*found)->info.ttl_remaining, seconds(29));
+  EXPECT_EQ((*found)->info.waiters, 0u);
+
+  std::this_thread::sleep_for(milliseconds(5));
+  ASSERT_TRUE(b_->Extend(std::string("lookup\0key", 10), (*g)->lock_id, seconds(60)).ok());
+  found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->info.acquired_at, (*g)->acquired_at);
+  EXPECT_GT((*found)->info.ttl_remaining, seconds(59));
+
+  ASSERT_TRUE(b_->Release(std::string("lookup\0key", 10), (*g)->lock_id).ok());
+  found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+
+  // Unknown and malformed ids.
+  found = b_->LookupById("0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  for (const char* bad : {"", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef",
+                          "0123456789abcdef0123456789abcdeg", "x' OR true --"}) {
+    auto r = b_->LookupById(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message(), "lock_id must be 32 lowercase hex characters");
+  }
+
+  // A multi-key grant records acquired_at on every key but is not found by its lock_id.
+  auto multi = b_->MultiAcquire(Multi({"lookup-m1", "lookup-m2"}, seconds(30)));
+  ASSERT_TRUE(multi.ok() && multi->has_value()) << multi.status();
+  EXPECT_GE((*multi)->acquired_at, before);
+  auto m1 = b_->Info("lookup-m1");
+  ASSERT_TRUE(m1.ok() && m1->has_value());
+  EXPECT_EQ((*m1)->acquired_at, (*multi)->acquired_at);
+  EXPECT_EQ((*m1)->lock_id, (*multi)->lock_id);
+  found = b_->LookupById((*multi)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  auto one = b_->MultiAcquire(Multi({"lookup-m3"}, seconds(30)));  // a group of one key
+  ASSERT_TRUE(one.ok() && one->has_value()) << one.status();
+  found = b_->LookupById((*one)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  // A key once held by a group and then granted alone is found again.
+  ASSERT_TRUE(b_->Release("lookup-m3", (*one)->lock_id).ok());
+  auto single = b_->Acquire("lookup-m3", seconds(30), std::nullopt);
+  ASSERT_TRUE(single.ok() && single->has_value());
+  found = b_->LookupById((*single)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, "lookup-m3");
+}
+
+TEST_F(PostgresBackendTest, LookupByIdFindsNothingOnceTheLeaseExpiredOrWasRegranted) {
+  auto g = b_->Acquire("lookup-exp", milliseconds(50), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  auto found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  std::this_thread::sleep_for(milliseconds(80));
+  found = b_->LookupById((*g)->lock_id);  // expired: the row is still there, not live
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  auto next = b_->Acquire("lookup-exp", seconds(30), std::nullopt);  // reuses the row
+  ASSERT_TRUE(next.ok() && next->has_value());
+  found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  found = b_->LookupById((*next)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->info.fence, (*next)->fence);
+  EXPECT_EQ((*found)->info.acquired_at, (*next)->acquired_at);
+}
+
+// A database at schema version 3 (the previous release), with a single-key lease and a multi-key
+// grant held: the backend refuses it; `tollgate migrate` upgrades it in place; the old leases have
+// no acquisition time, the single one is found by its lock_id and the group's keys are not.
+TEST_F(PostgresBackendTest, MigrateUpgradesSchemaVersion3) {
+  Session admin(server_->conninfo());
+  ASSERT_EQ(admin.Run("CREATE DATABASE schemav3"), "");
+  const std::string conninfo =
+      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=schemav3";
+  std::ifstream file(std::string(TOLLGATE_PG_TESTDATA) + "/schema_v3.sql");
+  ASSERT_TRUE(file.good());
+  std::stringstream v3;
+  v3 << file.rdbuf();
+  Session db(conninfo);
+  ASSERT_EQ(db.Run(v3.str()), "");
+  ASSERT_EQ(db.Value("SELECT version FROM tollgate_schema"), "3");
+  const std::string old_id = "0123456789abcdef0123456789abcdef";
+  const std::string group_id = "fedcba9876543210fedcba9876543210";
+  ASSERT_EQ(
+      db.Value("SELECT tollgate_acquire('\\x6f6c64'::bytea, '" + old_id + "', 30000000000, NULL)"),
+      "1");
+  ASSERT_EQ(db.Value("SELECT tollgate_multi_acquire(ARRAY['\\x6731'::bytea, '\\x6732'::bytea], '" +
+                     group_id + "', 30000000000, NULL)"),
+            "2");
+
+  auto stale = NewPostgresBackend(conninfo);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()),
+              HasSubstr("version 3, this build needs " + std::to_string(kPostgresSchemaVersion)));
+
+  ASSERT_TRUE(MigratePostgres(conninfo).ok());
+  EXPECT_EQ(db.Value("SELECT version FROM tollgate_schema"),
+            std::to_string(kPostgresSchemaVersion));
+  auto b = NewPostgresBackend(conninfo);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto old = (*b)->Info("old");
+  ASSERT_TRUE(old.ok() && old->has_value()) << old.status();
+  EXPECT_EQ((*old)->fence, 1u);
+  EXPECT_EQ((*old)->lock_id, old_id);
+  EXPECT_EQ((*old)->acquired_at, std::nullopt);
+  auto found = (*b)->LookupById(old_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, "old");
+  EXPECT_EQ((*found)->info.acquired_at, std::nullopt);
+  found = (*b)->LookupById(group_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  auto g1 = (*b)->Info("g1");
+  ASSERT_TRUE(g1.ok() && g1->has_value());
+  EXPECT_EQ((*g1)->lock_id, group_id);
+  ASSERT_TRUE((*b)->Extend("old", old_id, seconds(40)).ok());
+
+  // An older tollgate still running calls the functions with the version 3 arguments.
+  EXPECT_EQ(db.Value("SELECT tollgate_acquire('\\x6f6c6432'::bytea, '" + old_id.substr(0, 31) +
+                     "1', 30000000000, NULL) IS NOT NULL"),
+            "t");
+  EXPECT_EQ(db.Value("SELECT count(*) FROM tollgate_info('\\x6f6c6432'::bytea)"), "1");
+
+  auto fresh = (*b)->Acquire("new", seconds(30), std::nullopt);
+  ASSERT_TRUE(fresh.ok() && fresh->has_value()) << fresh.status();
+  EXPECT_GT((*fresh)->fence, 2u);
+  EXPECT_NE((*fresh)->acquired_at, WallTime());
+  found = (*b)->LookupById((*fresh)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->info.acquired_at, (*fresh)->acquired_at);
+  EXPECT_TRUE(MigratePostgres(conninfo).ok());  // and again: idempotent
+  found = (*b)->LookupById(group_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  found = (*b)->LookupById(old_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+}
+
 TEST(PostgresOutageTest, UnavailablePromptlyAndRecovers) {
   PostgresServer server;
   ASSERT_TRUE(server.Start()) << server.error();

@@ -3,7 +3,10 @@
 -- idempotently (IF NOT EXISTS / CREATE OR REPLACE), so running this on any older schema upgrades
 -- it; MigratePostgres appends the statement recording the schema version, and COMMIT.
 --
--- Units. Leases and permits: server time (now()), microsecond resolution. Buckets: a bucket's debt
+-- Units. Leases and permits: server time (now()), microsecond resolution. The one exception is a
+-- lease's acquisition time (acquired_at_ns, schema version 4): Unix nanoseconds of the tollgate
+-- process's wall clock at the grant, passed in by the caller, so every backend reports the same
+-- time authority (the tollgate process) and not the database's clock. Buckets: a bucket's debt
 -- (tokens consumed and not yet refilled) is an integer count of 1e-18 tokens, exactly the core's
 -- unit, so with nano-token capacities, rates and costs every step is integer `numeric` arithmetic:
 -- no rounding anywhere. Elapsed time is whole microseconds of now(); a rate of r nano-tokens/s
@@ -28,14 +31,38 @@ CREATE TABLE IF NOT EXISTS tollgate_schema (
 -- twice, even across crashes and restarts; gaps are possible and harmless).
 CREATE SEQUENCE IF NOT EXISTS tollgate_fence_seq AS bigint MINVALUE 1 NO CYCLE;
 
+-- acquired_at_ns: see Units; NULL for a lease granted before schema version 4. grouped: the row is
+-- one key of a multi-key grant (tollgate_multi_acquire); those are not found by lock_id.
 CREATE TABLE IF NOT EXISTS tollgate_leases (
   key bytea PRIMARY KEY,
   lock_id text NOT NULL,
   fence bigint NOT NULL,
   expires_at timestamptz NOT NULL,
-  owner bytea
+  owner bytea,
+  acquired_at_ns bigint,
+  grouped boolean NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS tollgate_leases_expires_at ON tollgate_leases (expires_at);
+
+-- Upgrading from version 3 or older: add the columns of version 4. The leases of a multi-key grant
+-- made before then are recognised by their shared lock_id and marked grouped (a grant of one key
+-- by tollgate_multi_acquire cannot be told apart: it stays findable by its lock_id until it ends).
+ALTER TABLE tollgate_leases ADD COLUMN IF NOT EXISTS acquired_at_ns bigint;
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                  WHERE attrelid = 'tollgate_leases'::regclass AND attname = 'grouped'
+                    AND NOT attisdropped) THEN
+    ALTER TABLE tollgate_leases ADD COLUMN grouped boolean NOT NULL DEFAULT false;
+    UPDATE tollgate_leases l SET grouped = true
+     WHERE EXISTS (SELECT 1 FROM tollgate_leases o WHERE o.lock_id = l.lock_id AND o.key <> l.key);
+  END IF;
+END $$;
+-- The reverse index of lookups by lock_id (tollgate_lookup): single-key leases only. It indexes the
+-- lease rows themselves, so it changes with them in the same statement (grant, release, re-grant of
+-- an expired row) and can never point at another lease; an expired row it still finds is told apart
+-- by expires_at on that very row.
+CREATE INDEX IF NOT EXISTS tollgate_leases_lock_id ON tollgate_leases (lock_id) WHERE NOT grouped;
 
 CREATE TABLE IF NOT EXISTS tollgate_registers (
   resource bytea PRIMARY KEY,
@@ -74,8 +101,12 @@ CREATE OR REPLACE FUNCTION tollgate_lease_lock(k bytea) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$ SELECT hashtextextended(encode(k, 'hex'), 7) $$;
 
 -- Takes the lease on k if nobody holds it (absent, or expired by now()). Returns the new fence, or
--- NULL if the key is held.
-CREATE OR REPLACE FUNCTION tollgate_acquire(k bytea, lid text, ttl_ns bigint, own bytea)
+-- NULL if the key is held. acq_ns: the caller's wall clock (Unix ns), stored as acquired_at_ns.
+-- Version 4 added acq_ns; the version 3 function is dropped, and a caller of it (an older tollgate
+-- still running during an upgrade) reaches this one and stores no acquisition time.
+DROP FUNCTION IF EXISTS tollgate_acquire(bytea, text, bigint, bytea);
+CREATE OR REPLACE FUNCTION tollgate_acquire(k bytea, lid text, ttl_ns bigint, own bytea,
+                                            acq_ns bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   f bigint;
@@ -86,7 +117,8 @@ BEGIN
   -- its fence first could commit its INSERT after a later acquirer's whole lease came and went.
   PERFORM pg_advisory_xact_lock(tollgate_lease_lock(k));
   UPDATE tollgate_leases l
-     SET lock_id = lid, fence = nextval('tollgate_fence_seq'), expires_at = exp, owner = own
+     SET lock_id = lid, fence = nextval('tollgate_fence_seq'), expires_at = exp, owner = own,
+         acquired_at_ns = acq_ns, grouped = false
    WHERE l.key = k AND l.expires_at <= now()
   RETURNING l.fence INTO f;
   IF FOUND THEN
@@ -96,8 +128,8 @@ BEGIN
   IF FOUND THEN
     RETURN NULL;  -- held (checked first so a refused acquire does not burn a fence)
   END IF;
-  INSERT INTO tollgate_leases (key, lock_id, fence, expires_at, owner)
-  VALUES (k, lid, nextval('tollgate_fence_seq'), exp, own)
+  INSERT INTO tollgate_leases (key, lock_id, fence, expires_at, owner, acquired_at_ns, grouped)
+  VALUES (k, lid, nextval('tollgate_fence_seq'), exp, own, acq_ns, false)
   ON CONFLICT (key) DO NOTHING
   RETURNING fence INTO f;
   -- Housekeeping: drop a few leases expired for over a minute (their fences live on in the
@@ -123,12 +155,38 @@ LANGUAGE sql AS $$
               WHERE l.key = k AND l.lock_id = lid AND l.expires_at > now() RETURNING 1)
   SELECT count(*) > 0 FROM u $$;
 
--- The live lease on k: fence, nanoseconds left, owner; all NULL when nobody holds it.
+-- The live lease on k: fence, nanoseconds left, owner; all NULL when nobody holds it. (Kept for
+-- tollgate before version 4, which calls it; tollgate_lease is its successor.)
 CREATE OR REPLACE FUNCTION tollgate_info(k bytea, OUT out_fence bigint, OUT out_ttl_ns bigint,
                                          OUT out_owner bytea)
 LANGUAGE sql STABLE AS $$
   SELECT l.fence, (extract(epoch FROM l.expires_at - now()) * 1000000000)::bigint, l.owner
     FROM tollgate_leases l WHERE l.key = k AND l.expires_at > now() $$;
+
+-- Schema version 4. The live lease on k: fence, nanoseconds left, owner, the holder's lock_id and
+-- acquired_at_ns (NULL if unknown); all NULL when nobody holds it.
+CREATE OR REPLACE FUNCTION tollgate_lease(k bytea, OUT out_fence bigint, OUT out_ttl_ns bigint,
+                                          OUT out_owner bytea, OUT out_lock_id text,
+                                          OUT out_acquired_at_ns bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT l.fence, (extract(epoch FROM l.expires_at - now()) * 1000000000)::bigint, l.owner,
+         l.lock_id, l.acquired_at_ns
+    FROM tollgate_leases l WHERE l.key = k AND l.expires_at > now() $$;
+
+-- Schema version 4. The live single-key lease held by lock_id lid: its key, fence, nanoseconds
+-- left, owner and acquired_at_ns; all NULL when there is none (released, expired, never granted,
+-- or a key of a multi-key grant). Read-only: one index probe of tollgate_leases_lock_id, and the
+-- row it finds is the lease itself, so the lock_id it holds is checked on the same row that says
+-- it is live.
+CREATE OR REPLACE FUNCTION tollgate_lookup(lid text, OUT out_key bytea, OUT out_fence bigint,
+                                           OUT out_ttl_ns bigint, OUT out_owner bytea,
+                                           OUT out_acquired_at_ns bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT l.key, l.fence, (extract(epoch FROM l.expires_at - now()) * 1000000000)::bigint,
+         l.owner, l.acquired_at_ns
+    FROM tollgate_leases l
+   WHERE l.lock_id = lid AND NOT l.grouped AND l.expires_at > now()
+   LIMIT 1 $$;
 
 -- Stores v under r iff f >= the register's fence. Returns NULL when stored, else the stored
 -- (newer) fence, so the caller can name both.
@@ -291,8 +349,11 @@ END $$;
 -- Takes the leases on all of ks (distinct keys) under lock_id lid if none of them is held (absent,
 -- or expired by now()). Returns the one new fence, drawn after every key's advisory lock is held,
 -- so it is larger than every fence granted on any of the keys before; NULL (and nothing changed)
--- if any key is held.
-CREATE OR REPLACE FUNCTION tollgate_multi_acquire(ks bytea[], lid text, ttl_ns bigint, own bytea)
+-- if any key is held. acq_ns as tollgate_acquire's (added, and the old function dropped, in
+-- version 4); the rows are marked grouped.
+DROP FUNCTION IF EXISTS tollgate_multi_acquire(bytea[], text, bigint, bytea);
+CREATE OR REPLACE FUNCTION tollgate_multi_acquire(ks bytea[], lid text, ttl_ns bigint, own bytea,
+                                                  acq_ns bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   f bigint;
@@ -316,11 +377,12 @@ BEGIN
     RETURN NULL;
   END IF;
   f := nextval('tollgate_fence_seq');
-  INSERT INTO tollgate_leases AS t (key, lock_id, fence, expires_at, owner)
-  SELECT u.k, lid, f, exp, own FROM unnest(ks) AS u(k) ORDER BY u.k
+  INSERT INTO tollgate_leases AS t (key, lock_id, fence, expires_at, owner, acquired_at_ns,
+                                     grouped)
+  SELECT u.k, lid, f, exp, own, acq_ns, true FROM unnest(ks) AS u(k) ORDER BY u.k
   ON CONFLICT (key) DO UPDATE
      SET lock_id = excluded.lock_id, fence = excluded.fence, expires_at = excluded.expires_at,
-         owner = excluded.owner;
+         owner = excluded.owner, acquired_at_ns = excluded.acquired_at_ns, grouped = true;
   DELETE FROM tollgate_leases d
    WHERE d.key IN (SELECT o.key FROM tollgate_leases o
                     WHERE o.expires_at < now() - interval '1 minute'

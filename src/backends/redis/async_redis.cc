@@ -13,8 +13,11 @@
 namespace tollgate::redis {
 
 AsyncRedisBackend::AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop,
-                                     Duration lock_delay)
-    : client_(std::move(client)), lock_delay_(lock_delay), waits_(loop, QueueOps()) {}
+                                     Duration lock_delay, Clock* clock)
+    : client_(std::move(client)),
+      lock_delay_(lock_delay),
+      clock_(clock),
+      waits_(loop, QueueOps()) {}
 
 AsyncRedisBackend::~AsyncRedisBackend() {
   // Waiters complete (nullopt) while this object is whole; requests in flight are dropped.
@@ -47,12 +50,13 @@ void AsyncRedisBackend::AcquireNow(const AcquireRequest& req,
   if (absl::Status st = ValidateTtl(req.ttl); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
   std::string lock_id = core::NewLockId();
-  ScriptCall call =
-      AcquireCall(req.key, req.ttl, req.owner, lock_id, !client_->cluster(), lock_delay_);
-  client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl,
+  const WallTime now = clock_->WallNow();
+  ScriptCall call = AcquireCall(req.key, req.ttl, req.owner, lock_id, !client_->cluster(),
+                                lock_delay_, now, indexed());
+  client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl, now,
                                  done = std::move(done)](absl::StatusOr<Reply> r) mutable {
     if (!r.ok()) return done(r.status());
-    done(DecodeAcquire(r->get(), std::move(lock_id), ttl));
+    done(DecodeAcquire(r->get(), std::move(lock_id), ttl, now));
   });
 }
 
@@ -60,7 +64,7 @@ void AsyncRedisBackend::Release(std::string_view key, std::string_view lock_id,
                                 StatusCompletion done) {
   if (absl::Status st = ValidateKey(key); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
-  client_->Run(ReleaseCall(key, lock_id),
+  client_->Run(ReleaseCall(key, lock_id, indexed()),
                [key = std::string(key), done = std::move(done)](absl::StatusOr<Reply> r) mutable {
                  if (!r.ok()) return done(r.status());
                  done(DecodeRelease(r->get(), key));
@@ -72,11 +76,12 @@ void AsyncRedisBackend::Extend(std::string_view key, std::string_view lock_id, D
   if (absl::Status st = ValidateKey(key); !st.ok()) return done(std::move(st));
   if (absl::Status st = ValidateTtl(ttl); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
-  client_->Run(ExtendCall(key, lock_id, ttl), [key = std::string(key), ttl, done = std::move(done)](
-                                                  absl::StatusOr<Reply> r) mutable {
-    if (!r.ok()) return done(r.status());
-    done(DecodeExtend(r->get(), key, ttl));
-  });
+  client_->Run(
+      ExtendCall(key, lock_id, ttl, indexed()),
+      [key = std::string(key), ttl, done = std::move(done)](absl::StatusOr<Reply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        done(DecodeExtend(r->get(), key, ttl));
+      });
 }
 
 void AsyncRedisBackend::Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) {
@@ -85,6 +90,23 @@ void AsyncRedisBackend::Info(std::string_view key, Completion<std::optional<Leas
   client_->Run(InfoCall(key), [done = std::move(done)](absl::StatusOr<Reply> r) mutable {
     if (!r.ok()) return done(r.status());
     done(DecodeInfo(r->get()));
+  });
+}
+
+void AsyncRedisBackend::LookupById(std::string_view lock_id,
+                                   Completion<std::optional<LeaseById>> done) {
+  if (!core::IsLockIdFormat(lock_id)) {
+    return done(absl::InvalidArgumentError("lock_id must be 32 lowercase hex characters"));
+  }
+  if (!indexed()) {
+    return done(absl::UnimplementedError(
+        "lookup by lock_id is not available on a Redis Cluster: the lock_id index and the lease "
+        "live in different hash slots, which one atomic script cannot reach"));
+  }
+  if (Refused(done)) return;
+  client_->Run(LookupByIdCall(lock_id), [done = std::move(done)](absl::StatusOr<Reply> r) mutable {
+    if (!r.ok()) return done(r.status());
+    done(DecodeLookupById(r->get()));
   });
 }
 

@@ -14,6 +14,7 @@
 #include "backends/async/wait_queue.h"
 #include "backends/redis/client.h"
 #include "tollgate/async_backend.h"
+#include "tollgate/clock.h"
 
 namespace tollgate::redis {
 
@@ -21,8 +22,10 @@ class AsyncRedisBackend final : public AsyncBackend {
  public:
   // `loop` must outlive this object, which must be destroyed on the loop's thread (or while no
   // thread runs the loop); operations still pending then are dropped without completing.
-  // `lock_delay`: see NewAsyncRedisBackend (validated there).
-  AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop, Duration lock_delay);
+  // `lock_delay`: see NewAsyncRedisBackend (validated there). `clock` (not owned, outlives this
+  // object): its WallNow() is every grant's acquired_at (Redis TIME never is).
+  AsyncRedisBackend(std::unique_ptr<Client> client, EventLoop& loop, Duration lock_delay,
+                    Clock* clock = RealClock());
   ~AsyncRedisBackend() override;
 
   std::string_view kind() const override { return "redis"; }
@@ -33,6 +36,10 @@ class AsyncRedisBackend final : public AsyncBackend {
   void Extend(std::string_view key, std::string_view lock_id, Duration ttl,
               Completion<Duration> done) override;
   void Info(std::string_view key, Completion<std::optional<LeaseInfo>> done) override;
+  // Standalone Redis: one script (lookup_by_id.lua) reads the index tollgate:i:<lock_id> and the
+  // lease it names and verifies the lock_id. A Redis Cluster has no index (it would live in another
+  // slot than the lease): Unimplemented, after the lock_id's format is checked.
+  void LookupById(std::string_view lock_id, Completion<std::optional<LeaseById>> done) override;
   void FencedSet(std::string_view resource, uint64_t fence, std::string_view value,
                  StatusCompletion done) override;
   void FencedGet(std::string_view resource, Completion<std::optional<FencedValue>> done) override;
@@ -88,8 +95,12 @@ class AsyncRedisBackend final : public AsyncBackend {
   // On a Redis Cluster, CheckOneSlot(command, keys); OK on standalone Redis.
   absl::Status CheckSlots(std::string_view command, std::span<const std::string> keys) const;
 
+  // Whether single-key leases are indexed by lock_id (standalone Redis; see IndexKey).
+  bool indexed() const { return !client_->cluster(); }
+
   std::unique_ptr<Client> client_;
   const Duration lock_delay_;
+  Clock* const clock_;
   bool shut_down_ = false;
   WaitQueue waits_;  // destroyed before client_: its waiters complete while client_ is whole
 };

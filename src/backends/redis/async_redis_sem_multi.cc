@@ -17,7 +17,7 @@ WaitQueue::Ops AsyncRedisBackend::QueueOps() {
     AcquireNow(req, std::move(done));
   };
   ops.release = [this](const std::string& key, const std::string& id) {
-    client_->Run(ReleaseCall(key, id), [](absl::StatusOr<Reply>) {});
+    client_->Run(ReleaseCall(key, id, indexed()), [](absl::StatusOr<Reply>) {});
   };
   ops.sem_acquire = [this](const SemAcquireRequest& req,
                            Completion<std::optional<PermitGrant>> done) {
@@ -31,7 +31,7 @@ WaitQueue::Ops AsyncRedisBackend::QueueOps() {
     MultiAcquireNow(req, std::move(done));
   };
   ops.multi_release = [this](const std::vector<std::string>& keys, const std::string& lock_id) {
-    client_->Run(MultiReleaseCall(keys, lock_id), [](absl::StatusOr<Reply>) {});
+    client_->Run(MultiReleaseCall(keys, lock_id, indexed()), [](absl::StatusOr<Reply>) {});
   };
   return ops;
 }
@@ -128,11 +128,12 @@ void AsyncRedisBackend::MultiAcquireNow(const MultiAcquireRequest& req,
   }
   if (Refused(done)) return;
   std::string lock_id = core::NewLockId();
-  ScriptCall call = MultiAcquireCall(req, lock_id, !client_->cluster(), lock_delay_);
-  client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl,
+  const WallTime now = clock_->WallNow();
+  ScriptCall call = MultiAcquireCall(req, lock_id, !client_->cluster(), lock_delay_, now);
+  client_->Run(std::move(call), [lock_id = std::move(lock_id), ttl = req.ttl, now,
                                  done = std::move(done)](absl::StatusOr<Reply> r) mutable {
     if (!r.ok()) return done(r.status());
-    done(DecodeMultiAcquire(r->get(), std::move(lock_id), ttl));
+    done(DecodeMultiAcquire(r->get(), std::move(lock_id), ttl, now));
   });
 }
 
@@ -141,7 +142,7 @@ void AsyncRedisBackend::MultiRelease(std::span<const std::string> keys, std::str
   if (absl::Status st = ValidateKeyList(keys); !st.ok()) return done(std::move(st));
   if (absl::Status st = CheckSlots("LOCK.MRELEASE", keys); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
-  client_->Run(MultiReleaseCall(keys, lock_id),
+  client_->Run(MultiReleaseCall(keys, lock_id, indexed()),
                [n = keys.size(), done = std::move(done)](absl::StatusOr<Reply> r) mutable {
                  if (!r.ok()) return done(r.status());
                  done(DecodeMultiRelease(r->get(), n));
@@ -154,7 +155,7 @@ void AsyncRedisBackend::MultiExtend(std::span<const std::string> keys, std::stri
   if (absl::Status st = ValidateTtl(ttl); !st.ok()) return done(std::move(st));
   if (absl::Status st = CheckSlots("LOCK.MEXTEND", keys); !st.ok()) return done(std::move(st));
   if (Refused(done)) return;
-  client_->Run(MultiExtendCall(keys, lock_id, ttl),
+  client_->Run(MultiExtendCall(keys, lock_id, ttl, indexed()),
                [keys = std::vector<std::string>(keys.begin(), keys.end()), ttl,
                 done = std::move(done)](absl::StatusOr<Reply> r) mutable {
                  if (!r.ok()) return done(r.status());

@@ -19,6 +19,7 @@
 #include "tests/support/redis_server.h"
 #include "tollgate/event_loop.h"
 #include "tollgate/redis_backend.h"
+#include "tollgate/testing/fake_clock.h"
 
 namespace tollgate {
 namespace {
@@ -410,6 +411,8 @@ TEST_F(AsyncRedisTest, ACancelledWaiterIsNeverAnsweredAndItsGrantIsReleased) {
   EXPECT_FALSE(InfoOf(*b_, "c").has_value());  // the grant was released
   Raw raw(server_.port());
   EXPECT_EQ(raw.Cmd({"GET", "tollgate:{c}:fence"}), std::to_string(holder->fence + 1));
+  // Its lock_id index went with it: only the two fence counters are left.
+  EXPECT_EQ(raw.Cmd({"DBSIZE"}), "2");
 }
 
 TEST_F(AsyncRedisTest, ShutdownAnswersWaitersAndRefusesLaterCalls) {
@@ -443,6 +446,70 @@ TEST_F(AsyncRedisTest, BadInputIsInvalidArgumentAtOnce) {
   EXPECT_EQ(a->code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t->code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(*t, "rate")) << *t;
+}
+
+// Issue 13: acquired_at is the tollgate process's clock (the backend's Clock), never Redis TIME:
+// with a clock years off, grants, Info and LookupById all carry that clock's time, in whole ms.
+TEST_F(AsyncRedisTest, AcquiredAtComesFromTheBackendsClockNotRedisTime) {
+  FakeClock clock(WallTime(std::chrono::milliseconds(1'000'000'000'123)) +
+                  std::chrono::microseconds(789));
+  auto url = redis::ParseUrl(server_.url());
+  ASSERT_TRUE(url.ok()) << url.status();
+  auto client = redis::Client::Connect(*url, seconds(2), *loop_);
+  ASSERT_TRUE(client.ok()) << client.status();
+  redis::AsyncRedisBackend b(std::move(*client), *loop_, Duration(0), &clock);
+  const WallTime expected(std::chrono::milliseconds(1'000'000'000'123));  // floored to ms
+  auto g = Grab(b, "clk", seconds(30));
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->acquired_at, expected);
+  Raw raw(server_.port());
+  EXPECT_EQ(raw.Cmd({"HGET", "tollgate:{clk}:lock", "at"}), "1000000000123");
+  auto info = InfoOf(b, "clk");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->acquired_at, expected);
+  EXPECT_EQ(info->lock_id, g->lock_id);
+  clock.Advance(seconds(5));  // Extend keeps acquired_at
+  std::optional<absl::StatusOr<Duration>> ext;
+  b.Extend("clk", g->lock_id, seconds(60), [&](absl::StatusOr<Duration> d) { ext = std::move(d); });
+  ASSERT_TRUE(Run([&] { return ext.has_value(); }));
+  ASSERT_TRUE(ext->ok()) << ext->status();
+  std::optional<absl::StatusOr<std::optional<LeaseById>>> found;
+  b.LookupById(g->lock_id,
+               [&](absl::StatusOr<std::optional<LeaseById>> r) { found = std::move(r); });
+  ASSERT_TRUE(Run([&] { return found.has_value(); }));
+  ASSERT_TRUE(found->ok()) << found->status();
+  ASSERT_TRUE(found->value().has_value());
+  EXPECT_EQ(found->value()->key, "clk");
+  EXPECT_EQ(found->value()->info.fence, g->fence);
+  EXPECT_EQ(found->value()->info.acquired_at, expected);
+  EXPECT_EQ(found->value()->info.waiters, 0u);
+  // A multi-key grant takes its acquired_at from the same clock.
+  std::optional<absl::StatusOr<std::optional<LeaseGrant>>> m;
+  b.MultiAcquire({{"clk1", "clk2"}, seconds(30), Duration(0), std::nullopt},
+                 [&](absl::StatusOr<std::optional<LeaseGrant>> r) { m = std::move(r); });
+  ASSERT_TRUE(Run([&] { return m.has_value(); }));
+  ASSERT_TRUE(m->ok() && m->value().has_value()) << m->status();
+  EXPECT_EQ(m->value()->acquired_at, expected + seconds(5));
+  EXPECT_EQ(raw.Cmd({"HGET", "tollgate:{clk2}:lock", "at"}), "1000000005123");
+}
+
+// A waiter's grant is indexed like any single-key grant; its release drops the index.
+TEST_F(AsyncRedisTest, AWaitersGrantIsIndexedAndItsReleaseDropsTheIndex) {
+  auto holder = Grab(*b_, "gb", milliseconds(100));
+  ASSERT_TRUE(holder.has_value());
+  std::optional<absl::StatusOr<std::optional<LeaseGrant>>> waited;
+  b_->Acquire({"gb", seconds(30), seconds(5), std::nullopt},
+              [&](absl::StatusOr<std::optional<LeaseGrant>> g) { waited = std::move(g); });
+  ASSERT_TRUE(Run([&] { return waited.has_value(); }));
+  ASSERT_TRUE(waited->ok() && waited->value().has_value()) << waited->status();
+  const std::string index = "tollgate:i:" + waited->value()->lock_id;
+  Raw raw(server_.port());
+  EXPECT_EQ(raw.Cmd({"GET", index}), "gb");
+  std::optional<absl::Status> rel;
+  b_->Release("gb", waited->value()->lock_id, [&](absl::Status st) { rel = st; });
+  ASSERT_TRUE(Run([&] { return rel.has_value(); }));
+  ASSERT_TRUE(rel->ok()) << *rel;
+  EXPECT_EQ(raw.Cmd({"EXISTS", index}), "0");
 }
 
 // ---- Redis Cluster ----

@@ -35,30 +35,40 @@ absl::Status CheckOneSlot(std::string_view command, std::span<const std::string>
 }
 
 ScriptCall MultiAcquireCall(const MultiAcquireRequest& req, const std::string& lock_id,
-                            bool global_fences, Duration lock_delay) {
-  ScriptCall call{
-      kMultiAcquire,
-      LockKeys(req.keys),
-      {lock_id, TtlMs(req.ttl), req.owner ? "1" : "0", req.owner.value_or(""),
-       lock_delay > Duration(0) ? TtlMs(lock_delay) : "0", std::to_string(req.keys.size())}};
+                            bool global_fences, Duration lock_delay, WallTime acquired_at) {
+  ScriptCall call{kMultiAcquire,
+                  LockKeys(req.keys),
+                  {lock_id, TtlMs(req.ttl), req.owner ? "1" : "0", req.owner.value_or(""),
+                   lock_delay > Duration(0) ? TtlMs(lock_delay) : "0",
+                   std::to_string(req.keys.size()), std::to_string(AcquiredAtMs(acquired_at))}};
   for (const std::string& k : req.keys) call.keys.push_back(FenceKey(k));
   if (global_fences) call.keys.push_back(std::string(kGlobalFenceKey));
   return call;
 }
 
-ScriptCall MultiReleaseCall(std::span<const std::string> keys, std::string_view lock_id) {
-  return ScriptCall{kMultiRelease, LockKeys(keys), {std::string(lock_id)}};
+ScriptCall MultiReleaseCall(std::span<const std::string> keys, std::string_view lock_id,
+                            bool index) {
+  ScriptCall call{
+      kMultiRelease, LockKeys(keys), {std::string(lock_id), std::to_string(keys.size())}};
+  if (index) call.keys.push_back(IndexKey(lock_id));
+  return call;
 }
 
 ScriptCall MultiExtendCall(std::span<const std::string> keys, std::string_view lock_id,
-                           Duration ttl) {
-  return ScriptCall{kMultiExtend, LockKeys(keys), {std::string(lock_id), TtlMs(ttl)}};
+                           Duration ttl, bool index) {
+  ScriptCall call{kMultiExtend,
+                  LockKeys(keys),
+                  {std::string(lock_id), TtlMs(ttl), std::to_string(keys.size())}};
+  if (index) call.keys.push_back(IndexKey(lock_id));
+  return call;
 }
 
 absl::StatusOr<std::optional<LeaseGrant>> DecodeMultiAcquire(const redisReply* r,
-                                                             std::string lock_id, Duration ttl) {
+                                                             std::string lock_id, Duration ttl,
+                                                             WallTime acquired_at) {
   // The same reply as the single-key acquire: nil or the fence.
-  absl::StatusOr<std::optional<LeaseGrant>> g = DecodeAcquire(r, std::move(lock_id), ttl);
+  absl::StatusOr<std::optional<LeaseGrant>> g =
+      DecodeAcquire(r, std::move(lock_id), ttl, acquired_at);
   if (!g.ok()) return Unexpected("multi-key acquire");
   return g;
 }

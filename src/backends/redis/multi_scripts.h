@@ -26,20 +26,26 @@ namespace tollgate::redis {
 // keys that begin with the same {hash tag} share one). OK when all share a slot.
 absl::Status CheckOneSlot(std::string_view command, std::span<const std::string> keys);
 
-// The calls, for arguments already validated (on a Cluster, CheckOneSlot passed). `global_fences`
-// and `lock_delay`: as AcquireCall.
+// The calls, for arguments already validated (on a Cluster, CheckOneSlot passed). `global_fences`,
+// `lock_delay` and `acquired_at`: as AcquireCall (a group has no index: LookupById does not find
+// its lock_id).
 ScriptCall MultiAcquireCall(const MultiAcquireRequest& req, const std::string& lock_id,
-                            bool global_fences, Duration lock_delay);
-ScriptCall MultiReleaseCall(std::span<const std::string> keys, std::string_view lock_id);
+                            bool global_fences, Duration lock_delay, WallTime acquired_at);
+// `index` (standalone Redis, as ReleaseCall's and ExtendCall's): a lock_id of a single-key lease
+// released or extended here keeps its index in step (a group's lock_id has none).
+ScriptCall MultiReleaseCall(std::span<const std::string> keys, std::string_view lock_id,
+                            bool index);
 ScriptCall MultiExtendCall(std::span<const std::string> keys, std::string_view lock_id,
-                           Duration ttl);
+                           Duration ttl, bool index);
 
-// The decoded answers: the grant (with `lock_id` and `ttl`) or nullopt when a key is taken; the
+// The decoded answers: the grant (with `lock_id`, `ttl` and `acquired_at` as DecodeAcquire's) or
+// nullopt when a key is taken; the
 // number of keys released; ttl, or FailedPrecondition "lease on '<k>' is not held by this lock_id"
 // naming the first key of `keys` not held (nothing extended). Internal for a reply of the wrong
 // shape.
 absl::StatusOr<std::optional<LeaseGrant>> DecodeMultiAcquire(const redisReply* r,
-                                                             std::string lock_id, Duration ttl);
+                                                             std::string lock_id, Duration ttl,
+                                                             WallTime acquired_at);
 absl::StatusOr<size_t> DecodeMultiRelease(const redisReply* r, size_t nkeys);
 absl::StatusOr<Duration> DecodeMultiExtend(const redisReply* r, std::span<const std::string> keys,
                                            Duration ttl);

@@ -54,6 +54,12 @@ class RedisBackend final : public Backend {
         [&](Completion<std::optional<LeaseInfo>> done) { async_->Info(key, std::move(done)); });
   }
 
+  absl::StatusOr<std::optional<LeaseById>> LookupById(std::string_view lock_id) override {
+    return Call<std::optional<LeaseById>>([&](Completion<std::optional<LeaseById>> done) {
+      async_->LookupById(lock_id, std::move(done));
+    });
+  }
+
   absl::StatusOr<std::optional<PermitGrant>> SemAcquire(const SemAcquireRequest& req) override {
     return Call<std::optional<PermitGrant>>([&](Completion<std::optional<PermitGrant>> done) {
       async_->SemAcquireNow(req, std::move(done));

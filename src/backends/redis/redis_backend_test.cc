@@ -136,6 +136,212 @@ TEST_F(RedisBackendTest, LeaseOnBinaryKeyAndKeyLayout) {
   EXPECT_EQ(raw.Cmd({"PTTL", "tollgate:{" + key + "}:fence"}), "-1");
 }
 
+// Issue 13: the lease hash keeps acquired_at ('at', Unix ms of the tollgate process's clock) and
+// the index tollgate:i:<lock_id> -> key lives exactly as long as the single-key lease: written with
+// its PX by the acquire, given the new ttl by extend, deleted by release.
+TEST_F(RedisBackendTest, LookupByIdIndexIsKeptInStepWithTheLease) {
+  const std::string key("lk\0{x}\r\n", 8);
+  const WallTime before = std::chrono::floor<milliseconds>(RealClock()->WallNow());
+  auto g = b_->Acquire(key, seconds(30), "me");
+  const WallTime after = RealClock()->WallNow();
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  const LeaseGrant grant = **g;
+  EXPECT_GE(grant.acquired_at, before);
+  EXPECT_LE(grant.acquired_at, after);
+  EXPECT_EQ(grant.acquired_at, std::chrono::floor<milliseconds>(grant.acquired_at));  // whole ms
+  const std::string at_ms = std::to_string(
+      std::chrono::duration_cast<milliseconds>(grant.acquired_at.time_since_epoch()).count());
+  Raw raw(server_.port());
+  const std::string lock = "tollgate:{" + key + "}:lock";
+  const std::string index = "tollgate:i:" + grant.lock_id;
+  EXPECT_EQ(raw.Cmd({"HGET", lock, "at"}), at_ms);
+  EXPECT_EQ(raw.Cmd({"GET", index}), key);
+  const long lease_pttl = std::stol(raw.Cmd({"PTTL", lock}));
+  const long index_pttl = std::stol(raw.Cmd({"PTTL", index}));
+  EXPECT_GT(index_pttl, 29000);
+  EXPECT_LE(index_pttl, lease_pttl);  // set in the same script: expire together
+
+  auto info = b_->Info(key);
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->lock_id, grant.lock_id);
+  EXPECT_EQ((*info)->acquired_at, grant.acquired_at);
+  EXPECT_EQ((*info)->owner, "me");
+
+  auto found = b_->LookupById(grant.lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, key);
+  EXPECT_EQ((*found)->info.fence, grant.fence);
+  EXPECT_EQ((*found)->info.owner, "me");
+  EXPECT_EQ((*found)->info.lock_id, grant.lock_id);
+  EXPECT_EQ((*found)->info.acquired_at, grant.acquired_at);
+  EXPECT_EQ((*found)->info.waiters, 0u);
+  EXPECT_GT((*found)->info.ttl_remaining, seconds(29));
+  EXPECT_LE((*found)->info.ttl_remaining, seconds(30));
+
+  // Extend: the index gets the lease's new ttl; acquired_at is kept.
+  ASSERT_TRUE(b_->Extend(key, grant.lock_id, seconds(90)).ok());
+  EXPECT_GT(std::stol(raw.Cmd({"PTTL", index})), 89000);
+  EXPECT_LE(std::stol(raw.Cmd({"PTTL", index})), std::stol(raw.Cmd({"PTTL", lock})));
+  EXPECT_EQ(raw.Cmd({"HGET", lock, "at"}), at_ms);
+  found = b_->LookupById(grant.lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->info.acquired_at, grant.acquired_at);
+  EXPECT_GT((*found)->info.ttl_remaining, seconds(89));
+
+  // A failed release (another lock_id) changes nothing; the holder's release drops the index.
+  EXPECT_EQ(b_->Release(key, std::string(32, 'a')).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(raw.Cmd({"GET", index}), key);
+  ASSERT_TRUE(b_->Release(key, grant.lock_id).ok());
+  EXPECT_EQ(raw.Cmd({"EXISTS", index}), "0");
+  found = b_->LookupById(grant.lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+
+  // A lease that expires takes its index with it.
+  auto brief = b_->Acquire(key, milliseconds(30), std::nullopt);
+  ASSERT_TRUE(brief.ok() && brief->has_value());
+  EXPECT_EQ(raw.Cmd({"GET", "tollgate:i:" + (*brief)->lock_id}), key);
+  std::this_thread::sleep_for(milliseconds(60));
+  EXPECT_EQ(raw.Cmd({"EXISTS", "tollgate:i:" + (*brief)->lock_id}), "0");
+  found = b_->LookupById((*brief)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+
+  // Groups and permits are not indexed, but a group's leases keep acquired_at.
+  const WallTime mbefore = std::chrono::floor<milliseconds>(RealClock()->WallNow());
+  auto m = b_->MultiAcquire({{"lm1", "lm2"}, seconds(30), Duration(0), std::nullopt});
+  ASSERT_TRUE(m.ok() && m->has_value()) << m.status();
+  EXPECT_GE((*m)->acquired_at, mbefore);
+  EXPECT_LE((*m)->acquired_at, RealClock()->WallNow());
+  EXPECT_EQ(raw.Cmd({"EXISTS", "tollgate:i:" + (*m)->lock_id}), "0");
+  found = b_->LookupById((*m)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  auto minfo = b_->Info("lm2");
+  ASSERT_TRUE(minfo.ok() && minfo->has_value()) << minfo.status();
+  EXPECT_EQ((*minfo)->lock_id, (*m)->lock_id);
+  EXPECT_EQ((*minfo)->acquired_at, (*m)->acquired_at);
+  ASSERT_TRUE(b_->Extend("lm1", (*m)->lock_id, seconds(40)).ok());  // no index to touch
+  EXPECT_EQ(raw.Cmd({"EXISTS", "tollgate:i:" + (*m)->lock_id}), "0");
+  auto p = b_->SemAcquire({"ls", 2, seconds(30), Duration(0), std::nullopt});
+  ASSERT_TRUE(p.ok() && p->has_value()) << p.status();
+  found = b_->LookupById((*p)->permit_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+}
+
+// A single-key lease extended or released through the multi-key calls (as a group of one) keeps
+// its index in step too.
+TEST_F(RedisBackendTest, LookupByIdIndexFollowsMultiKeyExtendAndRelease) {
+  auto g = b_->Acquire("mx", seconds(30), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  const std::string index = "tollgate:i:" + (*g)->lock_id;
+  Raw raw(server_.port());
+  const std::vector<std::string> keys = {"mx"};
+  ASSERT_TRUE(b_->MultiExtend(keys, (*g)->lock_id, seconds(90)).ok());
+  EXPECT_GT(std::stol(raw.Cmd({"PTTL", index})), 89000);
+  auto found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_GT((*found)->info.ttl_remaining, seconds(89));
+  // Not held: nothing changes.
+  EXPECT_EQ(*b_->MultiRelease(keys, std::string(32, 'b')), 0u);
+  EXPECT_EQ(raw.Cmd({"GET", index}), "mx");
+  EXPECT_EQ(*b_->MultiRelease(keys, (*g)->lock_id), 1u);
+  EXPECT_EQ(raw.Cmd({"EXISTS", index}), "0");
+  found = b_->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+}
+
+// The index only points the way: LookupById answers only for an unexpired lease on that key held
+// by that very lock_id. Leases stored by a tollgate that kept no acquired_at (and no index) still
+// work; Info reports their acquired_at as unknown.
+TEST_F(RedisBackendTest, LookupByIdVerifiesTheLeaseAndOldLeasesStillWork) {
+  Raw raw(server_.port());
+  // A stale index (say, restored from an old snapshot) naming a key now held by another lock_id.
+  auto g = b_->Acquire("v", seconds(30), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  const std::string other = "0123456789abcdef0123456789abcdef";
+  ASSERT_EQ(raw.Cmd({"SET", "tollgate:i:" + other, "v"}), "OK");
+  auto found = b_->LookupById(other);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  ASSERT_EQ(raw.Cmd({"SET", "tollgate:i:" + other, "nobody-holds-this"}), "OK");
+  found = b_->LookupById(other);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+
+  // A lease as an older tollgate stored it: no 'at', no index.
+  const std::string old_id = "fedcba9876543210fedcba9876543210";
+  const std::string lock = "tollgate:{old}:lock";
+  ASSERT_EQ(raw.Cmd({"HSET", lock, "id", old_id, "fence", "7", "owner", "o"}), "3");
+  ASSERT_EQ(raw.Cmd({"PEXPIRE", lock, "30000"}), "1");
+  auto info = b_->Info("old");
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->fence, 7u);
+  EXPECT_EQ((*info)->lock_id, old_id);
+  EXPECT_FALSE((*info)->acquired_at.has_value());
+  found = b_->LookupById(old_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());  // never indexed
+  ASSERT_TRUE(b_->Extend("old", old_id, seconds(60)).ok());
+  EXPECT_EQ(raw.Cmd({"EXISTS", "tollgate:i:" + old_id}), "0");  // extend creates no index
+  // Given an index by hand, it is found, acquired_at unknown.
+  ASSERT_EQ(raw.Cmd({"SET", "tollgate:i:" + old_id, "old", "PX", "60000"}), "OK");
+  found = b_->LookupById(old_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, "old");
+  EXPECT_EQ((*found)->info.fence, 7u);
+  EXPECT_EQ((*found)->info.owner, "o");
+  EXPECT_FALSE((*found)->info.acquired_at.has_value());
+  ASSERT_TRUE(b_->Release("old", old_id).ok());
+  EXPECT_EQ(raw.Cmd({"EXISTS", lock}), "0");
+  EXPECT_EQ(raw.Cmd({"EXISTS", "tollgate:i:" + old_id}), "0");
+}
+
+// A malformed lock_id is refused before any I/O: InvalidArgument even with the server down.
+TEST_F(RedisBackendTest, LookupByIdRefusesAMalformedLockIdBeforeAnyIo) {
+  server_.Stop();
+  for (const std::string& id :
+       {std::string(), std::string(31, 'a'), std::string(33, 'a'), std::string(32, 'A'),
+        std::string(31, 'a') + "g", std::string(31, 'a') + '\0', std::string(31, 'a') + "*"}) {
+    auto r = b_->LookupById(id);
+    ASSERT_FALSE(r.ok()) << id;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_EQ(r.status().message(), "lock_id must be 32 lowercase hex characters");
+  }
+  EXPECT_EQ(b_->LookupById(std::string(32, 'a')).status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(server_.Restart());
+}
+
+// Under lock-delay a lease that expired unreleased keeps its key blocked, but it is gone: neither
+// Info nor LookupById finds it.
+TEST_F(RedisBackendTest, LookupByIdSeesALeaseGoneAtItsTtlUnderLockDelay) {
+  auto b = NewRedisBackend(server_.url(), seconds(1), seconds(5));
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto g = (*b)->Acquire("ld", milliseconds(200), std::nullopt);
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  auto found = (*b)->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->key, "ld");
+  // Extend under lock-delay keeps the index in step too.
+  ASSERT_TRUE((*b)->Extend("ld", (*g)->lock_id, milliseconds(300)).ok());
+  Raw raw(server_.port());
+  EXPECT_GT(std::stol(raw.Cmd({"PTTL", "tollgate:i:" + (*g)->lock_id})), 200);
+  // Keep the index alive past the lease's end, so that only the script's check hides the lease.
+  ASSERT_EQ(raw.Cmd({"PEXPIRE", "tollgate:i:" + (*g)->lock_id, "60000"}), "1");
+  std::this_thread::sleep_for(milliseconds(400));
+  auto again = (*b)->Acquire("ld", seconds(1), std::nullopt);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());  // still in lock-delay
+  found = (*b)->LookupById((*g)->lock_id);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_FALSE(found->has_value());
+  auto info = (*b)->Info("ld");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_FALSE(info->has_value());
+}
+
 TEST_F(RedisBackendTest, RegisterComparesFullSixtyFourBitFences) {
   // Fences up to the counter's maximum count as issued (the counter is a signed 64-bit integer,
   // so no fence above 2^63 - 1 ever is: FencedSet refuses it).
@@ -472,6 +678,30 @@ TEST_F(RedisClusterTest, OneSeedReachesKeysOnAllThreeNodes) {
   EXPECT_NE(untagged.message().find("hash tag"), std::string::npos) << untagged;
   EXPECT_EQ((*b)->Acquire("}" + prefix_, seconds(1), std::nullopt).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A cluster has no lock_id index (it would live in another slot than the lease): LookupById is
+// Unimplemented (a malformed lock_id is still InvalidArgument), and acquire writes no index key.
+TEST_F(RedisClusterTest, LookupByIdIsUnimplementedAndNothingIsIndexed) {
+  auto b = NewRedisBackend(cluster_->url(0), seconds(2));
+  ASSERT_TRUE(b.ok()) << b.status();
+  const std::string key = KeyOn(1);
+  auto g = (*b)->Acquire(key, seconds(30), "me");
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  auto info = (*b)->Info(key);
+  ASSERT_TRUE(info.ok() && info->has_value()) << info.status();
+  EXPECT_EQ((*info)->lock_id, (*g)->lock_id);
+  EXPECT_EQ((*info)->acquired_at, (*g)->acquired_at);
+  ASSERT_TRUE((*b)->Extend(key, (*g)->lock_id, seconds(40)).ok());
+  const std::string index = "tollgate:i:" + (*g)->lock_id;
+  const int index_owner = cluster_->OwnerOfSlot(redis::KeySlot(index));
+  ASSERT_GE(index_owner, 0);
+  EXPECT_EQ(Raw(cluster_->port(index_owner)).Cmd({"EXISTS", index}), "0");
+  auto found = (*b)->LookupById((*g)->lock_id);
+  EXPECT_EQ(found.status().code(), absl::StatusCode::kUnimplemented) << found.status();
+  EXPECT_NE(found.status().message().find("Redis Cluster"), std::string::npos) << found.status();
+  EXPECT_EQ((*b)->LookupById("nope").status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE((*b)->Release(key, (*g)->lock_id).ok());
 }
 
 TEST_F(RedisClusterTest, MovedIsFollowedAndRemembered) {

@@ -23,31 +23,40 @@ namespace {
 // exp on; Acquire sees the key and refuses until it is deleted (release) or expires (exp + d).
 // Without it (no 'exp'), the key's own expiry is the lease's.
 
-// Lease acquire. KEYS: lock, fence[, global fence]. ARGV: lock_id, ttl_ms, has_owner ("0"/"1"),
-// owner, delay_ms. Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if
-// held (or in lock-delay).
+// The lease hash: 'id' lock_id, 'fence', 'owner' (if any), 'at' acquired_at (Unix ms of the
+// tollgate process's clock, passed in; absent in a lease stored by a tollgate that did not keep
+// it), and 'exp', 'd' under lock-delay (above).
+//
+// Lease acquire. KEYS: lock, fence[, global fence][, index]. ARGV: lock_id, ttl_ms, has_owner
+// ("0"/"1"), owner, delay_ms, acquired_at_ms[, key]. With ARGV[7] (standalone Redis), the last KEY
+// is the index tollgate:i:<lock_id>, set to ARGV[7] (the caller's key) with the lease's ttl.
+// Returns the new fence as a string (GET after INCR keeps all 64 bits), or nil if held (or in
+// lock-delay).
 constexpr std::string_view kAcquireLua = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local idx = ARGV[7] and KEYS[#KEYS]
+local gk = KEYS[3]
+if gk == idx then gk = nil end  -- KEYS[3] is the index: no global counter
 redis.call('INCR', KEYS[2])
 local f = redis.call('GET', KEYS[2])
-if KEYS[3] then
+if gk then
   -- One counter for every key (KEYS[3], standalone Redis). The key's own counter (KEYS[2]) follows
   -- it, so the key's fences keep increasing if the data moves to a cluster (per-key counters only)
   -- and back; a global counter behind a key's counter (written before global fences) catches up.
   -- Decimal strings compared by length, then bytes: no Lua double ever holds a fence.
-  redis.call('INCR', KEYS[3])
-  local g = redis.call('GET', KEYS[3])
+  redis.call('INCR', gk)
+  local g = redis.call('GET', gk)
   if #g < #f or (#g == #f and g < f) then
-    redis.call('SET', KEYS[3], f)
+    redis.call('SET', gk, f)
   else
     f = g
     redis.call('SET', KEYS[2], f)
   end
 end
 if ARGV[3] == '1' then
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4])
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4], 'at', ARGV[6])
 else
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f)
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fence', f, 'at', ARGV[6])
 end
 local d = tonumber(ARGV[5])
 if d > 0 then
@@ -58,10 +67,12 @@ if d > 0 then
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+if idx then redis.call('SET', idx, ARGV[7], 'PX', ARGV[2]) end
 return f
 )lua";
 
-// Release. KEYS: lock. ARGV: lock_id. 1 if released, 0 if not held by lock_id.
+// Release. KEYS: lock[, index] (standalone: tollgate:i:<lock_id>, deleted with the lease). ARGV:
+// lock_id. 1 if released, 0 if not held by lock_id (nothing changes).
 constexpr std::string_view kReleaseLua = R"lua(
 local v = redis.call('HMGET', KEYS[1], 'id', 'exp')
 if v[1] ~= ARGV[1] then return 0 end
@@ -72,11 +83,14 @@ if v[2] then
   end
 end
 redis.call('DEL', KEYS[1])
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 return 1
 )lua";
 
-// Extend. KEYS: lock. ARGV: lock_id, ttl_ms. 1 if extended, 0 if not held by lock_id (an expired
-// lease is gone, so it is never revived).
+// Extend. KEYS: lock[, index] (standalone: tollgate:i:<lock_id>, given the lease's new ttl; absent
+// for a lease of a multi-key group or one granted before the index existed: PEXPIRE does nothing).
+// ARGV: lock_id, ttl_ms. 1 if extended, 0 if not held by lock_id (an expired lease is gone, so it
+// is never revived). 'at' is kept.
 constexpr std::string_view kExtendLua = R"lua(
 local v = redis.call('HMGET', KEYS[1], 'id', 'exp', 'd')
 if v[1] ~= ARGV[1] then return 0 end
@@ -86,15 +100,17 @@ if v[2] then
   if now >= tonumber(v[2]) then return 0 end  -- expired (in lock-delay): never revived
   redis.call('HSET', KEYS[1], 'exp', now + tonumber(ARGV[2]))
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(v[3]))
-  return 1
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 1
 )lua";
 
-// Info. KEYS: lock. nil if free, else {fence, pttl_ms[, owner]}.
+// Info. KEYS: lock. nil if free, else {fence, pttl_ms, owner or nil, lock_id, acquired_at_ms or
+// nil}.
 constexpr std::string_view kInfoLua = R"lua(
-local v = redis.call('HMGET', KEYS[1], 'fence', 'owner', 'exp')
+local v = redis.call('HMGET', KEYS[1], 'fence', 'owner', 'exp', 'id', 'at')
 if not v[1] then return false end
 local ttl
 if v[3] then
@@ -104,8 +120,7 @@ if v[3] then
 else
   ttl = redis.call('PTTL', KEYS[1])
 end
-if v[2] then return {v[1], ttl, v[2]} end
-return {v[1], ttl}
+return {v[1], ttl, v[2], v[4], v[5]}
 )lua";
 
 // Fenced register set. KEYS: reg. ARGV: fence (decimal), value. Fences compare as decimal strings
@@ -218,12 +233,40 @@ constexpr uint64_t kNanosPerMicro = 1'000;         // Decimal nanos per micro-to
 constexpr uint64_t kRateNanosPerUnit = 1'000'000;  // rate nanos per (micro-token per ms)
 constexpr uint64_t kMaxRedisAmountMicros = 4'000'000'000'000'000;  // 4e9 tokens
 
+WallTime MsToWallTime(int64_t ms) { return WallTime(std::chrono::milliseconds(ms)); }
+
+// The fields of a lease as the info and lookup scripts return them: {fence, pttl_ms, owner or nil,
+// lock_id, acquired_at_ms or nil}. nullopt for any other shape.
+std::optional<LeaseInfo> DecodeLease(redisReply* const* e, size_t n) {
+  LeaseInfo info;
+  if (n != 5 || e[0]->type != REDIS_REPLY_STRING || !absl::SimpleAtoi(AV(Str(e[0])), &info.fence) ||
+      e[1]->type != REDIS_REPLY_INTEGER ||
+      (e[2]->type != REDIS_REPLY_STRING && e[2]->type != REDIS_REPLY_NIL) ||
+      e[3]->type != REDIS_REPLY_STRING ||
+      (e[4]->type != REDIS_REPLY_STRING && e[4]->type != REDIS_REPLY_NIL)) {
+    return std::nullopt;
+  }
+  info.ttl_remaining = std::chrono::milliseconds(std::max<long long>(e[1]->integer, 0));
+  if (e[2]->type == REDIS_REPLY_STRING) info.owner = std::string(Str(e[2]));
+  info.lock_id = std::string(Str(e[3]));
+  if (e[4]->type == REDIS_REPLY_STRING) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(AV(Str(e[4])), &ms)) return std::nullopt;
+    info.acquired_at = MsToWallTime(ms);
+  }
+  return info;
+}
+
 absl::Status NotHeld(std::string_view key) {
   return absl::FailedPreconditionError(
       absl::StrCat("lease on '", AV(key), "' is not held by this lock_id"));
 }
 
 }  // namespace
+
+int64_t AcquiredAtMs(WallTime t) {
+  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 
 std::string TtlMs(Duration ttl) {
   const int64_t ns = ttl.count();
@@ -266,12 +309,17 @@ std::string_view ScriptText(int s) {
       return kMultiReleaseLua;
     case kMultiExtend:
       return kMultiExtendLua;
+    case kLookupById:
+      return kLookupByIdLua;
     default:
       return {};
   }
 }
 
-std::string LockKey(std::string_view key) { return absl::StrCat("tollgate:{", AV(key), "}:lock"); }
+std::string LockKey(std::string_view key) {
+  return absl::StrCat(AV(kLockKeyPrefix), AV(key), AV(kLockKeySuffix));
+}
+std::string IndexKey(std::string_view lock_id) { return absl::StrCat("tollgate:i:", AV(lock_id)); }
 std::string FenceKey(std::string_view key) {
   return absl::StrCat("tollgate:{", AV(key), "}:fence");
 }
@@ -314,24 +362,41 @@ absl::Status ValidateRedisCost(Decimal cost) {
 }
 
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id, bool global_fences, Duration lock_delay) {
+                       const std::string& lock_id, bool global_fences, Duration lock_delay,
+                       WallTime acquired_at, bool index) {
   ScriptCall call{kAcquire,
                   {LockKey(key), FenceKey(key)},
                   {lock_id, TtlMs(ttl), owner ? "1" : "0", owner.value_or(""),
-                   lock_delay > Duration(0) ? TtlMs(lock_delay) : "0"}};
+                   lock_delay > Duration(0) ? TtlMs(lock_delay) : "0",
+                   std::to_string(AcquiredAtMs(acquired_at))}};
   if (global_fences) call.keys.push_back(std::string(kGlobalFenceKey));
+  if (index) {
+    call.keys.push_back(IndexKey(lock_id));
+    call.args.push_back(std::string(key));
+  }
   return call;
 }
 
-ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id) {
-  return ScriptCall{kRelease, {LockKey(key)}, {std::string(lock_id)}};
+ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id, bool index) {
+  ScriptCall call{kRelease, {LockKey(key)}, {std::string(lock_id)}};
+  if (index) call.keys.push_back(IndexKey(lock_id));
+  return call;
 }
 
-ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl) {
-  return ScriptCall{kExtend, {LockKey(key)}, {std::string(lock_id), TtlMs(ttl)}};
+ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl, bool index) {
+  ScriptCall call{kExtend, {LockKey(key)}, {std::string(lock_id), TtlMs(ttl)}};
+  if (index) call.keys.push_back(IndexKey(lock_id));
+  return call;
 }
 
 ScriptCall InfoCall(std::string_view key) { return ScriptCall{kInfo, {LockKey(key)}, {}}; }
+
+ScriptCall LookupByIdCall(std::string_view lock_id) {
+  return ScriptCall{
+      kLookupById,
+      {IndexKey(lock_id)},
+      {std::string(lock_id), std::string(kLockKeyPrefix), std::string(kLockKeySuffix)}};
+}
 
 ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value,
                       bool global_fences) {
@@ -369,13 +434,14 @@ ScriptCall BucketsCall(std::vector<std::string> keys, std::span<const BucketPara
 }
 
 absl::StatusOr<std::optional<LeaseGrant>> DecodeAcquire(const redisReply* r, std::string lock_id,
-                                                        Duration ttl) {
+                                                        Duration ttl, WallTime acquired_at) {
   if (r->type == REDIS_REPLY_NIL) return std::optional<LeaseGrant>();
   uint64_t fence = 0;
   if (r->type != REDIS_REPLY_STRING || !absl::SimpleAtoi(AV(Str(r)), &fence)) {
     return Unexpected("acquire");
   }
-  return std::optional<LeaseGrant>(LeaseGrant{std::move(lock_id), fence, ttl});
+  return std::optional<LeaseGrant>(
+      LeaseGrant{std::move(lock_id), fence, ttl, MsToWallTime(AcquiredAtMs(acquired_at))});
 }
 
 absl::Status DecodeRelease(const redisReply* r, std::string_view key) {
@@ -392,18 +458,21 @@ absl::StatusOr<Duration> DecodeExtend(const redisReply* r, std::string_view key,
 
 absl::StatusOr<std::optional<LeaseInfo>> DecodeInfo(const redisReply* v) {
   if (v->type == REDIS_REPLY_NIL) return std::optional<LeaseInfo>();
-  LeaseInfo info;
-  if (v->type != REDIS_REPLY_ARRAY || v->elements < 2 ||
-      v->element[0]->type != REDIS_REPLY_STRING ||
-      !absl::SimpleAtoi(AV(Str(v->element[0])), &info.fence) ||
-      v->element[1]->type != REDIS_REPLY_INTEGER) {
-    return Unexpected("info");
+  if (v->type != REDIS_REPLY_ARRAY) return Unexpected("info");
+  std::optional<LeaseInfo> info = DecodeLease(v->element, v->elements);
+  if (!info) return Unexpected("info");
+  return info;
+}
+
+absl::StatusOr<std::optional<LeaseById>> DecodeLookupById(const redisReply* v) {
+  if (v->type == REDIS_REPLY_NIL) return std::optional<LeaseById>();
+  if (v->type != REDIS_REPLY_ARRAY || v->elements < 1 ||
+      v->element[0]->type != REDIS_REPLY_STRING) {
+    return Unexpected("lookup by lock_id");
   }
-  info.ttl_remaining = std::chrono::milliseconds(std::max<long long>(v->element[1]->integer, 0));
-  if (v->elements >= 3 && v->element[2]->type == REDIS_REPLY_STRING) {
-    info.owner = std::string(Str(v->element[2]));
-  }
-  return std::optional<LeaseInfo>(std::move(info));
+  std::optional<LeaseInfo> info = DecodeLease(v->element + 1, v->elements - 1);
+  if (!info) return Unexpected("lookup by lock_id");
+  return std::optional<LeaseById>(LeaseById{std::string(Str(v->element[0])), std::move(*info)});
 }
 
 absl::StatusOr<std::optional<FencedValue>> DecodeFencedGet(const redisReply* v) {

@@ -42,6 +42,8 @@ enum Script {
   kMultiAcquire,
   kMultiRelease,
   kMultiExtend,
+  // Lookup by lock_id (lua/lookup_by_id.lua; standalone Redis only).
+  kLookupById,
   kCount
 };
 
@@ -72,10 +74,21 @@ inline std::string_view Str(const redisReply* r) { return {r->str, r->len}; }
 inline constexpr std::string_view kGlobalFenceKey = "tollgate:fence";
 
 std::string LockKey(std::string_view key);
+// LockKey(key) == kLockKeyPrefix + key + kLockKeySuffix (the lookup script builds it so).
+inline constexpr std::string_view kLockKeyPrefix = "tollgate:{";
+inline constexpr std::string_view kLockKeySuffix = "}:lock";
+// Standalone Redis: the reverse index of a single-key lease, tollgate:i:<lock_id> -> the caller's
+// key, written by the acquire with the lease's PX, kept in step by extend (PEXPIRE) and dropped by
+// release (DEL) in the same scripts. A cluster has no index: it lives in another slot than the
+// lease (see LookupByIdCall).
+std::string IndexKey(std::string_view lock_id);
 std::string FenceKey(std::string_view key);
 std::string RegKey(std::string_view resource);
 std::string ThrottleKey(std::string_view key);
 std::string LayerKey(std::string_view layer, std::string_view key);
+
+// `t` as the lease hash stores it: whole Unix milliseconds, floored (before the epoch too).
+int64_t AcquiredAtMs(WallTime t);
 
 // ---- Validation and calls (InvalidArgument as the synchronous backend always said) ----
 
@@ -100,11 +113,24 @@ absl::Status ValidateRedisCost(Decimal cost);
 //
 // `lock_delay` > 0: a lease that expires without release keeps the key blocked that much longer
 // (see the scripts); Release, Extend and Info then see the lease gone at its ttl.
+//
+// `acquired_at`: the tollgate process's Clock::WallNow() at the grant, stored in the lease hash
+// ('at', whole Unix milliseconds, floored: AcquiredAtMs) and reported by Info and LookupById; the
+// one time authority is the tollgate process, never Redis TIME.
+//
+// `index` (standalone Redis only; a cluster cannot reach IndexKey from the lease's slot): the
+// acquire also sets IndexKey(lock_id) -> key with the lease's PX, and release and extend of a
+// lease keep it in step (DEL, PEXPIRE) in the same script.
 ScriptCall AcquireCall(std::string_view key, Duration ttl, const std::optional<std::string>& owner,
-                       const std::string& lock_id, bool global_fences, Duration lock_delay);
-ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id);
-ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl);
+                       const std::string& lock_id, bool global_fences, Duration lock_delay,
+                       WallTime acquired_at, bool index);
+ScriptCall ReleaseCall(std::string_view key, std::string_view lock_id, bool index);
+ScriptCall ExtendCall(std::string_view key, std::string_view lock_id, Duration ttl, bool index);
 ScriptCall InfoCall(std::string_view key);
+// Standalone Redis only: reads IndexKey(lock_id), then the lease of the key found there, and
+// answers only if that lease is unexpired and held by `lock_id` (read-only). `lock_id` must be
+// 32 lowercase hex characters (checked by the caller).
+ScriptCall LookupByIdCall(std::string_view lock_id);
 ScriptCall RegSetCall(std::string_view resource, uint64_t fence, std::string_view value,
                       bool global_fences);
 ScriptCall RegGetCall(std::string_view resource);
@@ -118,11 +144,16 @@ ScriptCall BucketsCall(std::vector<std::string> keys, std::span<const BucketPara
 // The decoded answer of each script (Internal "unexpected reply from Redis to ..." for a reply of
 // the wrong shape; FailedPrecondition "lease on 'k' is not held by this lock_id" for release and
 // extend of a lease not held).
+// DecodeAcquire's grant carries `acquired_at` floored to whole milliseconds (what Info reports).
 absl::StatusOr<std::optional<LeaseGrant>> DecodeAcquire(const redisReply* r, std::string lock_id,
-                                                        Duration ttl);
+                                                        Duration ttl, WallTime acquired_at);
 absl::Status DecodeRelease(const redisReply* r, std::string_view key);
 absl::StatusOr<Duration> DecodeExtend(const redisReply* r, std::string_view key, Duration ttl);
+// Info has the holder's lock_id, and acquired_at unless the lease was stored without one (by a
+// tollgate before it kept it).
 absl::StatusOr<std::optional<LeaseInfo>> DecodeInfo(const redisReply* r);
+// LookupById's answer (waiters 0).
+absl::StatusOr<std::optional<LeaseById>> DecodeLookupById(const redisReply* r);
 absl::StatusOr<std::optional<FencedValue>> DecodeFencedGet(const redisReply* r);
 // The bucket script's answer for `n` buckets: its all-or-nothing verdict and one Decision each.
 absl::StatusOr<std::pair<bool, std::vector<Decision>>> DecodeBuckets(const redisReply* r, size_t n);

@@ -1,11 +1,13 @@
 -- tollgate: multi-key lock acquire, all or nothing (Redis backend; see
 -- src/backends/redis/multi_scripts.h). Each key becomes an ordinary lease (the layout of the
--- single-key acquire in scripts.cc: hash tollgate:{key}:lock with 'id', 'fence'[, 'owner'][, 'exp',
--- 'd'] and counter tollgate:{key}:fence), all with one lock_id and one fence.
+-- single-key acquire in scripts.cc: hash tollgate:{key}:lock with 'id', 'fence'[, 'owner'], 'at'[,
+-- 'exp', 'd'] and counter tollgate:{key}:fence), all with one lock_id and one fence. No index key
+-- tollgate:i:<lock_id>: a group is not found by lock_id.
 --
 -- KEYS[1..n]: the lock hashes; KEYS[n+1..2n]: their fence counters; KEYS[2n+1]: standalone Redis
 -- only: the global fence counter tollgate:fence.
--- ARGV: lock_id, ttl_ms, has_owner ('0'/'1'), owner, delay_ms, n.
+-- ARGV: lock_id, ttl_ms, has_owner ('0'/'1'), owner, delay_ms, n, acquired_at_ms (Unix ms of the
+-- tollgate process's clock).
 --
 -- Any lock hash present (held, or in lock-delay: see the single-key acquire) -> nil, nothing
 -- changed. Else the fence is one more than the highest of the counters (each key's and the global
@@ -33,9 +35,9 @@ if d > 0 then
 end
 for i = 1, n do
   if ARGV[3] == '1' then
-    redis.call('HSET', KEYS[i], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4])
+    redis.call('HSET', KEYS[i], 'id', ARGV[1], 'fence', f, 'owner', ARGV[4], 'at', ARGV[7])
   else
-    redis.call('HSET', KEYS[i], 'id', ARGV[1], 'fence', f)
+    redis.call('HSET', KEYS[i], 'id', ARGV[1], 'fence', f, 'at', ARGV[7])
   end
   if d > 0 then
     redis.call('HSET', KEYS[i], 'exp', exp, 'd', d)
