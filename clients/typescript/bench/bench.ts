@@ -1,8 +1,9 @@
 // Throughput of the TypeScript packages next to their peers, in one node process, at 1 and 64
 // concurrent operations:
 //   - consume() decisions/s: @tollgate/ws-kit (THROTTLE on `tollgate serve`) vs @ws-kit/memory;
-//   - acquire+release pairs/s: @tollgate/syncguard (on `tollgate serve`, embedded store and
-//     --backend redis) vs redlock on the same redis-server.
+//   - acquire+release pairs/s: @tollgate/syncguard vs redlock: on the durable embedded store vs
+//     redlock on a Redis with appendfsync always (both on disk before replying), and on
+//     `tollgate serve --backend redis` vs redlock on that same (non-persistent) redis-server.
 // Usage: npm run bench [-- --seconds S]   (TOLLGATE_BIN selects the server binary)
 import { memoryRateLimiter } from "@ws-kit/memory";
 import { Redis } from "ioredis";
@@ -42,7 +43,8 @@ function row(what: string, c: number, ours: number, peer: number) {
 
 const tollgate = await startTollgate();
 const redis = await startRedis();
-if (redis === null) throw new Error("the benchmark needs redis-server (apt-get install redis-server)");
+const durableRedis = await startRedis({ fsync: true });
+if (redis === null || durableRedis === null) throw new Error("the benchmark needs redis-server (apt-get install redis-server)");
 const tollgateOnRedis = await startTollgate({ backend: redis.url });
 try {
   // ---- rate limiting
@@ -56,13 +58,17 @@ try {
   await tg.dispose();
 
   // ---- locks
-  const redlockClient = new Redis(redis.url);
-  const redlock = new Redlock([redlockClient], { retryCount: 0 });
-  const redlockPair = async (w: number, i: number) => {
-    const lock = await redlock.acquire([`rl:${w}:${i}`], 30000);
-    await lock.release();
-  };
-  for (const [name, url] of [["tollgate serve (embedded store)", tollgate.url], ["tollgate serve --backend redis", tollgateOnRedis.url]] as const) {
+  const cases = [
+    ["tollgate serve (embedded store, fsync) vs redlock on redis-server (appendfsync always)", tollgate.url, durableRedis.url],
+    ["tollgate serve --backend redis vs redlock on that redis-server (no persistence)", tollgateOnRedis.url, redis.url],
+  ] as const;
+  for (const [name, url, redlockUrl] of cases) {
+    const redlockClient = new Redis(redlockUrl);
+    const redlock = new Redlock([redlockClient], { retryCount: 0 });
+    const redlockPair = async (w: number, i: number) => {
+      const lock = await redlock.acquire([`rl:${w}:${i}`], 30000);
+      await lock.release();
+    };
     const be = createTollgateBackend({ url, keyPrefix: "bench" });
     const pair = async (w: number, i: number) => {
       const r = await be.acquire({ key: `sg:${w}:${i}`, ttlMs: 30000 });
@@ -72,15 +78,16 @@ try {
     for (const c of [1, 64]) {
       const ours = await measure(c, pair);
       const peer = await measure(c, redlockPair);
-      row(`acquire+release: @tollgate/syncguard on ${name} vs redlock on redis-server`, c, ours, peer);
+      row(`acquire+release: @tollgate/syncguard on ${name}`, c, ours, peer);
     }
     await be.dispose();
+    redlockClient.disconnect();
   }
-  redlockClient.disconnect();
 } finally {
   await tollgate.stop();
   await tollgateOnRedis.stop();
   await redis.stop();
+  await durableRedis.stop();
 }
 
 console.log(`\n${SECONDS} s per cell, node ${process.version}, one process, ops/s:\n`);

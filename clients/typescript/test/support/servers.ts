@@ -92,13 +92,18 @@ export async function startTollgate(
   return { url: `redis://127.0.0.1:${port}`, port, dir, stop: stopper(child, dir), kill: stopper(child, dir, "SIGKILL") };
 }
 
-/** Starts a throwaway redis-server (no persistence), or returns null when none is installed. */
-export async function startRedis(): Promise<Running | null> {
+/**
+ * Starts a throwaway redis-server, or returns null when none is installed. Without persistence by
+ * default; `fsync: true` gives appendonly with appendfsync always (every write on disk before its
+ * reply, as tollgate's embedded store does).
+ */
+export async function startRedis(opts: { fsync?: boolean } = {}): Promise<Running | null> {
   const bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].find((p) => existsSync(p));
   if (!bin) return null;
   const dir = mkdtempSync(join(tmpdir(), "tollgate-ts-redis-"));
   const port = await freePort();
-  const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
+  const persistence = opts.fsync ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
+  const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence, "--dir", dir], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   await waitForLine(child, /Ready to accept connections/, "redis-server");
