@@ -116,19 +116,7 @@ std::string ReadAll(RawConn& c, size_t first = 1) {
   return s + c.Read(1 << 16, 100);
 }
 
-std::vector<std::string> Kinds() {
-  std::vector<std::string> kinds = {"embedded"};
-#ifdef TOLLGATE_HAVE_REDIS_BACKEND
-  kinds.push_back("redis");
-#endif
-#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
-  kinds.push_back("postgres");
-#endif
-#ifdef TOLLGATE_HAVE_ETCD_BACKEND
-  kinds.push_back("etcd");
-#endif
-  return kinds;
-}
+std::vector<std::string> Kinds() { return ServerKinds(/*with_embedded=*/true); }
 
 class LockIdServerTest : public ::testing::TestWithParam<std::string> {
  protected:

@@ -22,19 +22,7 @@ std::string Str(const redisReply* r) {
   return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : std::string();
 }
 
-std::vector<std::string> Kinds() {
-  std::vector<std::string> kinds = {"embedded"};
-#ifdef TOLLGATE_HAVE_REDIS_BACKEND
-  kinds.push_back("redis");
-#endif
-#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
-  kinds.push_back("postgres");
-#endif
-#ifdef TOLLGATE_HAVE_ETCD_BACKEND
-  kinds.push_back("etcd");
-#endif
-  return kinds;
-}
+std::vector<std::string> Kinds() { return ServerKinds(/*with_embedded=*/true); }
 
 class SemMultiServerTest : public ::testing::TestWithParam<std::string> {
  protected:

@@ -440,19 +440,7 @@ TEST(SharedLockDelayTest, RedisBackendHonoursLockDelay) {
 }
 #endif
 
-std::vector<std::string> Kinds() {
-  std::vector<std::string> kinds;
-#ifdef TOLLGATE_HAVE_REDIS_BACKEND
-  kinds.push_back("redis");
-#endif
-#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
-  kinds.push_back("postgres");
-#endif
-#ifdef TOLLGATE_HAVE_ETCD_BACKEND
-  kinds.push_back("etcd");
-#endif
-  return kinds;
-}
+std::vector<std::string> Kinds() { return ServerKinds(/*with_embedded=*/false); }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SharedWaitTest, ::testing::ValuesIn(Kinds()),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });

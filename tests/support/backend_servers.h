@@ -130,6 +130,24 @@ class Async {
   std::chrono::steady_clock::time_point at_{};
 };
 
+// The backends `tollgate serve` can run on in this build, by --backend scheme ("redis",
+// "postgres", "etcd"), preceded by "embedded" when `with_embedded`: the parameters of the server
+// test suites that run on each.
+inline std::vector<std::string> ServerKinds(bool with_embedded) {
+  std::vector<std::string> kinds;
+  if (with_embedded) kinds.push_back("embedded");
+#ifdef TOLLGATE_HAVE_REDIS_BACKEND
+  kinds.push_back("redis");
+#endif
+#ifdef TOLLGATE_HAVE_POSTGRES_BACKEND
+  kinds.push_back("postgres");
+#endif
+#ifdef TOLLGATE_HAVE_ETCD_BACKEND
+  kinds.push_back("etcd");
+#endif
+  return kinds;
+}
+
 }  // namespace tollgate::testing
 
 #endif  // TOLLGATE_TESTS_SUPPORT_BACKEND_SERVERS_H_
