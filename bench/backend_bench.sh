@@ -436,7 +436,8 @@ echo "- direct: the very scripts tollgate runs, read at run time from $ACQ_SRC a
   "$LOCK_ID, same length): \`$(quoted "${ACQ_DIRECT[@]}")\` and \`$(quoted "${THR_DIRECT[@]}")\`." \
   "redis-benchmark gives each __rand_int__ its own random number, so where a call names one key" \
   "twice (the acquire's lock and per-key fence keys) the direct call names two random keys of the" \
-  "same space: the same Redis work per call, not the same fence sequence."
+  "same space: the same Redis work per call, not the same fence sequence. The lock-id index key" \
+  "(tollgate:i:<lock id>) carries the fixed id, so every direct call sets that one key."
 echo "- replies checked by hand before the runs (fresh keys): LOCK.ACQUIRE -> [${TG_ACQ1// /, }], again ->" \
   "nil; EVALSHA acquire -> \"$RD_ACQ1\" (a fence), again -> nil; THROTTLE -> [${TG_THR1// /, }];" \
   "EVALSHA buckets -> [${RD_THR1// /, }] (the overall verdict, then the bucket's allowed, remaining," \
