@@ -158,6 +158,9 @@ export function classify(err: unknown): ClassifiedFailure {
   ) {
     return { kind: "unavailable", message };
   }
+  // A server whose backend lacks a feature (lookup by lock_id on a Redis Cluster) is not a bad
+  // argument of the caller's.
+  if (/^ERR\b.*cannot look leases up/.test(raw)) return { kind: "internal", message };
   if (/^ERR\b.*(must|expected|unknown|invalid|not an integer|wrong number)/i.test(raw)) {
     return { kind: "invalid", message };
   }
