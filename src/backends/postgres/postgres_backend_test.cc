@@ -76,6 +76,47 @@ class PostgresBackendTest : public ::testing::Test {
     ASSERT_TRUE(b.ok()) << b.status();
     b_ = std::move(*b);
   }
+  // Creates database `name` holding testdata/schema_v<version>.sql, as that release installed it,
+  // and returns its conninfo ("" after a failure, which is recorded).
+  static std::string DatabaseAtSchema(const std::string& name, int version) {
+    Session admin(server_->conninfo());
+    const std::string created = admin.Run("CREATE DATABASE " + name);
+    if (!created.empty()) {
+      ADD_FAILURE() << "CREATE DATABASE " << name << ": " << created;
+      return "";
+    }
+    const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(server_->port()) +
+                                 " user=postgres dbname=" + name;
+    const std::string path =
+        std::string(TOLLGATE_PG_TESTDATA) + "/schema_v" + std::to_string(version) + ".sql";
+    std::ifstream file(path);
+    std::stringstream sql;
+    sql << file.rdbuf();
+    Session db(conninfo);
+    if (!file.good() || db.Run(sql.str()) != "" ||
+        db.Value("SELECT version FROM tollgate_schema") != std::to_string(version)) {
+      ADD_FAILURE() << "could not install " << path << " into " << name;
+      return "";
+    }
+    return conninfo;
+  }
+  // The backend refuses `conninfo` (at schema `version`) naming both versions; MigratePostgres then
+  // upgrades it to kPostgresSchemaVersion. Returns the backend opened afterwards (nullptr after a
+  // failure, which is recorded).
+  static std::unique_ptr<Backend> RefusedThenMigrated(const std::string& conninfo, int version) {
+    auto stale = NewPostgresBackend(conninfo);
+    EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(stale.status().message()),
+                HasSubstr("version " + std::to_string(version) + ", this build needs " +
+                          std::to_string(kPostgresSchemaVersion)));
+    const absl::Status migrated = MigratePostgres(conninfo);
+    EXPECT_TRUE(migrated.ok()) << migrated;
+    EXPECT_EQ(Session(conninfo).Value("SELECT version FROM tollgate_schema"),
+              std::to_string(kPostgresSchemaVersion));
+    auto b = NewPostgresBackend(conninfo);
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? std::move(*b) : nullptr;
+  }
   static PostgresServer* server_;
   std::unique_ptr<Backend> b_;
 };
@@ -866,42 +907,26 @@ TEST_F(PostgresBackendTest, ConcurrentMultiAcquireDoesNotDeadlock) {
 // backend refuses it naming both versions; `tollgate migrate` upgrades it in place, keeping the
 // lease, and semaphores and multi-key locks then work.
 TEST_F(PostgresBackendTest, MigrateUpgradesThePreviousSchemaVersion) {
-  Session admin(server_->conninfo());
-  ASSERT_EQ(admin.Run("CREATE DATABASE schemav2"), "");
-  const std::string conninfo =
-      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=schemav2";
-  std::ifstream file(std::string(TOLLGATE_PG_TESTDATA) + "/schema_v2.sql");
-  ASSERT_TRUE(file.good());
-  std::stringstream v2;
-  v2 << file.rdbuf();
+  const std::string conninfo = DatabaseAtSchema("schemav2", 2);
+  ASSERT_FALSE(conninfo.empty());
   Session db(conninfo);
-  ASSERT_EQ(db.Run(v2.str()), "");
-  ASSERT_EQ(db.Value("SELECT version FROM tollgate_schema"), "2");
   const std::string old_fence = db.Value(
       "SELECT tollgate_acquire('\\x6f6c64'::bytea, '0123456789abcdef0123456789abcdef', "
       "30000000000, NULL)");
   ASSERT_EQ(old_fence, "1");
 
-  auto stale = NewPostgresBackend(conninfo);
-  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(stale.status().message()),
-              HasSubstr("version 2, this build needs " + std::to_string(kPostgresSchemaVersion)));
-
-  ASSERT_TRUE(MigratePostgres(conninfo).ok());
-  EXPECT_EQ(db.Value("SELECT version FROM tollgate_schema"),
-            std::to_string(kPostgresSchemaVersion));
-  auto b = NewPostgresBackend(conninfo);
-  ASSERT_TRUE(b.ok()) << b.status();
-  auto old = (*b)->Info("old");
+  std::unique_ptr<Backend> b = RefusedThenMigrated(conninfo, 2);
+  ASSERT_NE(b, nullptr);
+  auto old = b->Info("old");
   ASSERT_TRUE(old.ok() && old->has_value()) << old.status();
   EXPECT_EQ((*old)->fence, 1u);
-  auto taken = (*b)->MultiAcquire(Multi({"new", "old"}, seconds(30)));
+  auto taken = b->MultiAcquire(Multi({"new", "old"}, seconds(30)));
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_FALSE(taken->has_value());
-  auto multi = (*b)->MultiAcquire(Multi({"new", "other"}, seconds(30)));
+  auto multi = b->MultiAcquire(Multi({"new", "other"}, seconds(30)));
   ASSERT_TRUE(multi.ok() && multi->has_value()) << multi.status();
   EXPECT_GT((*multi)->fence, 1u);
-  auto permit = (*b)->SemAcquire(Sem("old", 2, seconds(30)));
+  auto permit = b->SemAcquire(Sem("old", 2, seconds(30)));
   ASSERT_TRUE(permit.ok() && permit->has_value()) << permit.status();
   EXPECT_GT((*permit)->fence, (*multi)->fence);
   EXPECT_TRUE(MigratePostgres(conninfo).ok());  // and again: idempotent
@@ -1004,17 +1029,9 @@ TEST_F(PostgresBackendTest, LookupByIdFindsNothingOnceTheLeaseExpiredOrWasRegran
 // grant held: the backend refuses it; `tollgate migrate` upgrades it in place; the old leases have
 // no acquisition time, the single one is found by its lock_id and the group's keys are not.
 TEST_F(PostgresBackendTest, MigrateUpgradesSchemaVersion3) {
-  Session admin(server_->conninfo());
-  ASSERT_EQ(admin.Run("CREATE DATABASE schemav3"), "");
-  const std::string conninfo =
-      "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=schemav3";
-  std::ifstream file(std::string(TOLLGATE_PG_TESTDATA) + "/schema_v3.sql");
-  ASSERT_TRUE(file.good());
-  std::stringstream v3;
-  v3 << file.rdbuf();
+  const std::string conninfo = DatabaseAtSchema("schemav3", 3);
+  ASSERT_FALSE(conninfo.empty());
   Session db(conninfo);
-  ASSERT_EQ(db.Run(v3.str()), "");
-  ASSERT_EQ(db.Value("SELECT version FROM tollgate_schema"), "3");
   const std::string old_id = "0123456789abcdef0123456789abcdef";
   const std::string group_id = "fedcba9876543210fedcba9876543210";
   ASSERT_EQ(
@@ -1024,32 +1041,24 @@ TEST_F(PostgresBackendTest, MigrateUpgradesSchemaVersion3) {
                      group_id + "', 30000000000, NULL)"),
             "2");
 
-  auto stale = NewPostgresBackend(conninfo);
-  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(stale.status().message()),
-              HasSubstr("version 3, this build needs " + std::to_string(kPostgresSchemaVersion)));
-
-  ASSERT_TRUE(MigratePostgres(conninfo).ok());
-  EXPECT_EQ(db.Value("SELECT version FROM tollgate_schema"),
-            std::to_string(kPostgresSchemaVersion));
-  auto b = NewPostgresBackend(conninfo);
-  ASSERT_TRUE(b.ok()) << b.status();
-  auto old = (*b)->Info("old");
+  std::unique_ptr<Backend> b = RefusedThenMigrated(conninfo, 3);
+  ASSERT_NE(b, nullptr);
+  auto old = b->Info("old");
   ASSERT_TRUE(old.ok() && old->has_value()) << old.status();
   EXPECT_EQ((*old)->fence, 1u);
   EXPECT_EQ((*old)->lock_id, old_id);
   EXPECT_EQ((*old)->acquired_at, std::nullopt);
-  auto found = (*b)->LookupById(old_id);
+  auto found = b->LookupById(old_id);
   ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
   EXPECT_EQ((*found)->key, "old");
   EXPECT_EQ((*found)->info.acquired_at, std::nullopt);
-  found = (*b)->LookupById(group_id);
+  found = b->LookupById(group_id);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_FALSE(found->has_value());
-  auto g1 = (*b)->Info("g1");
+  auto g1 = b->Info("g1");
   ASSERT_TRUE(g1.ok() && g1->has_value());
   EXPECT_EQ((*g1)->lock_id, group_id);
-  ASSERT_TRUE((*b)->Extend("old", old_id, seconds(40)).ok());
+  ASSERT_TRUE(b->Extend("old", old_id, seconds(40)).ok());
 
   // An older tollgate still running calls the functions with the version 3 arguments.
   EXPECT_EQ(db.Value("SELECT tollgate_acquire('\\x6f6c6432'::bytea, '" + old_id.substr(0, 31) +
@@ -1057,18 +1066,18 @@ TEST_F(PostgresBackendTest, MigrateUpgradesSchemaVersion3) {
             "t");
   EXPECT_EQ(db.Value("SELECT count(*) FROM tollgate_info('\\x6f6c6432'::bytea)"), "1");
 
-  auto fresh = (*b)->Acquire("new", seconds(30), std::nullopt);
+  auto fresh = b->Acquire("new", seconds(30), std::nullopt);
   ASSERT_TRUE(fresh.ok() && fresh->has_value()) << fresh.status();
   EXPECT_GT((*fresh)->fence, 2u);
   EXPECT_NE((*fresh)->acquired_at, WallTime());
-  found = (*b)->LookupById((*fresh)->lock_id);
+  found = b->LookupById((*fresh)->lock_id);
   ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
   EXPECT_EQ((*found)->info.acquired_at, (*fresh)->acquired_at);
   EXPECT_TRUE(MigratePostgres(conninfo).ok());  // and again: idempotent
-  found = (*b)->LookupById(group_id);
+  found = b->LookupById(group_id);
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_FALSE(found->has_value());
-  found = (*b)->LookupById(old_id);
+  found = b->LookupById(old_id);
   ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
 }
 
