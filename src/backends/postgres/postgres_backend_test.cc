@@ -85,8 +85,8 @@ class PostgresBackendTest : public ::testing::Test {
       ADD_FAILURE() << "CREATE DATABASE " << name << ": " << created;
       return "";
     }
-    const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(server_->port()) +
-                                 " user=postgres dbname=" + name;
+    const std::string conninfo =
+        "host=127.0.0.1 port=" + std::to_string(server_->port()) + " user=postgres dbname=" + name;
     const std::string path =
         std::string(TOLLGATE_PG_TESTDATA) + "/schema_v" + std::to_string(version) + ".sql";
     std::ifstream file(path);
